@@ -1,0 +1,229 @@
+#pragma once
+// The backend op table: everything the model and the optimizer ask of a device.
+// A backend fills one BackendOps table (function pointers, ggml style) and the
+// Backend wrapper forwards to it, so model code reads `be.matmul(x, w, y, ...)`
+// and never names BLAS, OpenMP or CUDA.
+//
+// Conventions shared by every op:
+// - Tensors are contiguous and row-major; activations are [N, C] with N = B*T
+//   tokens unless an op says otherwise. fp32 unless an op says otherwise.
+// - Gradients of *parameters* accumulate (+=) so micro-batches add up;
+//   gradients of *inputs* are overwritten (=).
+// - Nothing allocates: scratch memory comes in as arguments.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "qianjun/tensor.h"
+
+namespace qj {
+
+struct BackendOps {
+  // ---- memory and device ----
+  void* (*alloc)(void* ctx, size_t bytes);
+  void (*free)(void* ctx, void* ptr);
+  void (*copy_to_device)(void* ctx, void* dst, const void* src, size_t bytes);
+  void (*copy_to_host)(void* ctx, void* dst, const void* src, size_t bytes);
+  void (*synchronize)(void* ctx);
+  // Peak dense fp32/bf16 FLOP/s used for MFU (the CPU measures it with a GEMM).
+  double (*peak_flops)(void* ctx);
+
+  // ---- elementwise ----
+  void (*fill)(void* ctx, const Tensor& x, float value);
+  // out = a + b (out may alias a or b).
+  void (*add)(void* ctx, const Tensor& a, const Tensor& b, const Tensor& out);
+  // x *= alpha
+  void (*scale)(void* ctx, const Tensor& x, float alpha);
+
+  // ---- GEMM ----
+  // c = alpha * op(a) @ op(b) + beta * c, op(x) = x or x^T.
+  // 2-D: a [M,K] ([K,M] if trans_a), b [K,N] ([N,K] if trans_b), c [M,N].
+  // 3-D: the same with a leading batch dimension on all three.
+  void (*matmul)(void* ctx, const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a,
+                 bool trans_b, float alpha, float beta);
+  // y [N,C] += bias [C] broadcast over rows.
+  void (*add_bias)(void* ctx, const Tensor& y, const Tensor& bias);
+  // dbias [C] += sum over rows of dy [N,C].
+  void (*bias_backward)(void* ctx, const Tensor& dy, const Tensor& dbias);
+
+  // ---- normalisation (statistics in fp32) ----
+  // y = (x - mean) * rstd * w + b; saves mean [N], rstd [N]. b may be undefined.
+  void (*layernorm_forward)(void* ctx, const Tensor& x, const Tensor& w, const Tensor& b,
+                            const Tensor& y, const Tensor& mean, const Tensor& rstd, float eps);
+  // dx = ..., dw += ..., db += ... (db may be undefined).
+  void (*layernorm_backward)(void* ctx, const Tensor& dy, const Tensor& x, const Tensor& w,
+                             const Tensor& mean, const Tensor& rstd, const Tensor& dx,
+                             const Tensor& dw, const Tensor& db);
+  // y = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps); saves rstd [N].
+  void (*rmsnorm_forward)(void* ctx, const Tensor& x, const Tensor& w, const Tensor& y,
+                          const Tensor& rstd, float eps);
+  void (*rmsnorm_backward)(void* ctx, const Tensor& dy, const Tensor& x, const Tensor& w,
+                           const Tensor& rstd, const Tensor& dx, const Tensor& dw);
+
+  // ---- activations ----
+  // GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+  void (*gelu_forward)(void* ctx, const Tensor& x, const Tensor& y);
+  void (*gelu_backward)(void* ctx, const Tensor& dy, const Tensor& x, const Tensor& dx);
+  // SwiGLU on a fused projection h [N, 2F] = [gate | up]: y [N,F] = silu(gate) * up.
+  void (*swiglu_forward)(void* ctx, const Tensor& h, const Tensor& y);
+  void (*swiglu_backward)(void* ctx, const Tensor& dy, const Tensor& h, const Tensor& dh);
+
+  // ---- rotary positions (Hugging Face Llama convention) ----
+  // qkv [B, T, (H + 2*Hkv) * D] laid out as [q heads | k heads | v heads], each head
+  // D wide. Rotates the q and k heads in place; v is untouched. Dimension i pairs with
+  // i + D/2: (x_i, x_{i+D/2}) -> (x_i cos - x_{i+D/2} sin, x_{i+D/2} cos + x_i sin),
+  // angle = pos * theta^(-2i/D), pos = t (0-based within the sequence).
+  // cos/sin: [T, D/2] tables filled once by rope_tables.
+  void (*rope_tables)(void* ctx, const Tensor& cos, const Tensor& sin, float theta);
+  void (*rope_forward)(void* ctx, const Tensor& qkv, const Tensor& cos, const Tensor& sin,
+                       int heads, int kv_heads);
+  // Applies the inverse rotation in place to the q and k parts of dqkv.
+  void (*rope_backward)(void* ctx, const Tensor& dqkv, const Tensor& cos, const Tensor& sin,
+                        int heads, int kv_heads);
+
+  // ---- attention ----
+  // Causal self-attention with GQA: query head h reads kv head h / (H/Hkv).
+  // qkv [B,T,(H+2Hkv)*D] as for RoPE; out [B,T,H*D]; lse [B,H,T] saves the
+  // log-sum-exp of each softmax row (fp32) for backward. Scale 1/sqrt(D).
+  void (*attention_forward)(void* ctx, const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                            int heads, int kv_heads);
+  // dqkv [B,T,(H+2Hkv)*D] is overwritten.
+  void (*attention_backward)(void* ctx, const Tensor& dout, const Tensor& qkv, const Tensor& out,
+                             const Tensor& lse, const Tensor& dqkv, int heads, int kv_heads);
+
+  // ---- embeddings ----
+  // out [B*T, C] = wte[tokens] (+ wpe[t] if wpe is defined); tokens int32 [B*T],
+  // T = seq_len (row n has position n % T).
+  void (*embedding_forward)(void* ctx, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
+                            const Tensor& out, int seq_len);
+  // dwte += scatter of dout by token; dwpe += sum over the batch (if defined).
+  void (*embedding_backward)(void* ctx, const Tensor& dout, const Tensor& tokens,
+                             const Tensor& dwte, const Tensor& dwpe, int seq_len);
+
+  // ---- loss ----
+  // logits [N, Vp] (Vp >= vocab: columns >= vocab are padding and excluded from
+  // the softmax); targets int32 [N], ignore_index rows give loss 0.
+  // losses [N] = logsumexp(logits) - logits[target].
+  void (*cross_entropy_forward)(void* ctx, const Tensor& logits, const Tensor& targets,
+                                const Tensor& losses, int vocab, int ignore_index);
+  // Overwrites logits with dlogits = (softmax - onehot) * dloss, 0 on padding
+  // columns and on ignored rows.
+  void (*cross_entropy_backward)(void* ctx, const Tensor& logits, const Tensor& targets,
+                                 float dloss, int vocab, int ignore_index);
+
+  // ---- optimizer ----
+  // out [1] += sum(x^2), accumulated in at least fp32 (the CPU uses double inside).
+  void (*sum_squares)(void* ctx, const Tensor& x, const Tensor& out);
+  // AdamW with decoupled weight decay, bias-corrected, on fp32 tensors:
+  //   g = grad * grad_scale; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2
+  //   p -= lr * ( m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) + weight_decay * p )
+  void (*adamw_update)(void* ctx, const Tensor& param, const Tensor& grad, const Tensor& m,
+                       const Tensor& v, float lr, float beta1, float beta2, float eps,
+                       float weight_decay, int step, float grad_scale);
+};
+
+// A backend instance: its table plus its state.
+class Backend {
+ public:
+  Backend(std::string name, Device device, const BackendOps* ops, void* ctx)
+      : name_(std::move(name)), device_(device), ops_(ops), ctx_(ctx) {}
+
+  const std::string& name() const { return name_; }
+  Device device() const { return device_; }
+  const BackendOps& ops() const { return *ops_; }
+  void* ctx() const { return ctx_; }
+
+  void* alloc(size_t bytes) const { return ops_->alloc(ctx_, bytes); }
+  void free(void* p) const { ops_->free(ctx_, p); }
+  void copy_to_device(void* dst, const void* src, size_t n) const { ops_->copy_to_device(ctx_, dst, src, n); }
+  void copy_to_host(void* dst, const void* src, size_t n) const { ops_->copy_to_host(ctx_, dst, src, n); }
+  void synchronize() const { ops_->synchronize(ctx_); }
+  double peak_flops() const { return ops_->peak_flops(ctx_); }
+
+  void fill(const Tensor& x, float v) const { ops_->fill(ctx_, x, v); }
+  void add(const Tensor& a, const Tensor& b, const Tensor& out) const { ops_->add(ctx_, a, b, out); }
+  void scale(const Tensor& x, float alpha) const { ops_->scale(ctx_, x, alpha); }
+  void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
+              float alpha = 1.f, float beta = 0.f) const {
+    ops_->matmul(ctx_, a, b, c, trans_a, trans_b, alpha, beta);
+  }
+  void add_bias(const Tensor& y, const Tensor& bias) const { ops_->add_bias(ctx_, y, bias); }
+  void bias_backward(const Tensor& dy, const Tensor& db) const { ops_->bias_backward(ctx_, dy, db); }
+  void layernorm_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+                         const Tensor& mean, const Tensor& rstd, float eps) const {
+    ops_->layernorm_forward(ctx_, x, w, b, y, mean, rstd, eps);
+  }
+  void layernorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean,
+                          const Tensor& rstd, const Tensor& dx, const Tensor& dw,
+                          const Tensor& db) const {
+    ops_->layernorm_backward(ctx_, dy, x, w, mean, rstd, dx, dw, db);
+  }
+  void rmsnorm_forward(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd,
+                       float eps) const {
+    ops_->rmsnorm_forward(ctx_, x, w, y, rstd, eps);
+  }
+  void rmsnorm_backward(const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd,
+                        const Tensor& dx, const Tensor& dw) const {
+    ops_->rmsnorm_backward(ctx_, dy, x, w, rstd, dx, dw);
+  }
+  void gelu_forward(const Tensor& x, const Tensor& y) const { ops_->gelu_forward(ctx_, x, y); }
+  void gelu_backward(const Tensor& dy, const Tensor& x, const Tensor& dx) const {
+    ops_->gelu_backward(ctx_, dy, x, dx);
+  }
+  void swiglu_forward(const Tensor& h, const Tensor& y) const { ops_->swiglu_forward(ctx_, h, y); }
+  void swiglu_backward(const Tensor& dy, const Tensor& h, const Tensor& dh) const {
+    ops_->swiglu_backward(ctx_, dy, h, dh);
+  }
+  void rope_tables(const Tensor& cos, const Tensor& sin, float theta) const {
+    ops_->rope_tables(ctx_, cos, sin, theta);
+  }
+  void rope_forward(const Tensor& qkv, const Tensor& cos, const Tensor& sin, int heads,
+                    int kv_heads) const {
+    ops_->rope_forward(ctx_, qkv, cos, sin, heads, kv_heads);
+  }
+  void rope_backward(const Tensor& dqkv, const Tensor& cos, const Tensor& sin, int heads,
+                     int kv_heads) const {
+    ops_->rope_backward(ctx_, dqkv, cos, sin, heads, kv_heads);
+  }
+  void attention_forward(const Tensor& qkv, const Tensor& out, const Tensor& lse, int heads,
+                         int kv_heads) const {
+    ops_->attention_forward(ctx_, qkv, out, lse, heads, kv_heads);
+  }
+  void attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& out,
+                          const Tensor& lse, const Tensor& dqkv, int heads, int kv_heads) const {
+    ops_->attention_backward(ctx_, dout, qkv, out, lse, dqkv, heads, kv_heads);
+  }
+  void embedding_forward(const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
+                         const Tensor& out, int seq_len) const {
+    ops_->embedding_forward(ctx_, tokens, wte, wpe, out, seq_len);
+  }
+  void embedding_backward(const Tensor& dout, const Tensor& tokens, const Tensor& dwte,
+                          const Tensor& dwpe, int seq_len) const {
+    ops_->embedding_backward(ctx_, dout, tokens, dwte, dwpe, seq_len);
+  }
+  void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& losses,
+                             int vocab, int ignore_index) const {
+    ops_->cross_entropy_forward(ctx_, logits, targets, losses, vocab, ignore_index);
+  }
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, float dloss, int vocab,
+                              int ignore_index) const {
+    ops_->cross_entropy_backward(ctx_, logits, targets, dloss, vocab, ignore_index);
+  }
+  void sum_squares(const Tensor& x, const Tensor& out) const { ops_->sum_squares(ctx_, x, out); }
+  void adamw_update(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, float lr,
+                    float b1, float b2, float eps, float wd, int step, float grad_scale) const {
+    ops_->adamw_update(ctx_, p, g, m, v, lr, b1, b2, eps, wd, step, grad_scale);
+  }
+
+ private:
+  std::string name_;
+  Device device_;
+  const BackendOps* ops_;
+  void* ctx_;
+};
+
+// The registry: "cpu" is always present; "cuda" when built with CUDA.
+// Returns a process-lifetime backend or throws qj::Error naming the known ones.
+Backend& get_backend(const std::string& name);
+
+}  // namespace qj

@@ -1,0 +1,113 @@
+#pragma once
+// The validated run configuration: one struct per section of the JSON file
+// (see DESIGN.md "The config file"). Every field has a default; presets change
+// the defaults of the model section.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace qj {
+
+struct ModelConfig {
+  std::string preset = "gpt2";  // gpt2 | llama
+  int layers = 12;
+  int hidden = 768;
+  int heads = 12;
+  int kv_heads = 0;             // 0: equal to heads
+  int ffn_hidden = 0;           // 0: 4*hidden (gelu) or the Llama rule (swiglu)
+  int vocab = 50257;            // the real vocabulary; padded internally (padded_vocab)
+  int vocab_pad_to = 128;       // pad the embedding/head rows to a multiple of this
+  int seq_len = 1024;
+  std::string norm = "layernorm";      // layernorm | rmsnorm
+  std::string activation = "gelu";     // gelu | swiglu
+  std::string position = "learned";    // learned | rope
+  double rope_theta = 10000.0;
+  bool bias = true;
+  bool tied_embeddings = true;
+  double norm_eps = 1e-5;
+  std::string recompute = "none";      // none | selective | full
+  double init_std = 0.02;
+
+  int head_dim() const { return hidden / heads; }
+  int padded_vocab() const { return (vocab + vocab_pad_to - 1) / vocab_pad_to * vocab_pad_to; }
+  bool norm_has_bias() const { return norm == "layernorm" && bias; }
+  int64_t parameter_count() const;  // real (unpadded) parameters, as Hugging Face counts them
+};
+
+struct ParallelConfig {
+  int tp = 1;
+  int pp = 1;
+  int dp = 0;  // 0: whatever the world size leaves
+  bool sequence_parallel = false;
+  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved
+  int virtual_stages = 1;
+  double bucket_mb = 25;
+};
+
+struct TrainConfig {
+  int steps = 1000;
+  int global_batch = 32;   // sequences per optimizer step, all dp ranks together
+  int micro_batch = 4;     // sequences per forward pass per rank
+  double lr = 6e-4;
+  double min_lr = 6e-5;
+  int warmup_steps = 100;
+  double grad_clip = 1.0;  // 0: no clipping
+  uint64_t seed = 1234;
+  std::string precision = "fp32";  // fp32 | bf16
+  int eval_every = 100;            // 0: never
+  int eval_batches = 10;
+  int log_every = 1;
+  std::string export_path;         // write HF safetensors at the end ("" = no)
+  std::string init_from;           // load HF safetensors before step 1 ("" = no)
+};
+
+struct OptimConfig {
+  std::string name = "adamw";
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  int zero = 0;
+};
+
+struct DataConfig {
+  std::string train = "data/synthetic/train";  // indexed dataset prefix (.bin/.idx)
+  std::string valid = "data/synthetic/valid";  // "" : hold out valid_fraction of train
+  bool shuffle = true;
+  double valid_fraction = 0.0;
+};
+
+struct CheckpointConfig {
+  std::string dir;
+  int every = 0;
+  int keep = 3;
+  std::string resume = "auto";
+};
+
+struct BackendConfig {
+  std::string device = "cpu";
+  int threads = 0;  // 0: all cores (OMP default)
+};
+
+struct Config {
+  ModelConfig model;
+  ParallelConfig parallel;
+  TrainConfig train;
+  OptimConfig optim;
+  DataConfig data;
+  CheckpointConfig checkpoint;
+  BackendConfig backend;
+};
+
+// Reads a JSON config, applies "section.key=value" overrides, fills preset
+// defaults and validates. Throws qj::Error naming the offending field
+// (with the nearest valid key for an unknown one).
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+Config parse_config(const std::string& json_text, const std::vector<std::string>& overrides = {},
+                    const std::string& source_name = "<config>");
+// Checks cross-field rules (divisibility, ranges). Called by load/parse.
+void validate_config(const Config& config);
+// The config as JSON text (every key, after presets), for logs and checkpoints.
+std::string config_to_json(const Config& config);
+
+}  // namespace qj
