@@ -1,0 +1,47 @@
+#pragma once
+// What the trainer reports: a line per step (or a live progress bar on a
+// terminal), validation losses, a JSONL record per step, a final summary.
+#include <cstdio>
+#include <string>
+
+namespace qj {
+
+struct StepStats {
+  int step = 0;  // 1-based
+  float loss = 0;
+  float grad_norm = 0;
+  double lr = 0;
+  double seconds = 0;
+  double tokens = 0;
+  double flops = 0;  // model FLOPs of the step
+};
+
+class Metrics {
+ public:
+  Metrics(int total_steps, double peak_flops, const std::string& jsonl_path, int log_every);
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  void on_step(const StepStats& s);
+  void on_eval(int step, float valid_loss);
+  void summary();
+
+ private:
+  void print_line(const StepStats& s, double tokens_per_s, double mfu);
+  void print_bar(const StepStats& s, double tokens_per_s, double mfu);
+
+  int total_steps_;
+  double peak_flops_;
+  int log_every_;
+  bool terminal_;
+  FILE* jsonl_ = nullptr;
+  std::string jsonl_path_;
+  // running totals for the summary; the first step (warm-up) is left out of the rates
+  double elapsed_ = 0, timed_seconds_ = 0, timed_tokens_ = 0, timed_flops_ = 0;
+  float last_loss_ = 0, best_valid_ = 0;
+  bool have_valid_ = false;
+  int steps_seen_ = 0;
+};
+
+}  // namespace qj

@@ -1,0 +1,18 @@
+#pragma once
+// The memory plan of a training run: model parameters, gradients, activations
+// and optimizer state, computed from the config alone. qj-plan prints it and the
+// trainer allocates exactly it.
+#include "core/config.h"
+#include "core/memory_plan.h"
+
+namespace qj {
+
+MemoryPlan plan_training_run(const Config& config);
+
+// Model FLOPs per trained token (forward + backward): 6 per weight of every
+// matrix the token passes through (the head included, position embeddings
+// excluded) plus the attention scores and values, 6·layers·seq_len·hidden
+// (causal: half of the PaLM count 12·L·T·C).
+double training_flops_per_token(const ModelConfig& model);
+
+}  // namespace qj
