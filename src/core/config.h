@@ -31,8 +31,21 @@ struct ModelConfig {
   int head_dim() const { return hidden / heads; }
   int padded_vocab() const { return (vocab + vocab_pad_to - 1) / vocab_pad_to * vocab_pad_to; }
   bool norm_has_bias() const { return norm == "layernorm" && bias; }
-  int64_t parameter_count() const;  // real (unpadded) parameters, as Hugging Face counts them
+  // Real (unpadded) parameters, as Hugging Face counts them. kv_heads 0 and
+  // ffn_hidden 0 count as their derived defaults.
+  int64_t parameter_count() const;
+  bool operator==(const ModelConfig&) const = default;
 };
+
+// The model section's defaults for a preset ("gpt2" or "llama"); throws
+// qj::Error for any other name.
+ModelConfig model_preset(const std::string& preset);
+// ffn_hidden when the config leaves it 0: 4*hidden for gelu; for swiglu the
+// Llama rule, int(2*4*hidden/3) rounded up to a multiple of 256.
+int default_ffn_hidden(const ModelConfig& model);
+// Replaces kv_heads 0 by heads and ffn_hidden 0 by default_ffn_hidden().
+// parse_config/load_config have already done this to the config they return.
+void fill_derived_defaults(ModelConfig& model);
 
 struct ParallelConfig {
   int tp = 1;
@@ -42,6 +55,7 @@ struct ParallelConfig {
   std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved
   int virtual_stages = 1;
   double bucket_mb = 25;
+  bool operator==(const ParallelConfig&) const = default;
 };
 
 struct TrainConfig {
@@ -59,6 +73,7 @@ struct TrainConfig {
   int log_every = 1;
   std::string export_path;         // write HF safetensors at the end ("" = no)
   std::string init_from;           // load HF safetensors before step 1 ("" = no)
+  bool operator==(const TrainConfig&) const = default;
 };
 
 struct OptimConfig {
@@ -68,6 +83,7 @@ struct OptimConfig {
   double eps = 1e-8;
   double weight_decay = 0.1;
   int zero = 0;
+  bool operator==(const OptimConfig&) const = default;
 };
 
 struct DataConfig {
@@ -75,6 +91,7 @@ struct DataConfig {
   std::string valid = "data/synthetic/valid";  // "" : hold out valid_fraction of train
   bool shuffle = true;
   double valid_fraction = 0.0;
+  bool operator==(const DataConfig&) const = default;
 };
 
 struct CheckpointConfig {
@@ -82,11 +99,13 @@ struct CheckpointConfig {
   int every = 0;
   int keep = 3;
   std::string resume = "auto";
+  bool operator==(const CheckpointConfig&) const = default;
 };
 
 struct BackendConfig {
   std::string device = "cpu";
   int threads = 0;  // 0: all cores (OMP default)
+  bool operator==(const BackendConfig&) const = default;
 };
 
 struct Config {
@@ -97,6 +116,7 @@ struct Config {
   DataConfig data;
   CheckpointConfig checkpoint;
   BackendConfig backend;
+  bool operator==(const Config&) const = default;
 };
 
 // Reads a JSON config, applies "section.key=value" overrides, fills preset
@@ -105,7 +125,8 @@ struct Config {
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 Config parse_config(const std::string& json_text, const std::vector<std::string>& overrides = {},
                     const std::string& source_name = "<config>");
-// Checks cross-field rules (divisibility, ranges). Called by load/parse.
+// Checks ranges, enum values and cross-field rules (divisibility, ordering).
+// Called by load/parse; kv_heads 0 and ffn_hidden 0 are accepted as defaults.
 void validate_config(const Config& config);
 // The config as JSON text (every key, after presets), for logs and checkpoints.
 std::string config_to_json(const Config& config);

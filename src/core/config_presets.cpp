@@ -1,0 +1,62 @@
+// Model presets, the defaults derived from other fields, and the parameter count.
+#include "core/config.h"
+#include "qianjun/error.h"
+
+namespace qj {
+
+ModelConfig model_preset(const std::string& preset) {
+  ModelConfig model;  // the struct's defaults are GPT-2's
+  if (preset == "gpt2") return model;
+  if (preset == "llama") {
+    model.preset = "llama";
+    model.norm = "rmsnorm";
+    model.activation = "swiglu";
+    model.position = "rope";
+    model.bias = false;
+    model.tied_embeddings = false;
+    model.norm_eps = 1e-5;  // Llama 2's rms_norm_eps
+    model.rope_theta = 10000.0;
+    return model;
+  }
+  throw Error("config: model.preset='" + preset + "' is not one of: gpt2, llama");
+}
+
+int default_ffn_hidden(const ModelConfig& model) {
+  const int64_t hidden = model.hidden;
+  if (model.activation != "swiglu") return int(4 * hidden);
+  // SwiGLU has three matrices instead of two, so Llama shrinks 4*hidden by 2/3
+  // to keep the MLP's parameters, then rounds up to a multiple of 256.
+  const int64_t multiple = 256;
+  const int64_t shrunk = 2 * 4 * hidden / 3;
+  return int((shrunk + multiple - 1) / multiple * multiple);
+}
+
+void fill_derived_defaults(ModelConfig& model) {
+  if (model.kv_heads == 0) model.kv_heads = model.heads;
+  if (model.ffn_hidden == 0) model.ffn_hidden = default_ffn_hidden(model);
+}
+
+int64_t ModelConfig::parameter_count() const {
+  ModelConfig m = *this;
+  fill_derived_defaults(m);
+  const int64_t H = m.hidden, V = m.vocab, F = m.ffn_hidden, L = m.layers;
+  const int64_t head_dim = m.heads > 0 ? H / m.heads : 0;
+  const int64_t kv_width = m.kv_heads * head_dim;  // width of K and of V
+  const int64_t norm = m.norm_has_bias() ? 2 * H : H;
+
+  // Attention: Q and O are H x H, K and V are H x kv_width; biases on all four.
+  int64_t attention = 2 * H * H + 2 * H * kv_width;
+  if (m.bias) attention += 2 * H + 2 * kv_width;
+  // MLP: up (and gate for SwiGLU) H x F, down F x H.
+  const int64_t up_matrices = m.activation == "swiglu" ? 2 : 1;
+  int64_t mlp = (up_matrices + 1) * H * F;
+  if (m.bias) mlp += up_matrices * F + H;
+  const int64_t layer = 2 * norm + attention + mlp;
+
+  int64_t total = V * H + L * layer + norm;  // token embedding, blocks, final norm
+  if (m.position == "learned") total += int64_t(m.seq_len) * H;
+  if (!m.tied_embeddings) total += V * H;  // lm_head (no bias)
+  return total;
+}
+
+}  // namespace qj

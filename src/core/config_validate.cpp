@@ -1,0 +1,175 @@
+// validate_config: ranges, enum values and the rules that tie fields together.
+// Every message starts with "config: " and names the fields with their values.
+#include <cmath>
+#include <initializer_list>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config.h"
+#include "core/nearest_name.h"
+#include "qianjun/error.h"
+
+namespace qj {
+namespace {
+
+// "model.hidden=768", "train.lr=0.0003", "model.norm='rmsnorm'".
+std::string show(const std::string& field, int value) { return field + "=" + std::to_string(value); }
+std::string show(const std::string& field, double value) {
+  return field + "=" + nlohmann::json(value).dump();  // shortest text that round-trips
+}
+std::string show(const std::string& field, const std::string& value) {
+  return field + "='" + value + "'";
+}
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw Error("config: " + message);
+}
+
+void at_least(const std::string& field, int value, int minimum) {
+  require(value >= minimum, show(field, value) + " must be >= " + std::to_string(minimum));
+}
+
+void at_least(const std::string& field, double value, double minimum) {
+  require(std::isfinite(value) && value >= minimum,
+          show(field, value) + " must be >= " + nlohmann::json(minimum).dump());
+}
+
+void positive(const std::string& field, double value) {
+  require(std::isfinite(value) && value > 0, show(field, value) + " must be > 0");
+}
+
+void one_of(const std::string& field, const std::string& value,
+            std::initializer_list<const char*> allowed) {
+  std::vector<std::string> names(allowed.begin(), allowed.end());
+  for (const std::string& name : names) {
+    if (value == name) return;
+  }
+  std::string list;
+  for (const std::string& name : names) list += (list.empty() ? "" : ", ") + name;
+  require(false, show(field, value) + " is not one of: " + list + " (did you mean '" +
+                     nearest_name(value, names) + "'?)");
+}
+
+void divides(const std::string& divisor_field, int divisor, const std::string& field, int value) {
+  require(divisor > 0 && value % divisor == 0,
+          show(field, value) + " is not divisible by " + show(divisor_field, divisor));
+}
+
+void validate_model(const ModelConfig& m) {
+  one_of("model.preset", m.preset, {"gpt2", "llama"});
+  at_least("model.layers", m.layers, 1);
+  at_least("model.hidden", m.hidden, 1);
+  at_least("model.heads", m.heads, 1);
+  at_least("model.kv_heads", m.kv_heads, 0);
+  at_least("model.ffn_hidden", m.ffn_hidden, 0);
+  at_least("model.vocab", m.vocab, 2);
+  at_least("model.vocab_pad_to", m.vocab_pad_to, 1);
+  at_least("model.seq_len", m.seq_len, 1);
+  one_of("model.norm", m.norm, {"layernorm", "rmsnorm"});
+  one_of("model.activation", m.activation, {"gelu", "swiglu"});
+  one_of("model.position", m.position, {"learned", "rope"});
+  one_of("model.recompute", m.recompute, {"none", "selective", "full"});
+  positive("model.rope_theta", m.rope_theta);
+  positive("model.norm_eps", m.norm_eps);
+  positive("model.init_std", m.init_std);
+
+  divides("model.heads", m.heads, "model.hidden", m.hidden);
+  ModelConfig resolved = m;
+  fill_derived_defaults(resolved);
+  divides("model.kv_heads", resolved.kv_heads, "model.heads", m.heads);
+  positive("model.ffn_hidden (after defaults)", resolved.ffn_hidden);
+  if (m.position == "rope") {
+    // RoPE rotates pairs of channels, so each head needs an even width.
+    require(m.head_dim() % 2 == 0, "model.position='rope' needs an even head dimension, but " +
+                                       show("model.hidden", m.hidden) + " / " +
+                                       show("model.heads", m.heads) + " = " +
+                                       std::to_string(m.head_dim()));
+  }
+}
+
+void validate_parallel(const ParallelConfig& p, const ModelConfig& m) {
+  at_least("parallel.tp", p.tp, 1);
+  at_least("parallel.pp", p.pp, 1);
+  at_least("parallel.dp", p.dp, 0);
+  at_least("parallel.virtual_stages", p.virtual_stages, 1);
+  positive("parallel.bucket_mb", p.bucket_mb);
+  one_of("parallel.schedule", p.schedule, {"gpipe", "1f1b", "interleaved"});
+  require(p.virtual_stages == 1 || p.schedule == "interleaved",
+          show("parallel.virtual_stages", p.virtual_stages) + " needs " +
+              show("parallel.schedule", std::string("interleaved")) + ", not " +
+              show("parallel.schedule", p.schedule));
+
+  // Megatron's splits: heads, kv groups and the MLP column-wise, the vocabulary
+  // row-wise; each tp rank needs a whole share.
+  ModelConfig r = m;
+  fill_derived_defaults(r);
+  divides("parallel.tp", p.tp, "model.heads", r.heads);
+  divides("parallel.tp", p.tp, "model.kv_heads", r.kv_heads);
+  divides("parallel.tp", p.tp, "model.ffn_hidden", r.ffn_hidden);
+  require(r.padded_vocab() % p.tp == 0,
+          "the padded vocabulary " + std::to_string(r.padded_vocab()) + " (" +
+              show("model.vocab", r.vocab) + " rounded up to a multiple of " +
+              show("model.vocab_pad_to", r.vocab_pad_to) + ") is not divisible by " +
+              show("parallel.tp", p.tp) + "; make model.vocab_pad_to a multiple of parallel.tp");
+  if (p.sequence_parallel) divides("parallel.tp", p.tp, "model.seq_len", r.seq_len);
+  require(int64_t(p.pp) * p.virtual_stages <= r.layers,
+          show("model.layers", r.layers) + " is fewer than " + show("parallel.pp", p.pp) +
+              " x " + show("parallel.virtual_stages", p.virtual_stages) + " model chunks");
+}
+
+void validate_train(const TrainConfig& t, const ParallelConfig& p) {
+  at_least("train.steps", t.steps, 0);
+  at_least("train.global_batch", t.global_batch, 1);
+  at_least("train.micro_batch", t.micro_batch, 1);
+  divides("train.micro_batch", t.micro_batch, "train.global_batch", t.global_batch);
+  if (p.dp > 0) {
+    require(t.global_batch % (int64_t(t.micro_batch) * p.dp) == 0,
+            show("train.global_batch", t.global_batch) + " is not divisible by " +
+                show("train.micro_batch", t.micro_batch) + " x " + show("parallel.dp", p.dp));
+  }
+  at_least("train.lr", t.lr, 0.0);
+  at_least("train.min_lr", t.min_lr, 0.0);
+  require(t.min_lr <= t.lr, show("train.min_lr", t.min_lr) + " must be <= " + show("train.lr", t.lr));
+  at_least("train.warmup_steps", t.warmup_steps, 0);
+  require(t.warmup_steps <= t.steps, show("train.warmup_steps", t.warmup_steps) +
+                                         " must be <= " + show("train.steps", t.steps));
+  at_least("train.grad_clip", t.grad_clip, 0.0);
+  one_of("train.precision", t.precision, {"fp32", "bf16"});
+  at_least("train.eval_every", t.eval_every, 0);
+  at_least("train.eval_batches", t.eval_batches, t.eval_every > 0 ? 1 : 0);
+  at_least("train.log_every", t.log_every, 1);
+}
+
+void validate_optim(const OptimConfig& o) {
+  one_of("optim.name", o.name, {"adamw"});
+  for (auto [field, beta] : {std::pair{"optim.beta1", o.beta1}, std::pair{"optim.beta2", o.beta2}}) {
+    require(beta >= 0 && beta < 1, show(field, beta) + " must be in [0, 1)");
+  }
+  positive("optim.eps", o.eps);
+  at_least("optim.weight_decay", o.weight_decay, 0.0);
+  require(o.zero == 0 || o.zero == 1, show("optim.zero", o.zero) + " must be 0 or 1 (ZeRO-1)");
+}
+
+void validate_io(const Config& c) {
+  require(!c.data.train.empty(), "data.train must name a dataset (prefix of .bin/.idx)");
+  require(c.data.valid_fraction >= 0 && c.data.valid_fraction < 1,
+          show("data.valid_fraction", c.data.valid_fraction) + " must be in [0, 1)");
+  at_least("checkpoint.every", c.checkpoint.every, 0);
+  at_least("checkpoint.keep", c.checkpoint.keep, 1);
+  require(c.checkpoint.every == 0 || !c.checkpoint.dir.empty(),
+          show("checkpoint.every", c.checkpoint.every) + " needs checkpoint.dir");
+  require(!c.backend.device.empty(), "backend.device must not be empty (cpu, cuda or a plugin)");
+  at_least("backend.threads", c.backend.threads, 0);
+}
+
+}  // namespace
+
+void validate_config(const Config& config) {
+  validate_model(config.model);
+  validate_parallel(config.parallel, config.model);
+  validate_train(config.train, config.parallel);
+  validate_optim(config.optim);
+  validate_io(config);
+}
+
+}  // namespace qj

@@ -1,0 +1,363 @@
+// The run configuration: the shipped configs against published model sizes,
+// presets, overrides, the JSON round trip, and one error per kind of bad input.
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config.h"
+#include "qianjun/error.h"
+
+namespace fs = std::filesystem;
+using Catch::Contains;
+using Catch::StartsWith;
+
+namespace {
+
+fs::path source_dir() {
+  if (const char* dir = std::getenv("QJ_SOURCE_DIR")) return dir;
+  return fs::path(__FILE__).parent_path().parent_path().parent_path();
+}
+
+fs::path config_path(const std::string& name) { return source_dir() / "configs" / name; }
+
+// A scratch file, removed when the test ends.
+struct TempFile {
+  fs::path path;
+  explicit TempFile(const std::string& text) {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("qj_test_config_" + std::to_string(getpid()) + "_" + std::to_string(counter++) + ".json");
+    std::ofstream(path) << text;
+  }
+  ~TempFile() { fs::remove(path); }
+};
+
+// An independent count for a Llama-shaped model (RMSNorm, SwiGLU, RoPE, no
+// biases, untied head), written out term by term from the HF module list.
+int64_t llama_reference_count(int64_t layers, int64_t hidden, int64_t heads, int64_t kv_heads,
+                               int64_t ffn, int64_t vocab) {
+  const int64_t head_dim = hidden / heads;
+  const int64_t q_proj = hidden * hidden, k_proj = hidden * kv_heads * head_dim;
+  const int64_t v_proj = k_proj, o_proj = hidden * hidden;
+  const int64_t gate_proj = hidden * ffn, up_proj = hidden * ffn, down_proj = ffn * hidden;
+  const int64_t input_layernorm = hidden, post_attention_layernorm = hidden;
+  const int64_t per_layer = q_proj + k_proj + v_proj + o_proj + gate_proj + up_proj + down_proj +
+                            input_layernorm + post_attention_layernorm;
+  const int64_t embed_tokens = vocab * hidden, final_norm = hidden, lm_head = vocab * hidden;
+  return embed_tokens + layers * per_layer + final_norm + lm_head;
+}
+
+}  // namespace
+
+TEST_CASE("every config in configs/ loads, validates and has its published size") {
+  // Published sizes: Hugging Face's exact counts where one exists (GPT-2
+  // 124M/1.5B with vocab 50257, Llama-2 7B/70B) and the GPT-3 paper's 175B
+  // model as 174.6e9 (tied embeddings, learned positions).
+  const std::map<std::string, double> published = {
+      {"gpt2-124m.json", 124'439'808.0},    {"gpt2-1.5b.json", 1'557'611'200.0},
+      {"llama2-7b.json", 6'738'415'616.0},  {"llama2-70b.json", 68'976'648'192.0},
+      {"gpt3-175b.json", 174.6e9},
+  };
+  std::set<std::string> seen;
+  for (const auto& entry : fs::directory_iterator(source_dir() / "configs")) {
+    if (entry.path().extension() != ".json") continue;
+    const std::string name = entry.path().filename().string();
+    INFO(name);
+    seen.insert(name);
+    const qj::Config config = qj::load_config(entry.path().string());
+    CHECK_NOTHROW(qj::validate_config(config));
+    CHECK(config.model.kv_heads > 0);
+    CHECK(config.model.ffn_hidden > 0);
+    if (published.count(name)) {
+      const double count = double(config.model.parameter_count());
+      CHECK(std::abs(count - published.at(name)) <= 0.01 * published.at(name));
+    }
+  }
+  for (const char* required : {"default.json", "gpt2-124m.json", "gpt2-1.5b.json", "llama2-7b.json",
+                               "llama2-70b.json", "gpt3-175b.json", "llama-100b.json"}) {
+    CHECK(seen.count(required) == 1);
+  }
+}
+
+TEST_CASE("parameter_count matches Hugging Face's exact counts") {
+  CHECK(qj::load_config(config_path("gpt2-124m.json")).model.parameter_count() == 124'439'808);
+  CHECK(qj::load_config(config_path("gpt2-1.5b.json")).model.parameter_count() == 1'557'611'200);
+  CHECK(qj::load_config(config_path("llama2-7b.json")).model.parameter_count() == 6'738'415'616);
+  CHECK(qj::load_config(config_path("llama2-70b.json")).model.parameter_count() ==
+        68'976'648'192);
+}
+
+TEST_CASE("the 100B-class config is a Llama of about 100 billion parameters") {
+  const qj::ModelConfig m = qj::load_config(config_path("llama-100b.json")).model;
+  CHECK(m.preset == "llama");
+  const int64_t expected = llama_reference_count(80, 10240, 80, 8, 32768, 32000);
+  CHECK(m.parameter_count() == expected);
+  CHECK(expected > 95e9);
+  CHECK(expected < 105e9);
+}
+
+TEST_CASE("the default config is a small GPT-2 on the synthetic corpus") {
+  const qj::Config c = qj::load_config(config_path("default.json"));
+  CHECK(c.model.vocab == 2048);
+  CHECK(c.data.train == "data/synthetic/train");
+  CHECK(c.backend.device == "cpu");
+  CHECK(c.train.precision == "fp32");
+  // GPT-2 block by hand: 12*h^2 weights + 13*h biases and norm parameters.
+  const int64_t h = 256;
+  const int64_t expected = 2048 * h + 128 * h + 4 * (12 * h * h + 13 * h) + 2 * h;
+  CHECK(c.model.parameter_count() == expected);
+  CHECK(expected < 5'000'000);
+}
+
+TEST_CASE("parameter_count follows the bias, position and tying flags") {
+  qj::ModelConfig m = qj::model_preset("gpt2");
+  m.layers = 1, m.hidden = 8, m.heads = 2, m.vocab = 10, m.seq_len = 4;
+  // wte 80 + wpe 32 + ln 16 + attn (4*64 + 4*8) + ln 16 + mlp (2*8*32 + 32 + 8) + ln_f 16
+  CHECK(m.parameter_count() == 80 + 32 + 16 + 288 + 16 + 552 + 16);
+  m.bias = false;  // no linear biases, LayerNorm without beta
+  CHECK(m.parameter_count() == 80 + 32 + 8 + 256 + 8 + 512 + 8);
+  m.tied_embeddings = false;  // plus lm_head 10 x 8
+  CHECK(m.parameter_count() == 80 + 32 + 8 + 256 + 8 + 512 + 8 + 80);
+  m.position = "rope";  // no wpe
+  CHECK(m.parameter_count() == 80 + 8 + 256 + 8 + 512 + 8 + 80);
+  m.kv_heads = 1;  // K and V shrink from 8x8 to 8x4
+  CHECK(m.parameter_count() == 80 + 8 + 192 + 8 + 512 + 8 + 80);
+}
+
+TEST_CASE("presets set defaults and keys in the file win") {
+  const qj::Config llama = qj::parse_config(R"({"model": {"preset": "llama", "hidden": 4096,
+                                                          "heads": 32}})");
+  CHECK(llama.model.norm == "rmsnorm");
+  CHECK(llama.model.activation == "swiglu");
+  CHECK(llama.model.position == "rope");
+  CHECK_FALSE(llama.model.bias);
+  CHECK_FALSE(llama.model.tied_embeddings);
+  CHECK(llama.model.norm_eps == 1e-5);
+  CHECK(llama.model.rope_theta == 10000.0);
+  CHECK(llama.model.kv_heads == 32);
+  CHECK(llama.model.ffn_hidden == 11008);  // Llama-2-7B's published MLP width
+
+  const qj::Config gpt2 = qj::parse_config("{}");
+  CHECK(gpt2.model.preset == "gpt2");
+  CHECK(gpt2.model.norm == "layernorm");
+  CHECK(gpt2.model.activation == "gelu");
+  CHECK(gpt2.model.position == "learned");
+  CHECK(gpt2.model.bias);
+  CHECK(gpt2.model.tied_embeddings);
+  CHECK(gpt2.model.ffn_hidden == 3072);
+  CHECK(gpt2.model.kv_heads == 12);
+
+  const qj::Config mixed = qj::parse_config(
+      R"({"model": {"preset": "llama", "norm": "layernorm", "bias": true, "hidden": 256,
+                   "heads": 4}})");
+  CHECK(mixed.model.norm == "layernorm");
+  CHECK(mixed.model.bias);
+  CHECK(mixed.model.activation == "swiglu");
+  CHECK(mixed.model.ffn_hidden == 768);  // int(8*256/3) = 682, up to a multiple of 256
+}
+
+TEST_CASE("the Llama ffn rule and the gelu default") {
+  qj::ModelConfig m = qj::model_preset("llama");
+  m.hidden = 8192;  // int(2*4*8192/3) = 21845 -> 22016
+  CHECK(qj::default_ffn_hidden(m) == 22016);
+  m.hidden = 5120;  // Llama-13B: 13653 -> 13824
+  CHECK(qj::default_ffn_hidden(m) == 13824);
+  m.activation = "gelu";
+  CHECK(qj::default_ffn_hidden(m) == 4 * 5120);
+  CHECK_THROWS_WITH(qj::model_preset("bert"), Contains("model.preset") && Contains("bert"));
+}
+
+TEST_CASE("overrides set any key, as JSON when it parses and as a string otherwise") {
+  const qj::Config c = qj::parse_config(
+      R"({"model": {"layers": 2}})",
+      {"model.norm=rmsnorm", "train.lr=3e-4", "train.min_lr=1e-5", "model.layers=6",
+       "data.shuffle=false", "data.train=some/dir=odd", "checkpoint.dir=\"123\"",
+       "train.seed=18446744073709551615", "model.preset=llama", "train.lr=2e-4"});
+  CHECK(c.model.norm == "rmsnorm");
+  CHECK(c.train.lr == 2e-4);  // the last override wins
+  CHECK(c.train.min_lr == 1e-5);
+  CHECK(c.model.layers == 6);
+  CHECK_FALSE(c.data.shuffle);
+  CHECK(c.data.train == "some/dir=odd");
+  CHECK(c.checkpoint.dir == "123");
+  CHECK(c.train.seed == 18446744073709551615ull);
+  CHECK(c.model.activation == "swiglu");  // the preset from an override applies too
+
+  const qj::Config file = qj::load_config(config_path("default.json"), {"parallel.tp=2"});
+  CHECK(file.parallel.tp == 2);
+  CHECK(file.model.layers == 4);
+}
+
+TEST_CASE("config_to_json writes every key and round-trips") {
+  std::vector<qj::Config> configs;
+  for (const auto& entry : fs::directory_iterator(source_dir() / "configs")) {
+    if (entry.path().extension() == ".json") configs.push_back(qj::load_config(entry.path()));
+  }
+  configs.push_back(qj::parse_config("{}", {"train.lr=0.1", "train.min_lr=0.030000000000000002",
+                                            "model.preset=llama",
+                                            "train.seed=18446744073709551615"}));
+  for (const qj::Config& config : configs) {
+    const std::string text = qj::config_to_json(config);
+    INFO(text);
+    CHECK(qj::parse_config(text) == config);
+  }
+
+  const auto doc = nlohmann::json::parse(qj::config_to_json(configs.back()));
+  const std::map<std::string, std::vector<std::string>> design_keys = {
+      {"model", {"preset", "layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab",
+                 "seq_len", "norm", "activation", "position", "rope_theta", "bias",
+                 "tied_embeddings", "norm_eps", "recompute"}},
+      {"parallel", {"tp", "pp", "dp", "sequence_parallel", "schedule", "virtual_stages",
+                    "bucket_mb"}},
+      {"train", {"steps", "global_batch", "micro_batch", "lr", "min_lr", "warmup_steps",
+                 "grad_clip", "seed", "precision", "eval_every", "eval_batches", "log_every"}},
+      {"optim", {"name", "beta1", "beta2", "eps", "weight_decay", "zero"}},
+      {"data", {"train", "valid", "shuffle"}},
+      {"checkpoint", {"dir", "every", "keep", "resume"}},
+      {"backend", {"device"}},
+  };
+  CHECK(doc.size() == design_keys.size());
+  for (const auto& [section, keys] : design_keys) {
+    for (const std::string& key : keys) {
+      INFO(section + "." + key);
+      CHECK(doc.at(section).contains(key));
+    }
+  }
+  CHECK(doc["model"]["kv_heads"] == 12);  // derived defaults are written resolved
+  CHECK(doc["model"]["norm"] == "rmsnorm");
+}
+
+TEST_CASE("unknown sections and keys name the nearest valid one") {
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"hiden": 512}})"),
+                    StartsWith("config: ") &&
+                        Contains("unknown key 'model.hiden' (did you mean 'model.hidden'?)"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"modle": {}})"),
+                    Contains("unknown section 'modle' (did you mean 'model'?)"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"lr": 0.1}})"),
+                    Contains("'model.lr' (did you mean 'train.lr'?)"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"train.warmup=5"}),
+                    Contains("'train.warmup' (did you mean 'train.warmup_steps'?)") &&
+                        Contains("train.warmup=5"));
+}
+
+TEST_CASE("wrong types name the field and the expected type") {
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"hidden": "768"}})"),
+                    StartsWith("config: ") && Contains("model.hidden") && Contains("integer"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"train": {"steps": 100.5}})"),
+                    Contains("train.steps") && Contains("integer"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"train": {"lr": "fast"}})"),
+                    Contains("train.lr") && Contains("number"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"bias": 1}})"),
+                    Contains("model.bias") && Contains("boolean"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"norm": 3}})"),
+                    Contains("model.norm") && Contains("string"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"train": {"seed": -1}})"),
+                    Contains("train.seed") && Contains("non-negative integer"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"vocab": 3000000000}})"),
+                    Contains("model.vocab") && Contains("32 bits"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": 12})"),
+                    Contains("section 'model'") && Contains("object"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.layers=many"}),
+                    Contains("model.layers") && Contains("integer") &&
+                        Contains("override 'model.layers=many'"));
+}
+
+TEST_CASE("out-of-range values and bad enums name the field and value") {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"model.layers=0", "model.layers=0"},
+      {"model.hidden=-8", "model.hidden=-8"},
+      {"model.vocab=1", "model.vocab=1"},
+      {"model.seq_len=0", "model.seq_len=0"},
+      {"model.norm=batchnorm", "model.norm='batchnorm'"},
+      {"model.activation=relu", "model.activation='relu'"},
+      {"model.position=alibi", "model.position='alibi'"},
+      {"model.recompute=some", "model.recompute='some'"},
+      {"model.preset=gpt3", "model.preset='gpt3'"},
+      {"model.norm_eps=0", "model.norm_eps=0"},
+      {"parallel.schedule=zigzag", "parallel.schedule='zigzag'"},
+      {"parallel.tp=0", "parallel.tp=0"},
+      {"train.lr=-0.001", "train.lr=-0.001"},
+      {"train.precision=fp8", "train.precision='fp8'"},
+      {"train.micro_batch=0", "train.micro_batch=0"},
+      {"optim.beta1=1.0", "optim.beta1=1"},
+      {"optim.beta2=-0.1", "optim.beta2=-0.1"},
+      {"optim.eps=0", "optim.eps=0"},
+      {"optim.name=sgd", "optim.name='sgd'"},
+      {"optim.zero=3", "optim.zero=3"},
+      {"train.log_every=0", "train.log_every=0"},
+      {"checkpoint.every=10", "checkpoint.dir"},
+  };
+  for (const auto& [override_text, named] : cases) {
+    INFO(override_text);
+    CHECK_THROWS_WITH(qj::parse_config("{}", {override_text}),
+                      StartsWith("config: ") && Contains(named));
+  }
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.norm=rmsnrm"}), Contains("did you mean 'rmsnorm'"));
+}
+
+TEST_CASE("cross-field rules name both fields") {
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"hidden": 770, "heads": 12}})"),
+                    Contains("model.hidden=770") && Contains("model.heads=12"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"heads": 12, "kv_heads": 5}})"),
+                    Contains("model.heads=12") && Contains("model.kv_heads=5"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"train": {"global_batch": 30, "micro_batch": 4}})"),
+                    Contains("train.global_batch=30") && Contains("train.micro_batch=4"));
+  CHECK_THROWS_WITH(
+      qj::parse_config(R"({"train": {"global_batch": 32, "micro_batch": 4}, "parallel": {"dp": 3}})"),
+      Contains("train.global_batch=32") && Contains("parallel.dp=3"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"train": {"lr": 1e-4, "min_lr": 1e-3}})"),
+                    Contains("train.min_lr=0.001") && Contains("train.lr=0.0001"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"train": {"steps": 10, "warmup_steps": 20}})"),
+                    Contains("train.warmup_steps=20") && Contains("train.steps=10"));
+  // head_dim 768/256 = 3 is odd: RoPE needs pairs of channels.
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"position": "rope", "heads": 256}})"),
+                    Contains("model.position") && Contains("model.heads=256"));
+  CHECK_NOTHROW(qj::parse_config(R"({"model": {"position": "learned", "heads": 256}})"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"parallel.tp=5"}),
+                    Contains("parallel.tp=5") && Contains("model.heads=12"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"parallel.virtual_stages=2"}),
+                    Contains("parallel.virtual_stages=2") && Contains("parallel.schedule"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"parallel.pp=13"}),
+                    Contains("model.layers=12") && Contains("parallel.pp=13"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"parallel.tp=3", "model.heads=6", "model.hidden=768",
+                                            "model.vocab=2048"}),
+                    Contains("padded vocabulary") && Contains("parallel.tp=3"));
+}
+
+TEST_CASE("malformed overrides are named") {
+  for (const std::string bad : {"model.hidden", "hidden=512", "=3", ".hidden=3", "model.=3",
+                                "model.hidden.x=3"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(qj::parse_config("{}", {bad}),
+                      StartsWith("config: ") && Contains("malformed override '" + bad + "'"));
+  }
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"modl.hidden=3"}),
+                    Contains("unknown section 'modl'") && Contains("modl.hidden=3"));
+}
+
+TEST_CASE("file errors name the file and the parser's position") {
+  const std::string missing = (fs::temp_directory_path() / "qj_no_such_config.json").string();
+  CHECK_THROWS_WITH(qj::load_config(missing), StartsWith("config: ") && Contains(missing));
+
+  TempFile invalid("{\n  \"model\": {\"layers\": 2,}\n}\n");
+  CHECK_THROWS_WITH(qj::load_config(invalid.path.string()),
+                    StartsWith("config: ") && Contains(invalid.path.string()) &&
+                        Contains("line 2"));
+
+  TempFile unknown("{\"train\": {\"stesp\": 3}}");
+  CHECK_THROWS_WITH(qj::load_config(unknown.path.string()),
+                    Contains("train.stesp") && Contains("train.steps") &&
+                        Contains(unknown.path.string()));
+
+  CHECK_THROWS_WITH(qj::parse_config("[1, 2]", {}, "list.json"),
+                    Contains("list.json") && Contains("object"));
+  CHECK_THROWS_WITH(qj::load_config(source_dir().string()), Contains(source_dir().string()));
+}
