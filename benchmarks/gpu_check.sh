@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Builds the CUDA backend on a GPU machine and runs its conformance test
+# (every op of the cuda backend against the cpu backend).
+#
+#   benchmarks/gpu_check.sh [BUILD_DIR]        (from the repository root; default build-gpu)
+#
+# The GPU machine has no network. Its image has a compiler, CMake and the CUDA
+# toolkit, but maybe not the Debian packages the build needs (nlohmann-json,
+# OpenBLAS with OpenMP, and OpenBLAS's libgfortran). Carry the .deb files over,
+# unpack them into a prefix and point QJ_DEPS_PREFIX at it:
+#   apt-get download nlohmann-json3-dev libopenblas0-openmp libopenblas-openmp-dev \
+#                    libgfortran5 libquadmath0          # on a machine with network
+#   for f in *.deb; do dpkg -x "$f" /opt/qj-deps; done  # on the GPU machine
+#   QJ_DEPS_PREFIX=/opt/qj-deps benchmarks/gpu_check.sh
+# QJ_JOBS sets the build's parallelism (default: all cores).
+# The script checks for everything first and lists what is missing (exit 3).
+# Exit status: that of qj-backend-test (0 all passed, 1 a failure, 77 no GPU),
+# 3 when something the build needs is missing, 4 when the build fails.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 4
+BUILD_DIR=${1:-build-gpu}
+PREFIX=${QJ_DEPS_PREFIX:-}
+ARCH=x86_64-linux-gnu
+missing=()
+
+# The first of the given paths that exists, else nothing.
+first_existing() {
+  for p in "$@"; do [ -e "$p" ] && { echo "$p"; return 0; }; done
+  return 1
+}
+
+need_tool() {  # name, what provides it
+  command -v "$1" >/dev/null 2>&1 || missing+=("program $1 ($2)")
+}
+
+need_file() {  # description, candidate paths...
+  local what=$1; shift
+  first_existing "$@" >/dev/null || missing+=("$what: none of $*")
+}
+
+# ---- what the build needs ----
+[ -x /usr/local/cuda/bin/nvcc ] && export PATH=/usr/local/cuda/bin:$PATH
+need_tool cmake "CMake >= 3.25"
+need_tool g++ "build-essential"
+need_tool nvcc "the CUDA toolkit"
+need_tool python3 "Python 3 (CMake's find_package(Python3))"
+need_file "nlohmann-json headers (nlohmann-json3-dev)" \
+  /usr/include/nlohmann/json.hpp "$PREFIX/usr/include/nlohmann/json.hpp"
+need_file "nlohmann-json CMake config (nlohmann-json3-dev)" \
+  /usr/share/cmake/nlohmann_json/nlohmann_jsonConfig.cmake \
+  /usr/lib/cmake/nlohmann_json/nlohmann_jsonConfig.cmake \
+  "$PREFIX/usr/share/cmake/nlohmann_json/nlohmann_jsonConfig.cmake"
+need_file "OpenBLAS OpenMP header cblas.h (libopenblas-openmp-dev)" \
+  /usr/include/$ARCH/openblas-openmp/cblas.h "$PREFIX/usr/include/$ARCH/openblas-openmp/cblas.h"
+OPENBLAS=$(first_existing /usr/lib/$ARCH/openblas-openmp/libopenblas.so.0 \
+  "$PREFIX/usr/lib/$ARCH/openblas-openmp/libopenblas.so.0") ||
+  missing+=("OpenBLAS OpenMP library libopenblas.so.0 (libopenblas0-openmp)")
+GOMP=$(g++ -print-file-name=libgomp.so 2>/dev/null)
+[ -n "$GOMP" ] && [ "$GOMP" != "libgomp.so" ] || missing+=("libgomp.so (gcc's OpenMP runtime, libgcc-*-dev)")
+
+# Libraries unpacked into the prefix are found at run time through these.
+if [ -n "$PREFIX" ]; then
+  export LD_LIBRARY_PATH="$PREFIX/usr/lib/$ARCH:$PREFIX/usr/lib/$ARCH/openblas-openmp:$PREFIX/lib/$ARCH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+if [ -n "${OPENBLAS:-}" ]; then
+  unresolved=$(ldd "$OPENBLAS" 2>/dev/null | awk '/not found/ {print $1}')
+  for lib in $unresolved; do
+    missing+=("$lib, needed by $OPENBLAS (libgfortran5 / libquadmath0)")
+  done
+fi
+
+echo "gpu_check: repository $(pwd), build directory $BUILD_DIR, QJ_DEPS_PREFIX=${PREFIX:-<unset>}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "gpu_check: MISSING what the build needs:"
+  for m in "${missing[@]}"; do echo "  - $m"; done
+  echo "Carry the Debian packages named above, unpack each with 'dpkg -x FILE.deb PREFIX'"
+  echo "and run again with QJ_DEPS_PREFIX=PREFIX."
+  exit 3
+fi
+
+# ---- the machine ----
+nvidia-smi || echo "gpu_check: nvidia-smi failed (continuing: the test reports the device itself)"
+nvcc --version | tail -n 2
+
+# ---- configure and build ----
+generator=()
+command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
+cmake -S . -B "$BUILD_DIR" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DQJ_BUILD_TESTS=OFF ${PREFIX:+-DQJ_DEPS_PREFIX="$PREFIX"} ||
+  { echo "gpu_check: cmake configure FAILED"; exit 4; }
+jobs=${QJ_JOBS:-$(nproc 2>/dev/null || echo 4)}
+cmake --build "$BUILD_DIR" -j "$jobs" --target qj-backend-test ||
+  { echo "gpu_check: building qj-backend-test FAILED"; exit 4; }
+cmake --build "$BUILD_DIR" -j "$jobs" --target qj-train ||
+  echo "gpu_check: building qj-train FAILED (the conformance test runs anyway)"
+
+# ---- the conformance test; its table is the last thing printed ----
+report="$BUILD_DIR/backend_test.txt"
+"$BUILD_DIR/qj-backend-test" --backend cuda >"$report" 2>&1
+status=$?
+if [ -n "${OUT:-}" ] && [ -d "${OUT}" ]; then cp "$report" "$OUT/" 2>/dev/null; fi
+echo "gpu_check: qj-backend-test --backend cuda exited with $status; its output:"
+cat "$report"
+exit $status

@@ -1,0 +1,132 @@
+// Token and position embeddings.
+//
+// Forward: out[n] = wte[tokens[n]] (+ wpe[n % T]), one thread per element.
+// Backward: dwte[v] += sum of dout[n] over the rows n with tokens[n] == v and
+// dwpe[t] += sum over the batch of dout[b*T + t]. Several rows may hit the same
+// vocabulary row, so the scatter is parallel over channels, not tokens: the
+// thread that owns channel c of the vocabulary rows v with v % kShards == s
+// walks all tokens in ascending n and adds the ones in its shard. Each element
+// of dwte is therefore summed by one thread in token order: no atomics, the
+// same bits on every run, and the same order as the CPU backend.
+#include <algorithm>
+#include <string>
+
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/context.h"
+#include "kernels/cuda/index_check.h"
+#include "kernels/cuda/kernels.cuh"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/cuda/tensor_args.h"
+
+namespace qj::cuda {
+namespace {
+
+constexpr int kShards = 32;          // vocabulary shards of the dwte scatter
+constexpr int kChannelThreads = 128;  // channels per block of the dwte scatter
+
+void check_embedding_args(CudaContext& ctx, const char* op, const int32_t* ids, int64_t n_tokens,
+                          const Tensor& rows, const Tensor& wte, const Tensor& wpe, int seq_len) {
+  QJ_CHECK(wte.ndim == 2, std::string(op) + ": wte must be [V, C], got " + wte.shape_string());
+  const int64_t vocab_rows = wte.dim(0), channels = wte.dim(1);
+  const RowView r = as_rows(rows);
+  QJ_CHECK(r.rows == n_tokens && r.cols == channels,
+           std::string(op) + ": activations must be [" + std::to_string(n_tokens) + ", " +
+               std::to_string(channels) + "] (tokens x C), got " + rows.shape_string());
+  QJ_CHECK(seq_len > 0 && n_tokens % seq_len == 0,
+           std::string(op) + ": seq_len=" + std::to_string(seq_len) + " does not divide the " +
+               std::to_string(n_tokens) + " tokens");
+  if (wpe.defined()) {
+    QJ_CHECK(wpe.ndim == 2 && wpe.dim(1) == channels && wpe.dim(0) >= seq_len,
+             std::string(op) + ": wpe must be [>= " + std::to_string(seq_len) + ", " +
+                 std::to_string(channels) + "], got " + wpe.shape_string());
+  }
+  const BadIndex bad = find_bad_index(ctx, ids, n_tokens, vocab_rows, false, 0);
+  QJ_CHECK(!bad.found,
+           std::string(op) + ": token id " + std::to_string(bad.value) + " at position " +
+               std::to_string(bad.position) + " (sequence " +
+               std::to_string(bad.position / seq_len) + ", t=" +
+               std::to_string(bad.position % seq_len) + ") is outside the embedding table [0, " +
+               std::to_string(vocab_rows) + ")");
+}
+
+__global__ void embedding_forward_kernel(const int32_t* ids, const float* wte, const float* wpe,
+                                         float* out, int64_t n_tokens, int64_t channels,
+                                         int64_t seq_len) {
+  const int64_t n = n_tokens * channels;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t token = i / channels, c = i % channels;
+    const float w = wte[int64_t(ids[token]) * channels + c];
+    out[i] = wpe ? w + wpe[(token % seq_len) * channels + c] : w;
+  }
+}
+
+// Grid: (channel blocks, kShards). See the file comment for the ordering.
+__global__ void embedding_table_grad_kernel(const int32_t* ids, const float* dout, float* dwte,
+                                            int64_t n_tokens, int64_t channels) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const uint32_t shard = blockIdx.y;
+  if (c >= channels) return;
+  for (int64_t n = 0; n < n_tokens; ++n) {
+    const uint32_t id = uint32_t(ids[n]);  // checked to be in [0, V)
+    if (id % kShards == shard) dwte[int64_t(id) * channels + c] += dout[n * channels + c];
+  }
+}
+
+// One thread per (t, c) of dwpe, summing the batch in order.
+__global__ void embedding_position_grad_kernel(const float* dout, float* dwpe, int64_t n_tokens,
+                                               int64_t channels, int64_t seq_len) {
+  const int64_t n = seq_len * channels;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = i / channels, c = i % channels;
+    float acc = dwpe[i];
+    for (int64_t row = t; row < n_tokens; row += seq_len) acc += dout[row * channels + c];
+    dwpe[i] = acc;
+  }
+}
+
+}  // namespace
+
+void embedding_forward(void* ctx, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
+                       const Tensor& out, int seq_len) {
+  const char* op = "embedding_forward";
+  const int32_t* ids = i32_arg(tokens, op, "tokens");
+  const float* table = f32_arg(wte, op, "wte");
+  const float* positions = wpe.defined() ? f32_arg(wpe, op, "wpe") : nullptr;
+  float* y = f32_arg(out, op, "out");
+  CudaContext& c = context(ctx);
+  const int64_t n_tokens = tokens.numel();
+  check_embedding_args(c, op, ids, n_tokens, out, wte, wpe, seq_len);
+  const int64_t n = n_tokens * wte.dim(1);
+  if (n == 0) return;
+  embedding_forward_kernel<<<grid_for(n), kThreads, 0, c.stream>>>(ids, table, positions, y,
+                                                                   n_tokens, wte.dim(1), seq_len);
+  QJ_CUDA_CHECK_LAUNCH("embedding_forward_kernel");
+}
+
+void embedding_backward(void* ctx, const Tensor& dout, const Tensor& tokens, const Tensor& dwte,
+                        const Tensor& dwpe, int seq_len) {
+  const char* op = "embedding_backward";
+  const int32_t* ids = i32_arg(tokens, op, "tokens");
+  const float* dy = f32_arg(dout, op, "dout");
+  float* dtable = f32_arg(dwte, op, "dwte");
+  float* dpositions = dwpe.defined() ? f32_arg(dwpe, op, "dwpe") : nullptr;
+  CudaContext& c = context(ctx);
+  const int64_t n_tokens = tokens.numel();
+  check_embedding_args(c, op, ids, n_tokens, dout, dwte, dwpe, seq_len);
+  const int64_t channels = dwte.dim(1);
+  if (n_tokens == 0 || channels == 0) return;
+  const dim3 grid(unsigned((channels + kChannelThreads - 1) / kChannelThreads), kShards);
+  embedding_table_grad_kernel<<<grid, kChannelThreads, 0, c.stream>>>(ids, dy, dtable, n_tokens,
+                                                                      channels);
+  QJ_CUDA_CHECK_LAUNCH("embedding_table_grad_kernel");
+  if (dpositions) {
+    const int64_t n = int64_t(seq_len) * channels;
+    embedding_position_grad_kernel<<<grid_for(n), kThreads, 0, c.stream>>>(
+        dy, dpositions, n_tokens, channels, seq_len);
+    QJ_CUDA_CHECK_LAUNCH("embedding_position_grad_kernel");
+  }
+}
+
+}  // namespace qj::cuda

@@ -1,0 +1,36 @@
+#pragma once
+// Backend conformance: every op of a backend run against the CPU backend on
+// random inputs, output by output (saved statistics and accumulated parameter
+// gradients included). Used by qj-backend-test; any backend, built in or a
+// plugin, must pass it.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "qianjun/backend.h"
+
+namespace qj::conformance {
+
+// One line of the report: one output of one op on one shape.
+struct Row {
+  std::string op;      // the BackendOps slot, e.g. "layernorm_backward"
+  std::string output;  // which output, e.g. "dw"
+  std::string shape;   // e.g. "N=512 C=768"
+  double error = 0.0;  // max over elements of |got - ref| / (|ref| + rms(ref))
+  double tolerance = 0.0;
+  bool passed = false;
+  std::string message;  // why, when a backend threw
+};
+
+// The op slots the cases cover, in table order.
+std::vector<std::string> op_names();
+
+// Runs every case whose op name contains `filter` ("" runs all) on `tested`
+// and on `reference`, and compares their outputs.
+std::vector<Row> run_all(const Backend& reference, const Backend& tested,
+                         const std::string& filter);
+
+// The table: op | output | shape | max rel err | tolerance | pass, then a summary.
+void print_table(const std::vector<Row>& rows, std::FILE* out);
+
+}  // namespace qj::conformance

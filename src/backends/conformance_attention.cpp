@@ -1,0 +1,118 @@
+// Conformance cases: RoPE tables and rotations, and causal GQA attention
+// (forward with its saved log-sum-exp; backward from the reference's forward).
+#include <cmath>
+#include <string>
+#include <tuple>
+
+#include "backends/conformance_harness.h"
+
+namespace qj::conformance {
+namespace {
+
+const float kNaN = std::nanf("");
+
+struct HeadShape {
+  int64_t b, t, h, hkv, d;
+};
+
+std::string describe(const HeadShape& s) {
+  return dims({{"B", s.b}, {"T", s.t}, {"H", s.h}, {"Hkv", s.hkv}, {"D", s.d}});
+}
+
+int64_t qkv_width(const HeadShape& s) { return (s.h + 2 * s.hkv) * s.d; }
+
+void rope_table_cases(Report& report) {
+  for (auto [positions, half, theta] :
+       {std::tuple{1, 1, 10000.f}, {37, 4, 10000.f}, {1024, 32, 10000.f}, {4096, 64, 500000.f}}) {
+    const std::string s = dims({{"T", positions}, {"D/2", half}}) + " theta=" +
+                          std::to_string(int64_t(theta));
+    report.check("rope_tables", s, 1e-6, [&](const Backend& be) {
+      DeviceTensors d(be);
+      Tensor cos = d.upload(filled({positions, half}, kNaN));
+      Tensor sin = d.upload(filled({positions, half}, kNaN));
+      be.rope_tables(cos, sin, theta);
+      return Outputs{{"cos", d.download(cos)}, {"sin", d.download(sin)}};
+    });
+  }
+}
+
+void rope_cases(Report& report) {
+  constexpr HeadShape kShapes[] = {
+      {1, 1, 1, 1, 2}, {2, 7, 4, 2, 8}, {2, 33, 6, 2, 64}, {1, 64, 12, 4, 128}};
+  for (const HeadShape& s : kShapes) {
+    Random rng = report.random();
+    const HostTensor qkv = rng.uniform({s.b, s.t, qkv_width(s)});
+    // Tables longer than the sequence, made by the reference backend.
+    HostTensor cos = filled({s.t + 5, s.d / 2}, 0), sin = cos;
+    const std::string shape = describe(s);
+    if (!report.prepare("rope_forward", shape, [&] {
+          const Backend& ref = report.reference();
+          DeviceTensors d(ref);
+          Tensor tc = d.upload(cos), ts = d.upload(sin);
+          ref.rope_tables(tc, ts, 10000.f);
+          cos.values = d.download(tc);
+          sin.values = d.download(ts);
+        }))
+      continue;
+    for (bool backward : {false, true}) {
+      report.check(backward ? "rope_backward" : "rope_forward", shape, 1e-6,
+                   [&](const Backend& be) {
+                     DeviceTensors d(be);
+                     Tensor x = d.upload(qkv);
+                     if (backward)
+                       be.rope_backward(x, d.upload(cos), d.upload(sin), int(s.h), int(s.hkv));
+                     else
+                       be.rope_forward(x, d.upload(cos), d.upload(sin), int(s.h), int(s.hkv));
+                     return Outputs{{backward ? "dqkv" : "qkv", d.download(x)}};
+                   });
+    }
+  }
+}
+
+constexpr HeadShape kAttentionShapes[] = {
+    {1, 1, 1, 1, 4},   {2, 7, 4, 2, 8},    {1, 37, 6, 2, 16},  {1, 33, 3, 3, 5},
+    {2, 65, 2, 1, 64}, {1, 100, 8, 2, 128}, {1, 256, 12, 12, 64}, {1, 40, 2, 2, 256}};
+
+void attention_cases(Report& report) {
+  for (const HeadShape& s : kAttentionShapes) {
+    Random rng = report.random();
+    const HostTensor qkv = rng.uniform({s.b, s.t, qkv_width(s)}, -2.f, 2.f);
+    const HostTensor dout = rng.uniform({s.b, s.t, s.h * s.d});
+    const std::string shape = describe(s);
+    report.check("attention_forward", shape, 1e-4, [&](const Backend& be) {
+      DeviceTensors d(be);
+      Tensor out = d.upload(filled({s.b, s.t, s.h * s.d}, kNaN));
+      Tensor lse = d.upload(filled({s.b, s.h, s.t}, kNaN));
+      be.attention_forward(d.upload(qkv), out, lse, int(s.h), int(s.hkv));
+      return Outputs{{"out", d.download(out)}, {"lse", d.download(lse)}};
+    });
+    if (!report.wants("attention_backward")) continue;
+    HostTensor out = filled({s.b, s.t, s.h * s.d}, kNaN), lse = filled({s.b, s.h, s.t}, kNaN);
+    if (!report.prepare("attention_backward", shape, [&] {
+          const Backend& ref = report.reference();
+          DeviceTensors d(ref);
+          Tensor tout = d.upload(out), tlse = d.upload(lse);
+          ref.attention_forward(d.upload(qkv), tout, tlse, int(s.h), int(s.hkv));
+          out.values = d.download(tout);
+          lse.values = d.download(tlse);
+        }))
+      continue;
+    report.check("attention_backward", shape, 1e-4, [&](const Backend& be) {
+      DeviceTensors d(be);
+      Tensor dqkv = d.upload(filled({s.b, s.t, qkv_width(s)}, kNaN));
+      be.attention_backward(d.upload(dout), d.upload(qkv), d.upload(out), d.upload(lse), dqkv,
+                            int(s.h), int(s.hkv));
+      return Outputs{{"dqkv", d.download(dqkv)}};
+    });
+  }
+}
+
+}  // namespace
+
+void rope_attention_cases(Report& report) {
+  rope_table_cases(report);
+  if (report.wants("rope_forward") || report.wants("rope_backward")) rope_cases(report);
+  attention_cases(report);
+}
+
+}  // namespace qj::conformance

@@ -1,0 +1,216 @@
+// The conformance harness: inputs, device buffers, comparison and the table.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <exception>
+
+#include "backends/conformance_harness.h"
+
+namespace qj::conformance {
+namespace {
+
+int64_t count(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+Tensor make_tensor(void* data, DType dtype, const std::vector<int64_t>& shape, Device device) {
+  Tensor t;
+  t.data = data;
+  t.dtype = dtype;
+  t.device = device;
+  t.ndim = int(shape.size());
+  int64_t stride = 1;
+  for (int i = t.ndim - 1; i >= 0; --i) {
+    t.shape[i] = shape[i];
+    t.stride[i] = stride;
+    stride *= shape[i];
+  }
+  return t;
+}
+
+Row failed_row(const std::string& op, const std::string& shape, double tolerance,
+               const std::string& message) {
+  Row row{op, "-", shape, INFINITY, tolerance, false, message};
+  return row;
+}
+
+}  // namespace
+
+HostTensor filled(std::vector<int64_t> shape, float value) {
+  HostTensor h;
+  h.values.assign(size_t(count(shape)), value);
+  h.shape = std::move(shape);
+  return h;
+}
+
+HostTensor Random::uniform(std::vector<int64_t> shape, float lo, float hi) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  HostTensor h;
+  h.values.resize(size_t(count(shape)));
+  for (float& v : h.values) v = dist(engine_);
+  h.shape = std::move(shape);
+  return h;
+}
+
+HostTensor Random::ids(std::vector<int64_t> shape, int32_t lo, int32_t hi_exclusive) {
+  HostTensor h;
+  h.is_int = true;
+  h.ids.resize(size_t(count(shape)));
+  for (int32_t& v : h.ids) v = integer(lo, hi_exclusive);
+  h.shape = std::move(shape);
+  return h;
+}
+
+int32_t Random::integer(int32_t lo, int32_t hi_exclusive) {
+  return std::uniform_int_distribution<int32_t>(lo, hi_exclusive - 1)(engine_);
+}
+
+DeviceTensors::~DeviceTensors() {
+  for (void* p : buffers_) backend_.free(p);
+}
+
+Tensor DeviceTensors::upload(const HostTensor& host) {
+  const size_t bytes = host.is_int ? host.ids.size() * sizeof(int32_t)
+                                   : host.values.size() * sizeof(float);
+  void* data = backend_.alloc(bytes);
+  QJ_CHECK(data, "backend '" + backend_.name() + "' could not allocate " +
+                     std::to_string(bytes) + " bytes");
+  buffers_.push_back(data);
+  const void* src = host.is_int ? static_cast<const void*>(host.ids.data())
+                                : static_cast<const void*>(host.values.data());
+  backend_.copy_to_device(data, src, bytes);
+  return make_tensor(data, host.is_int ? DType::I32 : DType::F32, host.shape,
+                     backend_.device());
+}
+
+std::vector<float> DeviceTensors::download(const Tensor& t) const {
+  QJ_CHECK(t.dtype == DType::F32, "conformance: only fp32 outputs are compared");
+  std::vector<float> host(size_t(t.numel()));
+  backend_.copy_to_host(host.data(), t.data, host.size() * sizeof(float));
+  return host;
+}
+
+bool Report::wants(const std::string& op) const {
+  return filter_.empty() || op.find(filter_) != std::string::npos;
+}
+
+void Report::check(const std::string& op, const std::string& shape, double tolerance,
+                   const CaseFn& run) {
+  if (!wants(op)) return;
+  Outputs expected, got;
+  try {
+    expected = run(reference_);
+  } catch (const std::exception& e) {
+    rows.push_back(failed_row(op, shape, tolerance,
+                              "reference backend '" + reference_.name() + "' failed: " + e.what()));
+    return;
+  }
+  try {
+    got = run(tested_);
+  } catch (const std::exception& e) {
+    rows.push_back(failed_row(op, shape, tolerance, e.what()));
+    return;
+  }
+  for (size_t i = 0; i < expected.size(); ++i) {
+    Row row{op, expected[i].first, shape, 0.0, tolerance, false, ""};
+    if (i >= got.size() || got[i].second.size() != expected[i].second.size()) {
+      row.error = INFINITY;
+      row.message = "output sizes differ";
+    } else {
+      row.error = max_relative_error(got[i].second, expected[i].second);
+    }
+    row.passed = row.error <= tolerance;
+    rows.push_back(std::move(row));
+  }
+}
+
+bool Report::prepare(const std::string& op, const std::string& shape,
+                     const std::function<void()>& prepare) {
+  try {
+    prepare();
+    return true;
+  } catch (const std::exception& e) {
+    rows.push_back(failed_row(op, shape, 0.0,
+                              "preparing inputs on the reference backend '" + reference_.name() +
+                                  "' failed: " + e.what()));
+    return false;
+  }
+}
+
+// Per element |got - ref| / (|ref| + rms(ref)): relative where values are large,
+// and measured against the tensor's typical size where they are near zero.
+// Any non-finite mismatch counts as infinite.
+double max_relative_error(const std::vector<float>& got, const std::vector<float>& ref) {
+  double squares = 0.0;
+  for (float r : ref) squares += std::isfinite(r) ? double(r) * r : 0.0;
+  const double rms = ref.empty() ? 0.0 : std::sqrt(squares / double(ref.size()));
+  double worst = 0.0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double g = got[i], r = ref[i];
+    if (!std::isfinite(g) || !std::isfinite(r)) {
+      if (std::memcmp(&got[i], &ref[i], sizeof(float)) != 0) return INFINITY;
+      continue;
+    }
+    const double diff = std::fabs(g - r);
+    if (diff == 0.0) continue;
+    worst = std::max(worst, diff / std::max(std::fabs(r) + rms, 1e-30));
+  }
+  return worst;
+}
+
+std::string dims(std::initializer_list<std::pair<const char*, int64_t>> named) {
+  std::string s;
+  for (const auto& [name, value] : named) {
+    if (!s.empty()) s += ' ';
+    s += std::string(name) + "=" + std::to_string(value);
+  }
+  return s;
+}
+
+std::vector<std::string> op_names() {
+  return {"alloc",          "copy",
+          "fill",           "add",
+          "scale",          "matmul",
+          "add_bias",       "bias_backward",
+          "gelu_forward",   "gelu_backward",
+          "swiglu_forward", "swiglu_backward",
+          "layernorm_forward", "layernorm_backward",
+          "rmsnorm_forward",   "rmsnorm_backward",
+          "rope_tables",       "rope_forward",
+          "rope_backward",     "attention_forward",
+          "attention_backward", "embedding_forward",
+          "embedding_backward", "cross_entropy_forward",
+          "cross_entropy_backward", "sum_squares",
+          "adamw_update"};
+}
+
+std::vector<Row> run_all(const Backend& reference, const Backend& tested,
+                         const std::string& filter) {
+  Report report(reference, tested, filter);
+  memory_elementwise_cases(report);
+  matmul_cases(report);
+  bias_activation_cases(report);
+  norm_cases(report);
+  rope_attention_cases(report);
+  embedding_loss_optimizer_cases(report);
+  return std::move(report.rows);
+}
+
+void print_table(const std::vector<Row>& rows, std::FILE* out) {
+  std::fprintf(out, "%-24s %-8s %-40s %12s %10s  %s\n", "op", "output", "shape", "max rel err",
+               "tolerance", "pass");
+  std::fprintf(out, "%s\n", std::string(106, '-').c_str());
+  int passed = 0;
+  for (const Row& r : rows) {
+    std::fprintf(out, "%-24s %-8s %-40s %12.3e %10.1e  %s\n", r.op.c_str(), r.output.c_str(),
+                 r.shape.c_str(), r.error, r.tolerance, r.passed ? "PASS" : "FAIL");
+    if (!r.message.empty()) std::fprintf(out, "    %s\n", r.message.c_str());
+    passed += r.passed ? 1 : 0;
+  }
+  std::fprintf(out, "%s\n", std::string(106, '-').c_str());
+  std::fprintf(out, "%d of %zu checks passed\n", passed, rows.size());
+}
+
+}  // namespace qj::conformance

@@ -1,0 +1,103 @@
+// The conformance harness behind qj-backend-test must be able to fail: a
+// backend that differs from the CPU one in a single op, or leaves an output
+// unwritten, must fail exactly those rows.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <string>
+
+#include "backends/conformance.h"
+#include "backends/conformance_harness.h"
+#include "kernels/cpu/kernels.h"
+#include "qianjun/backend.h"
+
+namespace {
+
+using qj::Backend;
+using qj::BackendOps;
+using qj::Tensor;
+
+// The CPU op table with one slot replaced.
+Backend make_backend(const BackendOps& ops) {
+  const Backend& cpu = qj::get_backend("cpu");
+  return Backend("cpu-variant", cpu.device(), &ops, cpu.ctx());
+}
+
+bool all_passed(const std::vector<qj::conformance::Row>& rows, const std::string& op) {
+  for (const auto& r : rows)
+    if (r.op == op && !r.passed) return false;
+  return true;
+}
+
+bool all_failed(const std::vector<qj::conformance::Row>& rows, const std::string& op) {
+  int seen = 0;
+  for (const auto& r : rows) {
+    if (r.op != op) continue;
+    ++seen;
+    if (r.passed) return false;
+  }
+  return seen > 0;
+}
+
+}  // namespace
+
+TEST_CASE("max_relative_error is 0 for equal data and sees small and non-finite differences") {
+  using qj::conformance::max_relative_error;
+  CHECK(max_relative_error({1.f, -2.f, 0.f}, {1.f, -2.f, 0.f}) == 0.0);
+  // rms of {1, 1} is 1: |1.001 - 1| / (1 + 1) = 5e-4.
+  CHECK(max_relative_error({1.001f, 1.f}, {1.f, 1.f}) == Approx(5e-4).epsilon(1e-3));
+  CHECK(std::isinf(max_relative_error({std::nanf("")}, {1.f})));
+  CHECK(std::isinf(max_relative_error({1.f}, {INFINITY})));
+}
+
+TEST_CASE("the cpu backend passes its own conformance cases") {
+  const Backend& cpu = qj::get_backend("cpu");
+  const auto rows = qj::conformance::run_all(cpu, cpu, "norm");
+  REQUIRE(rows.size() > 20);
+  CHECK(all_passed(rows, "layernorm_forward"));
+  CHECK(all_passed(rows, "layernorm_backward"));
+  CHECK(all_passed(rows, "rmsnorm_backward"));
+}
+
+TEST_CASE("a backend whose gelu_forward is off by 1e-3 fails gelu_forward only") {
+  BackendOps ops = qj::get_backend("cpu").ops();
+  ops.gelu_forward = [](void* ctx, const Tensor& x, const Tensor& y) {
+    qj::cpu::gelu_forward(ctx, x, y);
+    qj::cpu::scale(ctx, y, 1.001f);
+  };
+  const Backend broken = make_backend(ops);
+  const auto rows = qj::conformance::run_all(qj::get_backend("cpu"), broken, "gelu");
+  CHECK(all_failed(rows, "gelu_forward"));
+  CHECK(all_passed(rows, "gelu_backward"));
+}
+
+TEST_CASE("a backend that leaves an output unwritten fails") {
+  BackendOps ops = qj::get_backend("cpu").ops();
+  // Writes y but not the saved rstd.
+  ops.rmsnorm_forward = [](void* ctx, const Tensor& x, const Tensor& w, const Tensor& y,
+                           const Tensor& rstd, float eps) {
+    qj::cpu::rmsnorm_forward(ctx, x, w, y, rstd, eps);
+    qj::cpu::fill(ctx, rstd, std::nanf(""));
+  };
+  const Backend broken = make_backend(ops);
+  const auto rows = qj::conformance::run_all(qj::get_backend("cpu"), broken, "rmsnorm_forward");
+  bool rstd_failed = false, y_passed = true;
+  for (const auto& r : rows) {
+    if (r.output == "rstd") rstd_failed = rstd_failed || !r.passed;
+    if (r.output == "y") y_passed = y_passed && r.passed;
+  }
+  CHECK(rstd_failed);
+  CHECK(y_passed);
+}
+
+TEST_CASE("a backend that throws is reported as a failed row with its message") {
+  BackendOps ops = qj::get_backend("cpu").ops();
+  ops.sum_squares = [](void*, const Tensor&, const Tensor&) {
+    throw qj::Error("sum_squares: not supported here");
+  };
+  const Backend broken = make_backend(ops);
+  const auto rows = qj::conformance::run_all(qj::get_backend("cpu"), broken, "sum_squares");
+  REQUIRE(!rows.empty());
+  CHECK(all_failed(rows, "sum_squares"));
+  CHECK(rows.front().message.find("not supported here") != std::string::npos);
+}
