@@ -24,26 +24,27 @@ std::string describe(const Tensor& a, const Tensor& b, const Tensor& c, bool tra
 
 GemmShape gemm_shape(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a,
                      bool trans_b) {
-  const std::string what = describe(a, b, c, trans_a, trans_b);
+  // The description is built only when a check fails: matmul runs in the training loop.
+  const auto what = [&] { return describe(a, b, c, trans_a, trans_b); };
   QJ_CHECK((a.ndim == 2 || a.ndim == 3) && a.ndim == b.ndim && a.ndim == c.ndim,
-           what + ": a, b and c must all be 2-D or all 3-D (batched)");
+           what() + ": a, b and c must all be 2-D or all 3-D (batched)");
   const int r = a.ndim - 2;  // index of the row dimension
   int64_t batch = 1;
   if (a.ndim == 3) {
     QJ_CHECK(a.shape[0] == b.shape[0] && a.shape[0] == c.shape[0],
-             what + ": batch dimensions differ");
+             what() + ": batch dimensions differ");
     batch = a.shape[0];
   }
   const int64_t m = trans_a ? a.shape[r + 1] : a.shape[r];
   const int64_t k = trans_a ? a.shape[r] : a.shape[r + 1];
   const int64_t kb = trans_b ? b.shape[r + 1] : b.shape[r];
   const int64_t n = trans_b ? b.shape[r] : b.shape[r + 1];
-  QJ_CHECK(k == kb, what + ": inner dimensions differ (" + std::to_string(k) + " vs " +
+  QJ_CHECK(k == kb, what() + ": inner dimensions differ (" + std::to_string(k) + " vs " +
                         std::to_string(kb) + ")");
   QJ_CHECK(c.shape[r] == m && c.shape[r + 1] == n,
-           what + ": c must be [" + std::to_string(m) + ", " + std::to_string(n) + "]");
+           what() + ": c must be [" + std::to_string(m) + ", " + std::to_string(n) + "]");
   QJ_CHECK(m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX,
-           what + ": a dimension exceeds BLAS's 32-bit int");
+           what() + ": a dimension exceeds BLAS's 32-bit int");
   return {batch, m, n, k};
 }
 
