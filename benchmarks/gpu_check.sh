@@ -91,14 +91,54 @@ cmake -S . -B "$BUILD_DIR" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
 jobs=${QJ_JOBS:-$(nproc 2>/dev/null || echo 4)}
 cmake --build "$BUILD_DIR" -j "$jobs" --target qj-backend-test ||
   { echo "gpu_check: building qj-backend-test FAILED"; exit 4; }
-cmake --build "$BUILD_DIR" -j "$jobs" --target qj-train ||
+cmake --build "$BUILD_DIR" -j "$jobs" --target qj-train qj-make-corpus ||
   echo "gpu_check: building qj-train FAILED (the conformance test runs anyway)"
 
-# ---- the conformance test; its table is the last thing printed ----
+# ---- 1. every op of the cuda backend against the cpu backend ----
 report="$BUILD_DIR/backend_test.txt"
 "$BUILD_DIR/qj-backend-test" --backend cuda >"$report" 2>&1
 status=$?
-if [ -n "${OUT:-}" ] && [ -d "${OUT}" ]; then cp "$report" "$OUT/" 2>/dev/null; fi
+[ -n "${OUT:-}" ] && [ -d "${OUT}" ] && cp "$report" "$OUT/" 2>/dev/null
 echo "gpu_check: qj-backend-test --backend cuda exited with $status; its output:"
 cat "$report"
-exit $status
+
+# ---- 2. the whole model: 10 fp32 steps on cuda reproduce the cpu run's losses ----
+# Same seed, same data, no shuffle. The bound 1e-4 (relative, per step) allows
+# fp32 summation-order differences growing over 10 AdamW steps.
+model_status=1
+corpus="$BUILD_DIR/corpus"
+if [ -x "$BUILD_DIR/qj-train" ] && "$BUILD_DIR/qj-make-corpus" --output "$corpus" >/dev/null; then
+  for dev in cpu cuda; do
+    for preset in gpt2 llama; do
+      "$BUILD_DIR/qj-train" --config configs/default.json --set model.preset="$preset" \
+        --set train.steps=10 --set train.warmup_steps=2 --set train.eval_every=0 \
+        --set data.shuffle=false --set data.train="$corpus/train" --set data.valid="$corpus/valid" \
+        --set backend.device=$dev --metrics-jsonl "$BUILD_DIR/$dev-$preset.jsonl" >"$BUILD_DIR/$dev-$preset.log" 2>&1 ||
+        { echo "gpu_check: qj-train on $dev ($preset) FAILED:"; tail -5 "$BUILD_DIR/$dev-$preset.log"; }
+    done
+  done
+  python3 - "$BUILD_DIR" <<'PY' && model_status=0
+import json, sys
+build = sys.argv[1]
+worst_all = 0.0
+for preset in ("gpt2", "llama"):
+    runs = {}
+    for dev in ("cpu", "cuda"):
+        with open(f"{build}/{dev}-{preset}.jsonl") as f:
+            runs[dev] = [json.loads(l) for l in f if '"loss"' in l]
+    assert len(runs["cpu"]) == len(runs["cuda"]) == 10, "a run did not finish 10 steps"
+    worst = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(runs["cpu"], runs["cuda"]))
+    worst_all = max(worst_all, worst)
+    tps = runs["cuda"][-1]["tokens_per_s"], runs["cpu"][-1]["tokens_per_s"]
+    print(f"model {preset}: 10 fp32 steps, max relative loss difference cuda vs cpu {worst:.2e}; "
+          f"last step {tps[0]:.0f} tok/s on cuda, {tps[1]:.0f} on cpu")
+sys.exit(0 if worst_all < 1e-4 else 1)
+PY
+fi
+
+# ---- summary, last ----
+echo
+echo "gpu_check summary"
+echo "  conformance (qj-backend-test --backend cuda): $(tail -n 1 "$report")  -> $([ $status = 0 ] && echo PASS || echo FAIL)"
+echo "  whole model, cuda fp32 vs cpu, 10 steps, both presets: $([ $model_status = 0 ] && echo PASS || echo FAIL)"
+[ $status = 0 ] && [ $model_status = 0 ]
