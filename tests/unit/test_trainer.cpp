@@ -1,0 +1,107 @@
+// The training loop: it allocates nothing once built, accumulating gradients over
+// micro-batches computes the same step as one large batch, and runs are
+// deterministic.
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <new>
+#include <random>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "core/config.h"
+#include "data/indexed_dataset_writer.h"
+#include "model/model.h"
+#include "train/trainer.h"
+
+// Every heap allocation in this test binary passes through here.
+static std::atomic<long> g_allocations{0};
+void* operator new(size_t n) {
+  ++g_allocations;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete[](void* p, size_t) noexcept { std::free(p); }
+
+namespace {
+
+std::string write_random_corpus(const std::string& name, int vocab, int tokens) {
+  const auto dir = std::filesystem::temp_directory_path() / "qj_test_trainer";
+  std::filesystem::create_directories(dir);
+  const std::string prefix = (dir / name).string();
+  qj::IndexedDatasetWriter writer(prefix, qj::TokenDtype::UInt16);
+  std::mt19937 rng(7);
+  std::vector<int32_t> doc;
+  for (int written = 0; written < tokens; written += int(doc.size())) {
+    doc.resize(50 + rng() % 200);
+    for (auto& t : doc) t = int32_t(rng() % vocab);
+    writer.add_document(doc);
+  }
+  writer.finish();
+  return prefix;
+}
+
+qj::Config tiny_config(const std::string& preset) {
+  const std::string data = write_random_corpus("train_" + preset, 61, 20000);
+  const std::string valid = write_random_corpus("valid_" + preset, 61, 4000);
+  return qj::parse_config(R"({"model": {"preset": ")" + preset +
+                          R"(", "layers": 2, "hidden": 32, "heads": 4, "kv_heads": 2,
+                          "vocab": 61, "seq_len": 16, "vocab_pad_to": 16},
+                          "train": {"steps": 4, "global_batch": 4, "micro_batch": 2,
+                          "warmup_steps": 1, "lr": 1e-3, "min_lr": 1e-4, "eval_every": 2,
+                          "eval_batches": 2, "log_every": 1},
+                          "data": {"train": ")" + data + R"(", "valid": ")" + valid + R"("}})");
+}
+
+std::vector<float> all_parameters(qj::Trainer& t) {
+  std::vector<float> out;
+  for (const auto& p : t.model().params())
+    out.insert(out.end(), p.value.f32(), p.value.f32() + p.value.numel());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("training steps and evaluation allocate nothing once the trainer is built") {
+  for (const char* preset : {"gpt2", "llama"}) {
+    qj::Trainer trainer(tiny_config(preset));
+    trainer.train_step(0);
+    const long before = g_allocations.load();
+    trainer.train_step(1);
+    trainer.train_step(2);
+    trainer.evaluate();
+    const long allocations = g_allocations.load() - before;  // read before Catch allocates
+    INFO("preset " << preset);
+    CHECK(allocations == 0);
+  }
+}
+
+TEST_CASE("accumulating 4 micro-batches of 1 equals one step on a micro-batch of 4") {
+  qj::Config one = tiny_config("gpt2");
+  one.train.micro_batch = 4;
+  qj::Config four = one;
+  four.train.micro_batch = 1;
+  qj::Trainer a(one), b(four);
+  for (int step = 0; step < 3; ++step) {
+    const auto sa = a.train_step(step), sb = b.train_step(step);
+    CHECK(sa.loss == Approx(sb.loss).epsilon(1e-5));
+    CHECK(sa.grad_norm == Approx(sb.grad_norm).epsilon(1e-4));
+  }
+  const auto pa = all_parameters(a), pb = all_parameters(b);
+  REQUIRE(pa.size() == pb.size());
+  double worst = 0;
+  for (size_t i = 0; i < pa.size(); ++i) worst = std::max(worst, double(std::fabs(pa[i] - pb[i])));
+  CHECK(worst < 1e-5);
+}
+
+TEST_CASE("two runs with the same seed are bit-identical") {
+  qj::Trainer a(tiny_config("llama")), b(tiny_config("llama"));
+  for (int step = 0; step < 3; ++step) CHECK(a.train_step(step).loss == b.train_step(step).loss);
+  CHECK(all_parameters(a) == all_parameters(b));
+}
