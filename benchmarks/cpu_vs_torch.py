@@ -92,7 +92,7 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x, self.mask)
         logits = self.ln_f(x) @ self.wte.weight.t()  # tied head
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
 
 def torch_run(model_cfg, train, optim, data, steps, threads):
