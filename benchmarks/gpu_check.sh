@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Builds the CUDA backend on a GPU machine and runs its conformance test
-# (every op of the cuda backend against the cpu backend).
+# (every op of the cuda backend against the cpu backend), the whole-model check
+# (10 fp32 steps on cuda reproduce the cpu losses), then the benchmarks:
+# attention against torch SDPA, memory-bound ops against cudaMemcpy, GPT-2 124M
+# training against PyTorch (fp32, bf16, bf16 + torch.compile). One summary
+# table is printed last; results land in benchmarks/results/ (and $OUT if set).
 #
 #   benchmarks/gpu_check.sh [BUILD_DIR]        (from the repository root; default build-gpu)
 #
@@ -13,9 +17,14 @@
 #   for f in *.deb; do dpkg -x "$f" /opt/qj-deps; done  # on the GPU machine
 #   QJ_DEPS_PREFIX=/opt/qj-deps benchmarks/gpu_check.sh
 # QJ_JOBS sets the build's parallelism (default: all cores).
+# QJ_CHECK_BUDGET_S (default 450) bounds the whole script: the benchmarks share
+# what the build and the checks leave. QJ_SKIP_BENCH=1 skips the benchmarks.
+# The benchmarks need a python3 with torch >= 2.0 on PATH (torch 2.11 on the
+# GPU machine); without it only our own kernels are timed.
 # The script checks for everything first and lists what is missing (exit 3).
 # Exit status: that of qj-backend-test (0 all passed, 1 a failure, 77 no GPU),
-# 3 when something the build needs is missing, 4 when the build fails.
+# 3 when something the build needs is missing, 4 when the build fails; 1 also
+# when the whole-model check fails. The benchmarks never change it.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 4
 BUILD_DIR=${1:-build-gpu}
@@ -106,6 +115,7 @@ cat "$report"
 # Same seed, same data, no shuffle. The bound 1e-4 (relative, per step) allows
 # fp32 summation-order differences growing over 10 AdamW steps.
 model_status=1
+rm -f "$BUILD_DIR/model_check.txt"
 corpus="$BUILD_DIR/corpus"
 if [ -x "$BUILD_DIR/qj-train" ] && "$BUILD_DIR/qj-make-corpus" --output "$corpus" >/dev/null; then
   for dev in cpu cuda; do
@@ -117,7 +127,7 @@ if [ -x "$BUILD_DIR/qj-train" ] && "$BUILD_DIR/qj-make-corpus" --output "$corpus
         { echo "gpu_check: qj-train on $dev ($preset) FAILED:"; tail -5 "$BUILD_DIR/$dev-$preset.log"; }
     done
   done
-  python3 - "$BUILD_DIR" <<'PY' && model_status=0
+  python3 - "$BUILD_DIR" <<'PY' | tee "$BUILD_DIR/model_check.txt" && model_status=0
 import json, sys
 build = sys.argv[1]
 worst_all = 0.0
@@ -136,9 +146,57 @@ sys.exit(0 if worst_all < 1e-4 else 1)
 PY
 fi
 
+# ---- 3. benchmarks (they never change the exit status) ----
+# What the budget leaves after the checks is shared: 25% attention, 10%
+# memory-bound ops, the rest GPT-2. Each script keeps to its share itself and
+# also runs under a hard `timeout` a little longer than it.
+results=benchmarks/results
+attn_json=$results/attention_vs_sdpa.json
+membw_jsonl=$results/gpu_membw.jsonl
+gpt2_json=$results/gpu_gpt2_vs_torch.json
+rm -f "$attn_json" "$membw_jsonl" "$gpt2_json"  # no stale numbers in the summary
+mkdir -p "$results"
+budget=${QJ_CHECK_BUDGET_S:-450}
+reserve=20  # seconds kept for the summary and the hard timeouts' slack
+left=$((budget - SECONDS - reserve))
+if [ "${QJ_SKIP_BENCH:-0}" = 1 ]; then
+  echo "gpu_check: benchmarks skipped (QJ_SKIP_BENCH=1)"
+elif [ $status = 77 ]; then
+  echo "gpu_check: benchmarks skipped (no GPU)"
+elif [ $left -lt 60 ]; then
+  echo "gpu_check: benchmarks skipped (${SECONDS}s spent, only ${left}s of the ${budget}s budget left)"
+elif ! cmake --build "$BUILD_DIR" -j "$jobs" --target qj-attention-bench qj-membw-bench; then
+  echo "gpu_check: building qj-attention-bench / qj-membw-bench FAILED: benchmarks skipped"
+else
+  echo "gpu_check: benchmarks, ${left}s for all of them"
+  attn_s=$((left * 25 / 100))
+  timeout $((attn_s + 30)) python3 benchmarks/attention_vs_sdpa.py \
+    --bench "$BUILD_DIR/qj-attention-bench" --budget-s 1 --time-budget-s $attn_s --output "$attn_json" ||
+    echo "gpu_check: attention_vs_sdpa.py exited with $? (124 = the hard timeout)"
+  membw_s=$((left * 10 / 100))
+  timeout $((membw_s + 15)) "$BUILD_DIR/qj-membw-bench" --budget-s 1 >"$membw_jsonl" ||
+    echo "gpu_check: qj-membw-bench exited with $? (124 = the hard timeout)"
+  cat "$membw_jsonl"
+  [ -n "${OUT:-}" ] && [ -d "${OUT}" ] && cp "$membw_jsonl" "$OUT/" 2>/dev/null
+  gpt2_s=$((budget - SECONDS - reserve))
+  if [ $gpt2_s -ge 60 ]; then
+    timeout $((gpt2_s + 15)) python3 benchmarks/gpu_gpt2_vs_torch.py --build "$BUILD_DIR" \
+      --steps 12 --warmup 3 --micro-batch 8 --global-batch 32 --corpus-tokens 1000000 \
+      --time-budget-s $gpt2_s --output "$gpt2_json" ||
+      echo "gpu_check: gpu_gpt2_vs_torch.py exited with $? (124 = the hard timeout)"
+  else
+    echo "gpu_check: GPT-2 benchmark skipped (only ${gpt2_s}s left)"
+  fi
+fi
+
 # ---- summary, last ----
-echo
-echo "gpu_check summary"
-echo "  conformance (qj-backend-test --backend cuda): $(tail -n 1 "$report")  -> $([ $status = 0 ] && echo PASS || echo FAIL)"
-echo "  whole model, cuda fp32 vs cpu, 10 steps, both presets: $([ $model_status = 0 ] && echo PASS || echo FAIL)"
+verdict() { [ "$1" = 0 ] && echo PASS || echo FAIL; }
+python3 benchmarks/gpu_summary.py --conformance "$(tail -n 1 "$report")" --conformance-status $status \
+  --model-status $model_status --model-report "$BUILD_DIR/model_check.txt" --gpt2 "$gpt2_json" \
+  --attention "$attn_json" --membw "$membw_jsonl" --elapsed-s $SECONDS || {
+  echo
+  echo "gpu_check summary"
+  echo "  conformance (qj-backend-test --backend cuda): $(tail -n 1 "$report")  -> $(verdict $status)"
+  echo "  whole model, cuda fp32 vs cpu, 10 steps, both presets: $(verdict $model_status)"
+}
 [ $status = 0 ] && [ $model_status = 0 ]

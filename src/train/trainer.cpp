@@ -33,6 +33,9 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options)
                 " dp=" + std::to_string(dp) + " needs a world of " +
                 std::to_string(par.tp * par.pp * dp) + " ranks, but this build runs one process");
   const TrainConfig& train = config.train;
+  if (train.precision != "fp32")
+    throw Error("train.precision='" + train.precision +
+                "' is not supported yet: every backend trains in fp32 for now");
   accumulation_steps_ = train.global_batch / train.micro_batch;
 
   train_data_ = std::make_unique<IndexedDataset>(config.data.train);
