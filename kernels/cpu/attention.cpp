@@ -18,8 +18,8 @@
 // scores of a query are D vector multiply-adds with no horizontal sums.
 #include <algorithm>
 #include <cmath>
-#include <string>
 
+#include "kernels/common/attention_args.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/tensor_checks.h"
 
@@ -30,63 +30,7 @@ constexpr int64_t kKeyTile = 16;      // keys scored together, one vector lane e
 constexpr int64_t kQueryBlock = 32;   // query rows sharing one transposed key tile
 constexpr int64_t kMaxHeadDim = 256;  // bounds the stack tiles (16 KiB each)
 
-// Where each head's rows live inside the fused tensors.
-struct AttnLayout {
-  int64_t batch, seq, heads, kv_heads, head_dim;
-  int64_t group;     // H / Hkv query heads share one kv head
-  int64_t qkv_row;   // (H + 2 Hkv) * D floats per token
-  float scale;       // 1 / sqrt(D)
-
-  int64_t token(int64_t b, int64_t t) const { return b * seq + t; }
-  int64_t q(int64_t b, int64_t t, int64_t h) const { return token(b, t) * qkv_row + h * head_dim; }
-  int64_t k(int64_t b, int64_t t, int64_t g) const {
-    return token(b, t) * qkv_row + (heads + g) * head_dim;
-  }
-  int64_t v(int64_t b, int64_t t, int64_t g) const {
-    return token(b, t) * qkv_row + (heads + kv_heads + g) * head_dim;
-  }
-  int64_t out(int64_t b, int64_t t, int64_t h) const {
-    return token(b, t) * heads * head_dim + h * head_dim;
-  }
-  int64_t lse(int64_t b, int64_t h, int64_t t) const { return (b * heads + h) * seq + t; }
-};
-
-std::string attn_error(const char* op, const std::string& what) {
-  return std::string(op) + ": " + what;
-}
-
-AttnLayout check_attention_args(const char* op, const Tensor& qkv, const Tensor& out,
-                                const Tensor& lse, int heads, int kv_heads) {
-  f32_arg(qkv, op, "qkv");
-  f32_arg(out, op, "out");
-  f32_arg(lse, op, "lse");
-  QJ_CHECK(heads > 0 && kv_heads > 0 && heads % kv_heads == 0,
-           attn_error(op, "kv_heads=" + std::to_string(kv_heads) + " must divide heads=" +
-                              std::to_string(heads)));
-  QJ_CHECK(qkv.ndim == 3, attn_error(op, "qkv must be [B, T, (H+2Hkv)*D], got " +
-                                             qkv.shape_string()));
-  const int64_t slots = heads + 2 * int64_t(kv_heads);
-  QJ_CHECK(qkv.dim(2) > 0 && qkv.dim(2) % slots == 0,
-           attn_error(op, "qkv " + qkv.shape_string() + " last dimension is not (" +
-                              std::to_string(heads) + " + 2x" + std::to_string(kv_heads) +
-                              ") heads of equal width"));
-  const int64_t d = qkv.dim(2) / slots;
-  QJ_CHECK(d <= kMaxHeadDim, attn_error(op, "head dimension " + std::to_string(d) +
-                                                " exceeds the CPU kernel's limit of " +
-                                                std::to_string(kMaxHeadDim)));
-  AttnLayout a{qkv.dim(0), qkv.dim(1), heads, kv_heads, d, heads / kv_heads, qkv.dim(2),
-               float(1.0 / std::sqrt(double(d)))};
-  const RowView o = as_rows(out);
-  QJ_CHECK(o.rows == a.batch * a.seq && o.cols == heads * d,
-           attn_error(op, "out must be [B, T, H*D] = [" + std::to_string(a.batch) + ", " +
-                              std::to_string(a.seq) + ", " + std::to_string(heads * d) +
-                              "], got " + out.shape_string()));
-  QJ_CHECK(lse.numel() == a.batch * heads * a.seq,
-           attn_error(op, "lse must be [B, H, T] = [" + std::to_string(a.batch) + ", " +
-                              std::to_string(heads) + ", " + std::to_string(a.seq) + "], got " +
-                              lse.shape_string()));
-  return a;
-}
+using kernels::AttnLayout;
 
 // ---- small vector helpers over one head row of D floats ----
 
@@ -295,7 +239,8 @@ int64_t blocks_of(int64_t n, int64_t block) { return (n + block - 1) / block; }
 
 void attention_forward(void*, const Tensor& qkv, const Tensor& out, const Tensor& lse, int heads,
                        int kv_heads) {
-  const AttnLayout a = check_attention_args("attention_forward", qkv, out, lse, heads, kv_heads);
+  const AttnLayout a = kernels::check_attention_args(kDevice, "attention_forward", qkv, out, lse,
+                                                     heads, kv_heads, kMaxHeadDim);
   const float* x = qkv.f32();
   float* o = out.f32();
   float* l = lse.f32();
@@ -313,13 +258,9 @@ void attention_forward(void*, const Tensor& qkv, const Tensor& out, const Tensor
 void attention_backward(void*, const Tensor& dout, const Tensor& qkv, const Tensor& out,
                         const Tensor& lse, const Tensor& dqkv, int heads, int kv_heads) {
   const char* op = "attention_backward";
-  const AttnLayout a = check_attention_args(op, qkv, out, lse, heads, kv_heads);
-  f32_arg(dout, op, "dout");
-  f32_arg(dqkv, op, "dqkv");
-  check_same_shape(qkv, dqkv, op, "qkv", "dqkv");
-  QJ_CHECK(as_rows(dout).rows == as_rows(out).rows && as_rows(dout).cols == as_rows(out).cols,
-           attn_error(op, "dout " + dout.shape_string() + " must match out " +
-                              out.shape_string()));
+  const AttnLayout a =
+      kernels::check_attention_args(kDevice, op, qkv, out, lse, heads, kv_heads, kMaxHeadDim);
+  kernels::check_attention_grads(kDevice, op, dout, out, qkv, dqkv);
   const float *x = qkv.f32(), *o = out.f32(), *dy = dout.f32(), *l = lse.f32();
   float* dx = dqkv.f32();
   const int64_t query_blocks = blocks_of(a.seq, kQueryBlock);

@@ -1,5 +1,6 @@
 // Bias of a linear layer: y [.., C] += bias [C] in forward, dbias += sum of dy
 // over rows in backward.
+#include "kernels/common/op_args.h"
 #include "kernels/cpu/column_blocks.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/tensor_checks.h"
@@ -7,10 +8,9 @@
 namespace qj::cpu {
 
 void add_bias(void* /*ctx*/, const Tensor& y, const Tensor& bias) {
-  float* py = f32_arg(y, "add_bias", "y");
-  const float* pb = f32_arg(bias, "add_bias", "bias");
-  const RowView v = as_rows(y);
-  check_vector(bias, v.cols, "add_bias", "bias");
+  const RowView v = kernels::check_add_bias_args(kDevice, y, bias);
+  float* py = y.f32();
+  const float* pb = bias.f32();
   for_each_row(v.rows, v.cols, [&](int64_t n) {
     float* row = py + n * v.cols;
 #pragma omp simd
@@ -19,10 +19,9 @@ void add_bias(void* /*ctx*/, const Tensor& y, const Tensor& bias) {
 }
 
 void bias_backward(void* /*ctx*/, const Tensor& dy, const Tensor& dbias) {
-  const float* pdy = f32_arg(dy, "bias_backward", "dy");
-  float* pdb = f32_arg(dbias, "bias_backward", "dbias");
-  const RowView v = as_rows(dy);
-  check_vector(dbias, v.cols, "bias_backward", "dbias");
+  const RowView v = kernels::check_bias_backward_args(kDevice, dy, dbias);
+  const float* pdy = dy.f32();
+  float* pdb = dbias.f32();
   for_each_column_block(v.rows, v.cols, [&](int64_t first, int64_t width) {
     double sum[kColumnBlock] = {};
     for (int64_t n = 0; n < v.rows; ++n) {

@@ -7,8 +7,8 @@
 //   dx_v = (exp(x_v - lse) - [v == y]) * dloss
 // Rows whose target is ignore_index have loss 0 and gradient 0.
 #include <cmath>
-#include <string>
 
+#include "kernels/common/token_args.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/tensor_checks.h"
 
@@ -24,28 +24,13 @@ struct CrossEntropyRows {
 
 // Shapes and every target are checked before any thread starts: an exception
 // must not leave a parallel region.
-CrossEntropyRows check_cross_entropy_args(const char* op, const Tensor& logits,
-                                          const Tensor& targets, int vocab, int ignore_index) {
-  float* x = f32_arg(logits, op, "logits");
-  QJ_CHECK(targets.defined() && targets.dtype == DType::I32 && targets.device == Device::Host &&
-               targets.is_contiguous(),
-           std::string(op) + ": argument 'targets' must be a contiguous host int32 tensor, got " +
-               dtype_name(targets.dtype) + " " + targets.shape_string());
-  RowView r = as_rows(logits);
-  QJ_CHECK(vocab > 0 && vocab <= r.cols,
-           std::string(op) + ": vocab=" + std::to_string(vocab) + " must be in [1, " +
-               std::to_string(r.cols) + "] for logits " + logits.shape_string());
-  QJ_CHECK(targets.numel() == r.rows,
-           std::string(op) + ": targets " + targets.shape_string() + " must hold one id per row of logits " +
-               logits.shape_string());
+CrossEntropyRows cross_entropy_rows(const char* op, const Tensor& logits,
+                                    const Tensor& targets, int vocab, int ignore_index) {
+  const RowView r = kernels::check_cross_entropy_args(kDevice, op, logits, targets, vocab);
   const int32_t* y = targets.i32();
-  for (int64_t n = 0; n < r.rows; ++n) {
-    QJ_CHECK(y[n] == ignore_index || (y[n] >= 0 && y[n] < vocab),
-             std::string(op) + ": target " + std::to_string(y[n]) + " at row " +
-                 std::to_string(n) + " is outside [0, " + std::to_string(vocab) +
-                 ") and is not ignore_index=" + std::to_string(ignore_index));
-  }
-  return {x, y, r.rows, r.cols};
+  kernels::check_targets(op, find_bad_index(y, r.rows, vocab, true, ignore_index), vocab,
+                         ignore_index);
+  return {logits.f32(), y, r.rows, r.cols};
 }
 
 // The softmax normaliser of a row over its first `vocab` entries, max
@@ -74,11 +59,9 @@ bool parallel_worth_it(const CrossEntropyRows& r) {
 void cross_entropy_forward(void*, const Tensor& logits, const Tensor& targets,
                            const Tensor& losses, int vocab, int ignore_index) {
   const char* op = "cross_entropy_forward";
-  const CrossEntropyRows r = check_cross_entropy_args(op, logits, targets, vocab, ignore_index);
-  float* loss = f32_arg(losses, op, "losses");
-  QJ_CHECK(losses.numel() == r.rows, std::string(op) + ": losses " + losses.shape_string() +
-                                         " must hold one value per row of logits " +
-                                         logits.shape_string());
+  const CrossEntropyRows r = cross_entropy_rows(op, logits, targets, vocab, ignore_index);
+  kernels::check_cross_entropy_losses(kDevice, losses, logits, r.rows);
+  float* loss = losses.f32();
 #pragma omp parallel for schedule(static) if (parallel_worth_it(r))
   for (int64_t n = 0; n < r.rows; ++n) {
     const int32_t y = r.targets[n];
@@ -94,7 +77,7 @@ void cross_entropy_forward(void*, const Tensor& logits, const Tensor& targets,
 void cross_entropy_backward(void*, const Tensor& logits, const Tensor& targets, float dloss,
                             int vocab, int ignore_index) {
   const char* op = "cross_entropy_backward";
-  const CrossEntropyRows r = check_cross_entropy_args(op, logits, targets, vocab, ignore_index);
+  const CrossEntropyRows r = cross_entropy_rows(op, logits, targets, vocab, ignore_index);
 #pragma omp parallel for schedule(static) if (parallel_worth_it(r))
   for (int64_t n = 0; n < r.rows; ++n) {
     float* x = r.logits + n * r.width;

@@ -1,22 +1,21 @@
 // Elementwise ops on contiguous fp32 tensors of any shape.
+#include "kernels/common/op_args.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/tensor_checks.h"
 
 namespace qj::cpu {
 
 void fill(void* /*ctx*/, const Tensor& x, float value) {
-  float* px = f32_arg(x, "fill", "x");
+  float* px = kernels::f32_arg(x, kDevice, "fill", "x");
   const int64_t n = x.numel();
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) px[i] = value;
 }
 
 void add(void* /*ctx*/, const Tensor& a, const Tensor& b, const Tensor& out) {
-  const float* pa = f32_arg(a, "add", "a");
-  const float* pb = f32_arg(b, "add", "b");
-  float* po = f32_arg(out, "add", "out");
-  check_same_shape(a, b, "add", "a", "b");
-  check_same_shape(a, out, "add", "a", "out");
+  kernels::check_add_args(kDevice, a, b, out);
+  const float *pa = a.f32(), *pb = b.f32();
+  float* po = out.f32();
   const int64_t n = a.numel();
   // out may alias a or b: each element is read before it is written.
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMinElements)
@@ -24,7 +23,7 @@ void add(void* /*ctx*/, const Tensor& a, const Tensor& b, const Tensor& out) {
 }
 
 void scale(void* /*ctx*/, const Tensor& x, float alpha) {
-  float* px = f32_arg(x, "scale", "x");
+  float* px = kernels::f32_arg(x, kDevice, "scale", "x");
   const int64_t n = x.numel();
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) px[i] *= alpha;

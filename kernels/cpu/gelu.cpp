@@ -1,6 +1,7 @@
 // GELU, tanh approximation:
 //   y = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
 //   dy/dx = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+#include "kernels/common/op_args.h"
 #include "kernels/cpu/fast_exp.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/tensor_checks.h"
@@ -14,9 +15,9 @@ constexpr float kCubic = 0.044715f;
 }  // namespace
 
 void gelu_forward(void* /*ctx*/, const Tensor& x, const Tensor& y) {
-  const float* px = f32_arg(x, "gelu_forward", "x");
-  float* py = f32_arg(y, "gelu_forward", "y");
-  check_same_shape(x, y, "gelu_forward", "x", "y");
+  kernels::check_gelu_forward_args(kDevice, x, y);
+  const float* px = x.f32();
+  float* py = y.f32();
   const int64_t n = x.numel();
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
@@ -27,11 +28,9 @@ void gelu_forward(void* /*ctx*/, const Tensor& x, const Tensor& y) {
 }
 
 void gelu_backward(void* /*ctx*/, const Tensor& dy, const Tensor& x, const Tensor& dx) {
-  const float* pdy = f32_arg(dy, "gelu_backward", "dy");
-  const float* px = f32_arg(x, "gelu_backward", "x");
-  float* pdx = f32_arg(dx, "gelu_backward", "dx");
-  check_same_shape(x, dy, "gelu_backward", "x", "dy");
-  check_same_shape(x, dx, "gelu_backward", "x", "dx");
+  kernels::check_gelu_backward_args(kDevice, dy, x, dx);
+  const float *pdy = dy.f32(), *px = x.f32();
+  float* pdx = dx.f32();
   const int64_t n = x.numel();
   // dx may alias dy or x: element i is read before it is written.
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMinElements)

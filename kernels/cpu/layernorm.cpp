@@ -7,6 +7,7 @@
 // Row statistics are accumulated in double and stored in fp32.
 #include <cmath>
 
+#include "kernels/common/op_args.h"
 #include "kernels/cpu/column_blocks.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/tensor_checks.h"
@@ -72,19 +73,9 @@ void input_gradient_row(const float* dy, const float* x, const float* w, float m
 
 void layernorm_forward(void* /*ctx*/, const Tensor& x, const Tensor& w, const Tensor& b,
                        const Tensor& y, const Tensor& mean, const Tensor& rstd, float eps) {
-  const char* op = "layernorm_forward";
-  const float* px = f32_arg(x, op, "x");
-  const float* pw = f32_arg(w, op, "w");
-  const float* pb = b.defined() ? f32_arg(b, op, "b") : nullptr;
-  float* py = f32_arg(y, op, "y");
-  float* pmean = f32_arg(mean, op, "mean");
-  float* prstd = f32_arg(rstd, op, "rstd");
-  const RowView v = as_rows(x);
-  check_same_shape(x, y, op, "x", "y");
-  check_vector(w, v.cols, op, "w");
-  if (pb) check_vector(b, v.cols, op, "b");
-  check_vector(mean, v.rows, op, "mean");
-  check_vector(rstd, v.rows, op, "rstd");
+  const RowView v = kernels::check_layernorm_forward_args(kDevice, x, w, b, y, mean, rstd);
+  const float *px = x.f32(), *pw = w.f32(), *pb = b.defined() ? b.f32() : nullptr;
+  float *py = y.f32(), *pmean = mean.f32(), *prstd = rstd.f32();
   for_each_row(v.rows, v.cols, [&](int64_t n) {
     const float* xr = px + n * v.cols;
     float* yr = py + n * v.cols;
@@ -98,23 +89,11 @@ void layernorm_forward(void* /*ctx*/, const Tensor& x, const Tensor& w, const Te
 void layernorm_backward(void* /*ctx*/, const Tensor& dy, const Tensor& x, const Tensor& w,
                         const Tensor& mean, const Tensor& rstd, const Tensor& dx, const Tensor& dw,
                         const Tensor& db) {
-  const char* op = "layernorm_backward";
-  const float* pdy = f32_arg(dy, op, "dy");
-  const float* px = f32_arg(x, op, "x");
-  const float* pw = f32_arg(w, op, "w");
-  const float* pmean = f32_arg(mean, op, "mean");
-  const float* prstd = f32_arg(rstd, op, "rstd");
-  float* pdx = f32_arg(dx, op, "dx");
-  float* pdw = f32_arg(dw, op, "dw");
-  float* pdb = db.defined() ? f32_arg(db, op, "db") : nullptr;
-  const RowView v = as_rows(x);
-  check_same_shape(x, dy, op, "x", "dy");
-  check_same_shape(x, dx, op, "x", "dx");
-  check_vector(w, v.cols, op, "w");
-  check_vector(dw, v.cols, op, "dw");
-  if (pdb) check_vector(db, v.cols, op, "db");
-  check_vector(mean, v.rows, op, "mean");
-  check_vector(rstd, v.rows, op, "rstd");
+  const RowView v =
+      kernels::check_layernorm_backward_args(kDevice, dy, x, w, mean, rstd, dx, dw, db);
+  const float *pdy = dy.f32(), *px = x.f32(), *pw = w.f32();
+  const float *pmean = mean.f32(), *prstd = rstd.f32();
+  float *pdx = dx.f32(), *pdw = dw.f32(), *pdb = db.defined() ? db.f32() : nullptr;
   // Parameter gradients first: they read dy, which dx is allowed to overwrite.
   parameter_gradients(pdy, px, pmean, prstd, v.rows, v.cols, pdw, pdb);
   for_each_row(v.rows, v.cols, [&](int64_t n) {

@@ -1,8 +1,8 @@
 // Optimizer kernels: the squared norm used for gradient clipping, and AdamW.
 #include <algorithm>
 #include <cmath>
-#include <string>
 
+#include "kernels/common/op_args.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/tensor_checks.h"
 
@@ -32,9 +32,9 @@ double sum_of_squares(const float* x, int64_t n) {
 }  // namespace
 
 void sum_squares(void* /*ctx*/, const Tensor& x, const Tensor& out) {
-  const float* px = f32_arg(x, "sum_squares", "x");
-  float* pout = f32_arg(out, "sum_squares", "out");
-  check_vector(out, 1, "sum_squares", "out");
+  kernels::check_sum_squares_args(kDevice, x, out);
+  const float* px = x.f32();
+  float* pout = out.f32();
   pout[0] = float(pout[0] + sum_of_squares(px, x.numel()));
 }
 
@@ -42,16 +42,9 @@ void sum_squares(void* /*ctx*/, const Tensor& x, const Tensor& out) {
 void adamw_update(void* /*ctx*/, const Tensor& param, const Tensor& grad, const Tensor& m,
                   const Tensor& v, float lr, float beta1, float beta2, float eps,
                   float weight_decay, int step, float grad_scale) {
-  const char* op = "adamw_update";
-  float* pp = f32_arg(param, op, "param");
-  const float* pg = f32_arg(grad, op, "grad");
-  float* pm = f32_arg(m, op, "m");
-  float* pv = f32_arg(v, op, "v");
-  check_same_shape(param, grad, op, "param", "grad");
-  check_same_shape(param, m, op, "param", "m");
-  check_same_shape(param, v, op, "param", "v");
-  QJ_CHECK(step >= 1, "adamw_update: step must be >= 1 (bias correction), got " +
-                          std::to_string(step));
+  kernels::check_adamw_args(kDevice, param, grad, m, v, step);
+  float *pp = param.f32(), *pm = m.f32(), *pv = v.f32();
+  const float* pg = grad.f32();
   const float m_correction = float(1.0 / (1.0 - std::pow(double(beta1), step)));
   const float v_correction = float(1.0 / (1.0 - std::pow(double(beta2), step)));
   const int64_t n = param.numel();

@@ -6,6 +6,7 @@
 // The mean square is accumulated in double and rstd stored in fp32.
 #include <cmath>
 
+#include "kernels/common/op_args.h"
 #include "kernels/cpu/column_blocks.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/tensor_checks.h"
@@ -51,15 +52,9 @@ void input_gradient_row(const float* dy, const float* x, const float* w, float r
 
 void rmsnorm_forward(void* /*ctx*/, const Tensor& x, const Tensor& w, const Tensor& y,
                      const Tensor& rstd, float eps) {
-  const char* op = "rmsnorm_forward";
-  const float* px = f32_arg(x, op, "x");
-  const float* pw = f32_arg(w, op, "w");
-  float* py = f32_arg(y, op, "y");
-  float* prstd = f32_arg(rstd, op, "rstd");
-  const RowView v = as_rows(x);
-  check_same_shape(x, y, op, "x", "y");
-  check_vector(w, v.cols, op, "w");
-  check_vector(rstd, v.rows, op, "rstd");
+  const RowView v = kernels::check_rmsnorm_forward_args(kDevice, x, w, y, rstd);
+  const float *px = x.f32(), *pw = w.f32();
+  float *py = y.f32(), *prstd = rstd.f32();
   for_each_row(v.rows, v.cols, [&](int64_t n) {
     const float* xr = px + n * v.cols;
     float* yr = py + n * v.cols;
@@ -71,19 +66,9 @@ void rmsnorm_forward(void* /*ctx*/, const Tensor& x, const Tensor& w, const Tens
 
 void rmsnorm_backward(void* /*ctx*/, const Tensor& dy, const Tensor& x, const Tensor& w,
                       const Tensor& rstd, const Tensor& dx, const Tensor& dw) {
-  const char* op = "rmsnorm_backward";
-  const float* pdy = f32_arg(dy, op, "dy");
-  const float* px = f32_arg(x, op, "x");
-  const float* pw = f32_arg(w, op, "w");
-  const float* prstd = f32_arg(rstd, op, "rstd");
-  float* pdx = f32_arg(dx, op, "dx");
-  float* pdw = f32_arg(dw, op, "dw");
-  const RowView v = as_rows(x);
-  check_same_shape(x, dy, op, "x", "dy");
-  check_same_shape(x, dx, op, "x", "dx");
-  check_vector(w, v.cols, op, "w");
-  check_vector(dw, v.cols, op, "dw");
-  check_vector(rstd, v.rows, op, "rstd");
+  const RowView v = kernels::check_rmsnorm_backward_args(kDevice, dy, x, w, rstd, dx, dw);
+  const float *pdy = dy.f32(), *px = x.f32(), *pw = w.f32(), *prstd = rstd.f32();
+  float *pdx = dx.f32(), *pdw = dw.f32();
   // The weight gradient first: it reads dy, which dx is allowed to overwrite.
   weight_gradient(pdy, px, prstd, v.rows, v.cols, pdw);
   for_each_row(v.rows, v.cols, [&](int64_t n) {

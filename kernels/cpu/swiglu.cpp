@@ -2,31 +2,18 @@
 //   y [N, F] = silu(gate) * up,  silu(g) = g * s,  s = sigmoid(g)
 // Backward:
 //   dgate = dy * up * s * (1 + g (1 - s)),  dup = dy * silu(g)
-#include <string>
-
+#include "kernels/common/op_args.h"
 #include "kernels/cpu/column_blocks.h"
 #include "kernels/cpu/fast_exp.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/tensor_checks.h"
 
 namespace qj::cpu {
-namespace {
-
-// Checks h [.., 2F] against y [.., F] (same rows) and returns the view of y.
-RowView swiglu_rows(const Tensor& h, const Tensor& y, const char* op, const char* y_name) {
-  const RowView hv = as_rows(h), yv = as_rows(y);
-  QJ_CHECK(hv.rows == yv.rows && hv.cols == 2 * yv.cols,
-           std::string(op) + ": h " + h.shape_string() + " must be [N, 2F] for " + y_name + " " +
-               y.shape_string() + " [N, F]");
-  return yv;
-}
-
-}  // namespace
 
 void swiglu_forward(void* /*ctx*/, const Tensor& h, const Tensor& y) {
-  const float* ph = f32_arg(h, "swiglu_forward", "h");
-  float* py = f32_arg(y, "swiglu_forward", "y");
-  const RowView v = swiglu_rows(h, y, "swiglu_forward", "y");
+  const RowView v = kernels::check_swiglu_forward_args(kDevice, h, y);
+  const float* ph = h.f32();
+  float* py = y.f32();
   const int64_t f = v.cols;
   for_each_row(v.rows, 2 * f, [&](int64_t n) {
     const float* gate = ph + n * 2 * f;
@@ -38,11 +25,9 @@ void swiglu_forward(void* /*ctx*/, const Tensor& h, const Tensor& y) {
 }
 
 void swiglu_backward(void* /*ctx*/, const Tensor& dy, const Tensor& h, const Tensor& dh) {
-  const float* pdy = f32_arg(dy, "swiglu_backward", "dy");
-  const float* ph = f32_arg(h, "swiglu_backward", "h");
-  float* pdh = f32_arg(dh, "swiglu_backward", "dh");
-  const RowView v = swiglu_rows(h, dy, "swiglu_backward", "dy");
-  check_same_shape(h, dh, "swiglu_backward", "h", "dh");
+  const RowView v = kernels::check_swiglu_backward_args(kDevice, dy, h, dh);
+  const float *pdy = dy.f32(), *ph = h.f32();
+  float* pdh = dh.f32();
   const int64_t f = v.cols;
   // dh may alias h: gate[j] and up[j] are read before dgate[j] and dup[j] are written.
   for_each_row(v.rows, 2 * f, [&](int64_t n) {

@@ -1,31 +1,27 @@
 #pragma once
-// Argument checks shared by the CPU kernels: each kernel validates what it is
-// given and its errors name the op, the argument and the shapes involved.
+// What the CPU kernels add to the argument checks every backend shares
+// (kernels/common/): they read host memory, scan token ids on the host, and
+// run small problems on one thread.
 #include <cstdint>
 
-#include "qianjun/tensor.h"
+#include "kernels/common/tensor_args.h"
+#include "kernels/common/token_args.h"
 
 namespace qj::cpu {
+
+// The memory every CPU kernel reads and writes.
+inline constexpr Device kDevice = Device::Host;
 
 // Below this many elements a kernel runs on one thread: starting a parallel
 // region costs more than it saves.
 inline constexpr int64_t kParallelMinElements = 1 << 14;
 
-// The data of a defined, contiguous, host fp32 tensor; throws otherwise.
-float* f32_arg(const Tensor& t, const char* op, const char* arg);
+using kernels::RowView;
 
-// Throws unless `a` and `b` have identical shapes.
-void check_same_shape(const Tensor& a, const Tensor& b, const char* op, const char* arg_a,
-                      const char* arg_b);
-
-// Throws unless `t` is 1-D with `n` elements.
-void check_vector(const Tensor& t, int64_t n, const char* op, const char* arg);
-
-// A tensor seen as a matrix: the last dimension is a row, the others count rows.
-struct RowView {
-  int64_t rows;
-  int64_t cols;
-};
-RowView as_rows(const Tensor& t);
+// The first i in [0, n) with ids[i] outside [0, limit), except ids equal to
+// `allowed` when has_allowed (ignore_index). Ids are checked before any thread
+// starts: an exception must not leave a parallel region.
+kernels::BadIndex find_bad_index(const int32_t* ids, int64_t n, int64_t limit, bool has_allowed,
+                                 int32_t allowed);
 
 }  // namespace qj::cpu

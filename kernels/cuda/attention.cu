@@ -13,9 +13,7 @@
 //   dv_j = sum_{h in group} sum_{t >= j} p_tj do_t       (one warp per key row)
 // Every output element is written by one lane in a fixed order: no atomics, no
 // scratch, and the same bits on every run. No T x T buffer.
-#include <cmath>
-#include <string>
-
+#include "kernels/common/attention_args.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/kernels.cuh"
@@ -29,65 +27,7 @@ constexpr int kWarpsPerBlock = 4;
 constexpr int kMaxHeadDim = 256;
 constexpr int kDimsPerLane = kMaxHeadDim / 32;  // o, dq, dk, dv registers per lane
 
-// Where each head's rows live inside the fused tensors.
-struct AttnLayout {
-  int64_t batch, seq, heads, kv_heads, head_dim;
-  int64_t group;    // H / Hkv query heads share one kv head
-  int64_t qkv_row;  // (H + 2 Hkv) * D floats per token
-  float scale;      // 1 / sqrt(D)
-
-  __device__ int64_t token(int64_t b, int64_t t) const { return b * seq + t; }
-  __device__ int64_t q(int64_t b, int64_t t, int64_t h) const {
-    return token(b, t) * qkv_row + h * head_dim;
-  }
-  __device__ int64_t k(int64_t b, int64_t t, int64_t g) const {
-    return token(b, t) * qkv_row + (heads + g) * head_dim;
-  }
-  __device__ int64_t v(int64_t b, int64_t t, int64_t g) const {
-    return token(b, t) * qkv_row + (heads + kv_heads + g) * head_dim;
-  }
-  __device__ int64_t out(int64_t b, int64_t t, int64_t h) const {
-    return token(b, t) * heads * head_dim + h * head_dim;
-  }
-  __device__ int64_t lse(int64_t b, int64_t h, int64_t t) const { return (b * heads + h) * seq + t; }
-};
-
-std::string attn_error(const char* op, const std::string& what) {
-  return std::string(op) + ": " + what;
-}
-
-AttnLayout check_attention_args(const char* op, const Tensor& qkv, const Tensor& out,
-                                const Tensor& lse, int heads, int kv_heads) {
-  f32_arg(qkv, op, "qkv");
-  f32_arg(out, op, "out");
-  f32_arg(lse, op, "lse");
-  QJ_CHECK(heads > 0 && kv_heads > 0 && heads % kv_heads == 0,
-           attn_error(op, "kv_heads=" + std::to_string(kv_heads) + " must divide heads=" +
-                              std::to_string(heads)));
-  QJ_CHECK(qkv.ndim == 3, attn_error(op, "qkv must be [B, T, (H+2Hkv)*D], got " +
-                                             qkv.shape_string()));
-  const int64_t slots = heads + 2 * int64_t(kv_heads);
-  QJ_CHECK(qkv.dim(2) > 0 && qkv.dim(2) % slots == 0,
-           attn_error(op, "qkv " + qkv.shape_string() + " last dimension is not (" +
-                              std::to_string(heads) + " + 2x" + std::to_string(kv_heads) +
-                              ") heads of equal width"));
-  const int64_t d = qkv.dim(2) / slots;
-  QJ_CHECK(d <= kMaxHeadDim, attn_error(op, "head dimension " + std::to_string(d) +
-                                                " exceeds the cuda kernel's limit of " +
-                                                std::to_string(kMaxHeadDim)));
-  AttnLayout a{qkv.dim(0), qkv.dim(1), heads, kv_heads, d, heads / kv_heads, qkv.dim(2),
-               float(1.0 / std::sqrt(double(d)))};
-  const RowView o = as_rows(out);
-  QJ_CHECK(o.rows == a.batch * a.seq && o.cols == heads * d,
-           attn_error(op, "out must be [B, T, H*D] = [" + std::to_string(a.batch) + ", " +
-                              std::to_string(a.seq) + ", " + std::to_string(heads * d) +
-                              "], got " + out.shape_string()));
-  QJ_CHECK(lse.numel() == a.batch * heads * a.seq,
-           attn_error(op, "lse must be [B, H, T] = [" + std::to_string(a.batch) + ", " +
-                              std::to_string(heads) + ", " + std::to_string(a.seq) + "], got " +
-                              lse.shape_string()));
-  return a;
-}
+using kernels::AttnLayout;
 
 __device__ float dot(const float* a, const float* b, int64_t n) {
   float sum = 0.f;
@@ -229,7 +169,8 @@ unsigned warp_blocks(int64_t rows) {
 
 void attention_forward(void* ctx, const Tensor& qkv, const Tensor& out, const Tensor& lse,
                        int heads, int kv_heads) {
-  const AttnLayout a = check_attention_args("attention_forward", qkv, out, lse, heads, kv_heads);
+  const AttnLayout a = kernels::check_attention_args(kDevice, "attention_forward", qkv, out, lse,
+                                                     heads, kv_heads, kMaxHeadDim);
   const int64_t rows = a.batch * a.heads * a.seq;
   if (rows == 0) return;
   attention_forward_kernel<<<warp_blocks(rows), kWarpsPerBlock * 32, 0, context(ctx).stream>>>(
@@ -241,19 +182,14 @@ void attention_forward(void* ctx, const Tensor& qkv, const Tensor& out, const Te
 void attention_backward(void* ctx, const Tensor& dout, const Tensor& qkv, const Tensor& out,
                         const Tensor& lse, const Tensor& dqkv, int heads, int kv_heads) {
   const char* op = "attention_backward";
-  const AttnLayout a = check_attention_args(op, qkv, out, lse, heads, kv_heads);
-  const float* pdout = f32_arg(dout, op, "dout");
-  float* pdqkv = f32_arg(dqkv, op, "dqkv");
-  check_same_shape(qkv, dqkv, op, "qkv", "dqkv");
-  QJ_CHECK(as_rows(dout).rows == as_rows(out).rows && as_rows(dout).cols == as_rows(out).cols,
-           attn_error(op, "dout " + dout.shape_string() + " must match out " +
-                              out.shape_string()));
+  const AttnLayout a =
+      kernels::check_attention_args(kDevice, op, qkv, out, lse, heads, kv_heads, kMaxHeadDim);
+  kernels::check_attention_grads(kDevice, op, dout, out, qkv, dqkv);
   const int64_t query_rows = a.batch * a.heads * a.seq;
   const int64_t key_rows = a.batch * a.kv_heads * a.seq;
   if (query_rows == 0) return;
-  const auto* pqkv = static_cast<const float*>(qkv.data);
-  const auto* pout = static_cast<const float*>(out.data);
-  const auto* plse = static_cast<const float*>(lse.data);
+  const float *pqkv = qkv.f32(), *pout = out.f32(), *pdout = dout.f32(), *plse = lse.f32();
+  float* pdqkv = dqkv.f32();
   cudaStream_t stream = context(ctx).stream;
   // The two kernels write disjoint parts of dqkv (q heads; k and v heads).
   attention_query_grad_kernel<<<warp_blocks(query_rows), kWarpsPerBlock * 32, 0, stream>>>(

@@ -1,5 +1,6 @@
 // Bias of a linear layer: y [.., C] += bias [C] in forward, dbias += sum of dy
 // over rows in backward (deterministic column sums).
+#include "kernels/common/op_args.h"
 #include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/kernels.cuh"
 #include "kernels/cuda/tensor_args.h"
@@ -22,22 +23,18 @@ struct RowValue {
 }  // namespace
 
 void add_bias(void* ctx, const Tensor& y, const Tensor& bias) {
-  float* py = f32_arg(y, "add_bias", "y");
-  const float* pb = f32_arg(bias, "add_bias", "bias");
-  const RowView v = as_rows(y);
-  check_vector(bias, v.cols, "add_bias", "bias");
+  const RowView v = kernels::check_add_bias_args(kDevice, y, bias);
   const int64_t n = v.rows * v.cols;
   if (n == 0) return;
-  add_bias_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(py, pb, n, v.cols);
+  add_bias_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(y.f32(), bias.f32(), n,
+                                                                     v.cols);
   QJ_CUDA_CHECK_LAUNCH("add_bias_kernel");
 }
 
 void bias_backward(void* ctx, const Tensor& dy, const Tensor& dbias) {
-  const float* pdy = f32_arg(dy, "bias_backward", "dy");
-  float* pdb = f32_arg(dbias, "bias_backward", "dbias");
-  const RowView v = as_rows(dy);
-  check_vector(dbias, v.cols, "bias_backward", "dbias");
-  add_column_sums(context(ctx), v.rows, v.cols, RowValue{pdy, v.cols}, pdb, "bias_backward");
+  const RowView v = kernels::check_bias_backward_args(kDevice, dy, dbias);
+  add_column_sums(context(ctx), v.rows, v.cols, RowValue{dy.f32(), v.cols}, dbias.f32(),
+                  "bias_backward");
 }
 
 }  // namespace qj::cuda

@@ -5,8 +5,8 @@
 // One block per row; the max is a block reduction and the sum of exponentials
 // is accumulated in double.
 #include <cmath>
-#include <string>
 
+#include "kernels/common/token_args.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/index_check.h"
@@ -21,25 +21,13 @@ struct CeShape {
   int64_t rows, padded_vocab;
 };
 
+// The shared contract, then every target, scanned on the device.
 CeShape check_ce_args(CudaContext& ctx, const char* op, const Tensor& logits,
                       const Tensor& targets, int vocab, int ignore_index) {
-  f32_arg(logits, op, "logits");
-  const int32_t* ids = i32_arg(targets, op, "targets");
-  QJ_CHECK(logits.ndim == 2, std::string(op) + ": logits must be [N, Vp], got " +
-                                 logits.shape_string());
-  const CeShape s{logits.dim(0), logits.dim(1)};
-  QJ_CHECK(targets.numel() == s.rows,
-           std::string(op) + ": targets " + targets.shape_string() + " must hold one id per row of logits " +
-               logits.shape_string());
-  QJ_CHECK(vocab > 0 && vocab <= s.padded_vocab,
-           std::string(op) + ": vocab=" + std::to_string(vocab) + " must be in [1, " +
-               std::to_string(s.padded_vocab) + "] (the logits' width)");
-  const BadIndex bad = find_bad_index(ctx, ids, s.rows, vocab, true, ignore_index);
-  QJ_CHECK(!bad.found, std::string(op) + ": target " + std::to_string(bad.value) + " of row " +
-                           std::to_string(bad.position) + " is outside [0, " +
-                           std::to_string(vocab) + ") and is not ignore_index=" +
-                           std::to_string(ignore_index));
-  return s;
+  const RowView r = kernels::check_cross_entropy_args(kDevice, op, logits, targets, vocab);
+  const BadIndex bad = find_bad_index(ctx, targets.i32(), r.rows, vocab, true, ignore_index);
+  kernels::check_targets(op, bad, vocab, ignore_index);
+  return {r.rows, r.cols};
 }
 
 // log sum exp over row[0, vocab), in double; every thread of the block gets it.
@@ -95,14 +83,11 @@ void cross_entropy_forward(void* ctx, const Tensor& logits, const Tensor& target
   const char* op = "cross_entropy_forward";
   CudaContext& c = context(ctx);
   const CeShape s = check_ce_args(c, op, logits, targets, vocab, ignore_index);
-  float* plosses = f32_arg(losses, op, "losses");
-  QJ_CHECK(losses.numel() == s.rows, std::string(op) + ": losses must hold " +
-                                         std::to_string(s.rows) + " values, got " +
-                                         losses.shape_string());
+  kernels::check_cross_entropy_losses(kDevice, losses, logits, s.rows);
   if (s.rows == 0) return;
   cross_entropy_forward_kernel<<<grid_for_rows(s.rows), kThreads, 0, c.stream>>>(
-      static_cast<const float*>(logits.data), static_cast<const int32_t*>(targets.data), plosses,
-      s.rows, s.padded_vocab, vocab, ignore_index);
+      static_cast<const float*>(logits.data), static_cast<const int32_t*>(targets.data),
+      losses.f32(), s.rows, s.padded_vocab, vocab, ignore_index);
   QJ_CUDA_CHECK_LAUNCH("cross_entropy_forward_kernel");
 }
 

@@ -1,4 +1,5 @@
 // Elementwise ops on contiguous fp32 tensors of any shape: fill, add, scale.
+#include "kernels/common/op_args.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/kernels.cuh"
@@ -30,7 +31,7 @@ __global__ void scale_kernel(float* x, int64_t n, float alpha) {
 }  // namespace
 
 void fill(void* ctx, const Tensor& x, float value) {
-  float* px = f32_arg(x, "fill", "x");
+  float* px = kernels::f32_arg(x, kDevice, "fill", "x");
   const int64_t n = x.numel();
   if (n == 0) return;
   fill_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(px, n, value);
@@ -38,19 +39,15 @@ void fill(void* ctx, const Tensor& x, float value) {
 }
 
 void add(void* ctx, const Tensor& a, const Tensor& b, const Tensor& out) {
-  const float* pa = f32_arg(a, "add", "a");
-  const float* pb = f32_arg(b, "add", "b");
-  float* po = f32_arg(out, "add", "out");
-  check_same_shape(a, b, "add", "a", "b");
-  check_same_shape(a, out, "add", "a", "out");
+  kernels::check_add_args(kDevice, a, b, out);
   const int64_t n = a.numel();
   if (n == 0) return;
-  add_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(pa, pb, po, n);
+  add_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(a.f32(), b.f32(), out.f32(), n);
   QJ_CUDA_CHECK_LAUNCH("add_kernel");
 }
 
 void scale(void* ctx, const Tensor& x, float alpha) {
-  float* px = f32_arg(x, "scale", "x");
+  float* px = kernels::f32_arg(x, kDevice, "scale", "x");
   const int64_t n = x.numel();
   if (n == 0) return;
   scale_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(px, n, alpha);

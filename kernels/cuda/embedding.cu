@@ -9,8 +9,8 @@
 // of dwte is therefore summed by one thread in token order: no atomics, the
 // same bits on every run, and the same order as the CPU backend.
 #include <algorithm>
-#include <string>
 
+#include "kernels/common/token_args.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/index_check.h"
@@ -24,29 +24,11 @@ namespace {
 constexpr int kShards = 32;          // vocabulary shards of the dwte scatter
 constexpr int kChannelThreads = 128;  // channels per block of the dwte scatter
 
-void check_embedding_args(CudaContext& ctx, const char* op, const int32_t* ids, int64_t n_tokens,
-                          const Tensor& rows, const Tensor& wte, const Tensor& wpe, int seq_len) {
-  QJ_CHECK(wte.ndim == 2, std::string(op) + ": wte must be [V, C], got " + wte.shape_string());
-  const int64_t vocab_rows = wte.dim(0), channels = wte.dim(1);
-  const RowView r = as_rows(rows);
-  QJ_CHECK(r.rows == n_tokens && r.cols == channels,
-           std::string(op) + ": activations must be [" + std::to_string(n_tokens) + ", " +
-               std::to_string(channels) + "] (tokens x C), got " + rows.shape_string());
-  QJ_CHECK(seq_len > 0 && n_tokens % seq_len == 0,
-           std::string(op) + ": seq_len=" + std::to_string(seq_len) + " does not divide the " +
-               std::to_string(n_tokens) + " tokens");
-  if (wpe.defined()) {
-    QJ_CHECK(wpe.ndim == 2 && wpe.dim(1) == channels && wpe.dim(0) >= seq_len,
-             std::string(op) + ": wpe must be [>= " + std::to_string(seq_len) + ", " +
-                 std::to_string(channels) + "], got " + wpe.shape_string());
-  }
-  const BadIndex bad = find_bad_index(ctx, ids, n_tokens, vocab_rows, false, 0);
-  QJ_CHECK(!bad.found,
-           std::string(op) + ": token id " + std::to_string(bad.value) + " at position " +
-               std::to_string(bad.position) + " (sequence " +
-               std::to_string(bad.position / seq_len) + ", t=" +
-               std::to_string(bad.position % seq_len) + ") is outside the embedding table [0, " +
-               std::to_string(vocab_rows) + ")");
+// Every token id, scanned on the device.
+void check_ids(CudaContext& ctx, const char* op, const int32_t* ids,
+               const kernels::EmbeddingShape& s, int seq_len) {
+  const BadIndex bad = find_bad_index(ctx, ids, s.tokens, s.vocab_rows, false, 0);
+  kernels::check_token_ids(op, bad, s.vocab_rows, seq_len);
 }
 
 __global__ void embedding_forward_kernel(const int32_t* ids, const float* wte, const float* wpe,
@@ -90,32 +72,29 @@ __global__ void embedding_position_grad_kernel(const float* dout, float* dwpe, i
 
 void embedding_forward(void* ctx, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
                        const Tensor& out, int seq_len) {
-  const char* op = "embedding_forward";
-  const int32_t* ids = i32_arg(tokens, op, "tokens");
-  const float* table = f32_arg(wte, op, "wte");
-  const float* positions = wpe.defined() ? f32_arg(wpe, op, "wpe") : nullptr;
-  float* y = f32_arg(out, op, "out");
+  const kernels::EmbeddingShape s =
+      kernels::check_embedding_forward_args(kDevice, tokens, wte, wpe, out, seq_len);
+  const int32_t* ids = tokens.i32();
   CudaContext& c = context(ctx);
-  const int64_t n_tokens = tokens.numel();
-  check_embedding_args(c, op, ids, n_tokens, out, wte, wpe, seq_len);
-  const int64_t n = n_tokens * wte.dim(1);
+  check_ids(c, "embedding_forward", ids, s, seq_len);
+  const int64_t n = s.tokens * s.channels;
   if (n == 0) return;
-  embedding_forward_kernel<<<grid_for(n), kThreads, 0, c.stream>>>(ids, table, positions, y,
-                                                                   n_tokens, wte.dim(1), seq_len);
+  embedding_forward_kernel<<<grid_for(n), kThreads, 0, c.stream>>>(
+      ids, wte.f32(), wpe.defined() ? wpe.f32() : nullptr, out.f32(), s.tokens, s.channels,
+      seq_len);
   QJ_CUDA_CHECK_LAUNCH("embedding_forward_kernel");
 }
 
 void embedding_backward(void* ctx, const Tensor& dout, const Tensor& tokens, const Tensor& dwte,
                         const Tensor& dwpe, int seq_len) {
-  const char* op = "embedding_backward";
-  const int32_t* ids = i32_arg(tokens, op, "tokens");
-  const float* dy = f32_arg(dout, op, "dout");
-  float* dtable = f32_arg(dwte, op, "dwte");
-  float* dpositions = dwpe.defined() ? f32_arg(dwpe, op, "dwpe") : nullptr;
+  const kernels::EmbeddingShape s =
+      kernels::check_embedding_backward_args(kDevice, dout, tokens, dwte, dwpe, seq_len);
+  const int32_t* ids = tokens.i32();
   CudaContext& c = context(ctx);
-  const int64_t n_tokens = tokens.numel();
-  check_embedding_args(c, op, ids, n_tokens, dout, dwte, dwpe, seq_len);
-  const int64_t channels = dwte.dim(1);
+  check_ids(c, "embedding_backward", ids, s, seq_len);
+  const float* dy = dout.f32();
+  float *dtable = dwte.f32(), *dpositions = dwpe.defined() ? dwpe.f32() : nullptr;
+  const int64_t n_tokens = s.tokens, channels = s.channels;
   if (n_tokens == 0 || channels == 0) return;
   const dim3 grid(unsigned((channels + kChannelThreads - 1) / kChannelThreads), kShards);
   embedding_table_grad_kernel<<<grid, kChannelThreads, 0, c.stream>>>(ids, dy, dtable, n_tokens,

@@ -1,6 +1,7 @@
 // GELU, tanh approximation:
 //   y = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
 //   dy/dx = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+#include "kernels/common/op_args.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/kernels.cuh"
@@ -36,24 +37,19 @@ __global__ void gelu_backward_kernel(const float* dy, const float* x, float* dx,
 }  // namespace
 
 void gelu_forward(void* ctx, const Tensor& x, const Tensor& y) {
-  const float* px = f32_arg(x, "gelu_forward", "x");
-  float* py = f32_arg(y, "gelu_forward", "y");
-  check_same_shape(x, y, "gelu_forward", "x", "y");
+  kernels::check_gelu_forward_args(kDevice, x, y);
   const int64_t n = x.numel();
   if (n == 0) return;
-  gelu_forward_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(px, py, n);
+  gelu_forward_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(x.f32(), y.f32(), n);
   QJ_CUDA_CHECK_LAUNCH("gelu_forward_kernel");
 }
 
 void gelu_backward(void* ctx, const Tensor& dy, const Tensor& x, const Tensor& dx) {
-  const float* pdy = f32_arg(dy, "gelu_backward", "dy");
-  const float* px = f32_arg(x, "gelu_backward", "x");
-  float* pdx = f32_arg(dx, "gelu_backward", "dx");
-  check_same_shape(x, dy, "gelu_backward", "x", "dy");
-  check_same_shape(x, dx, "gelu_backward", "x", "dx");
+  kernels::check_gelu_backward_args(kDevice, dy, x, dx);
   const int64_t n = x.numel();
   if (n == 0) return;
-  gelu_backward_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(pdy, px, pdx, n);
+  gelu_backward_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(dy.f32(), x.f32(),
+                                                                          dx.f32(), n);
   QJ_CUDA_CHECK_LAUNCH("gelu_backward_kernel");
 }
 

@@ -5,15 +5,12 @@
 // that the op can throw a qj::Error naming it instead of reading out of bounds.
 #include <cstdint>
 
+#include "kernels/common/token_args.h"
 #include "kernels/cuda/context.h"
 
 namespace qj::cuda {
 
-struct BadIndex {
-  bool found = false;
-  int64_t position = 0;  // first position holding a bad id
-  int32_t value = 0;     // the id found there
-};
+using kernels::BadIndex;
 
 // The first i in [0, n) with ids[i] outside [0, limit), except ids equal to
 // `allowed` when has_allowed (ignore_index). Uses ctx.scratch.

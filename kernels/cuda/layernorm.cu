@@ -6,6 +6,7 @@
 //   dw += sum over rows of dy * xhat,  db += sum over rows of dy
 // One block per row; row statistics are reduced in double (two passes, as the
 // CPU backend does) and stored in fp32.
+#include "kernels/common/op_args.h"
 #include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/kernels.cuh"
 #include "kernels/cuda/tensor_args.h"
@@ -81,22 +82,11 @@ struct Dy {  // db term
 
 void layernorm_forward(void* ctx, const Tensor& x, const Tensor& w, const Tensor& b,
                        const Tensor& y, const Tensor& mean, const Tensor& rstd, float eps) {
-  const char* op = "layernorm_forward";
-  const float* px = f32_arg(x, op, "x");
-  const float* pw = f32_arg(w, op, "w");
-  const float* pb = b.defined() ? f32_arg(b, op, "b") : nullptr;
-  float* py = f32_arg(y, op, "y");
-  float* pmean = f32_arg(mean, op, "mean");
-  float* prstd = f32_arg(rstd, op, "rstd");
-  const RowView v = as_rows(x);
-  check_same_shape(x, y, op, "x", "y");
-  check_vector(w, v.cols, op, "w");
-  if (pb) check_vector(b, v.cols, op, "b");
-  check_vector(mean, v.rows, op, "mean");
-  check_vector(rstd, v.rows, op, "rstd");
+  const RowView v = kernels::check_layernorm_forward_args(kDevice, x, w, b, y, mean, rstd);
   if (v.rows == 0) return;
   layernorm_forward_kernel<<<grid_for_rows(v.rows), kThreads, 0, context(ctx).stream>>>(
-      px, pw, pb, py, pmean, prstd, v.rows, v.cols, eps);
+      x.f32(), w.f32(), b.defined() ? b.f32() : nullptr, y.f32(), mean.f32(), rstd.f32(), v.rows,
+      v.cols, eps);
   QJ_CUDA_CHECK_LAUNCH("layernorm_forward_kernel");
 }
 
@@ -104,29 +94,17 @@ void layernorm_backward(void* ctx, const Tensor& dy, const Tensor& x, const Tens
                         const Tensor& mean, const Tensor& rstd, const Tensor& dx, const Tensor& dw,
                         const Tensor& db) {
   const char* op = "layernorm_backward";
-  const float* pdy = f32_arg(dy, op, "dy");
-  const float* px = f32_arg(x, op, "x");
-  const float* pw = f32_arg(w, op, "w");
-  const float* pmean = f32_arg(mean, op, "mean");
-  const float* prstd = f32_arg(rstd, op, "rstd");
-  float* pdx = f32_arg(dx, op, "dx");
-  float* pdw = f32_arg(dw, op, "dw");
-  float* pdb = db.defined() ? f32_arg(db, op, "db") : nullptr;
-  const RowView v = as_rows(x);
-  check_same_shape(x, dy, op, "x", "dy");
-  check_same_shape(x, dx, op, "x", "dx");
-  check_vector(w, v.cols, op, "w");
-  check_vector(dw, v.cols, op, "dw");
-  if (pdb) check_vector(db, v.cols, op, "db");
-  check_vector(mean, v.rows, op, "mean");
-  check_vector(rstd, v.rows, op, "rstd");
+  const RowView v =
+      kernels::check_layernorm_backward_args(kDevice, dy, x, w, mean, rstd, dx, dw, db);
   if (v.rows == 0 || v.cols == 0) return;
+  const float *pdy = dy.f32(), *px = x.f32(), *pmean = mean.f32(), *prstd = rstd.f32();
+  float* pdb = db.defined() ? db.f32() : nullptr;
   CudaContext& c = context(ctx);
   // Parameter gradients first: they read dy, which dx is allowed to overwrite.
-  add_column_sums(c, v.rows, v.cols, DyTimesXhat{pdy, px, pmean, prstd, v.cols}, pdw, op);
+  add_column_sums(c, v.rows, v.cols, DyTimesXhat{pdy, px, pmean, prstd, v.cols}, dw.f32(), op);
   if (pdb) add_column_sums(c, v.rows, v.cols, Dy{pdy, v.cols}, pdb, op);
   layernorm_input_grad_kernel<<<grid_for_rows(v.rows), kThreads, 0, c.stream>>>(
-      pdy, px, pw, pmean, prstd, pdx, v.rows, v.cols);
+      pdy, px, w.f32(), pmean, prstd, dx.f32(), v.rows, v.cols);
   QJ_CUDA_CHECK_LAUNCH("layernorm_input_grad_kernel");
 }
 

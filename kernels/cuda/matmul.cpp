@@ -10,8 +10,8 @@
 // match the CPU backend to fp32 rounding.
 #include <cstdint>
 #include <memory>
-#include <string>
 
+#include "kernels/common/op_args.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/kernels.cuh"
@@ -20,38 +20,16 @@
 namespace qj::cuda {
 namespace {
 
-struct GemmShape {
-  int64_t batch, m, n, k;
-};
+using kernels::describe_matmul;
+using kernels::GemmShape;
 
-std::string describe(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a,
-                     bool trans_b) {
-  return std::string("matmul: a ") + a.shape_string() + (trans_a ? "^T" : "") + " @ b " +
-         b.shape_string() + (trans_b ? "^T" : "") + " -> c " + c.shape_string();
-}
-
+// The shared contract, then cuBLASLt's own limit: one strided-batched call.
 GemmShape gemm_shape(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a,
                      bool trans_b) {
-  const std::string what = describe(a, b, c, trans_a, trans_b);
-  QJ_CHECK((a.ndim == 2 || a.ndim == 3) && a.ndim == b.ndim && a.ndim == c.ndim,
-           what + ": a, b and c must all be 2-D or all 3-D (batched)");
-  const int r = a.ndim - 2;  // index of the row dimension
-  int64_t batch = 1;
-  if (a.ndim == 3) {
-    QJ_CHECK(a.shape[0] == b.shape[0] && a.shape[0] == c.shape[0],
-             what + ": batch dimensions differ");
-    batch = a.shape[0];
-  }
-  const int64_t m = trans_a ? a.shape[r + 1] : a.shape[r];
-  const int64_t k = trans_a ? a.shape[r] : a.shape[r + 1];
-  const int64_t kb = trans_b ? b.shape[r + 1] : b.shape[r];
-  const int64_t n = trans_b ? b.shape[r] : b.shape[r + 1];
-  QJ_CHECK(k == kb, what + ": inner dimensions differ (" + std::to_string(k) + " vs " +
-                        std::to_string(kb) + ")");
-  QJ_CHECK(c.shape[r] == m && c.shape[r + 1] == n,
-           what + ": c must be [" + std::to_string(m) + ", " + std::to_string(n) + "]");
-  QJ_CHECK(batch <= INT32_MAX, what + ": batch count exceeds cuBLASLt's 32-bit int");
-  return {batch, m, n, k};
+  const GemmShape s = kernels::check_matmul_args(kDevice, a, b, c, trans_a, trans_b);
+  QJ_CHECK(s.batch <= INT32_MAX, describe_matmul(a, b, c, trans_a, trans_b) +
+                                     ": batch count exceeds cuBLASLt's 32-bit int");
+  return s;
 }
 
 // Owning wrappers, so that an exception between create and destroy leaks nothing.
@@ -127,10 +105,9 @@ Preference make_preference(const CudaContext& c, uint32_t align_a, uint32_t alig
 
 void matmul(void* ctx, const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a,
             bool trans_b, float alpha, float beta) {
-  const float* pa = f32_arg(a, "matmul", "a");
-  const float* pb = f32_arg(b, "matmul", "b");
-  float* pc = f32_arg(c, "matmul", "c");
   const GemmShape s = gemm_shape(a, b, c, trans_a, trans_b);
+  const float *pa = a.f32(), *pb = b.f32();
+  float* pc = c.f32();
   if (s.batch == 0 || s.m == 0 || s.n == 0) return;
   if (s.k == 0) {  // empty product: c = beta * c (beta == 0 overwrites, as in BLAS)
     if (beta == 0.f) return fill(ctx, c, 0.f);
@@ -155,7 +132,7 @@ void matmul(void* ctx, const Tensor& a, const Tensor& b, const Tensor& c, bool t
   QJ_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(cc.lt, desc.get(), first.get(), second.get(),
                                                  result.get(), result.get(), pref.get(), 1,
                                                  &heuristic, &found));
-  QJ_CHECK(found > 0, describe(a, b, c, trans_a, trans_b) +
+  QJ_CHECK(found > 0, describe_matmul(a, b, c, trans_a, trans_b) +
                           ": cuBLASLt found no fp32 algorithm for this shape and alignment");
   QJ_CUBLAS_CHECK(cublasLtMatmul(cc.lt, desc.get(), &alpha, pb, first.get(), pa, second.get(),
                                  &beta, pc, result.get(), pc, result.get(), &heuristic.algo,

@@ -5,8 +5,8 @@
 // block), then one thread adds the block sums in order. The result does not
 // depend on the GPU model or on timing.
 #include <cmath>
-#include <string>
 
+#include "kernels/common/op_args.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/kernels.cuh"
@@ -50,16 +50,14 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
 }  // namespace
 
 void sum_squares(void* ctx, const Tensor& x, const Tensor& out) {
-  const float* px = f32_arg(x, "sum_squares", "x");
-  float* pout = f32_arg(out, "sum_squares", "out");
-  check_vector(out, 1, "sum_squares", "out");
+  kernels::check_sum_squares_args(kDevice, x, out);
   const int64_t n = x.numel();
   if (n == 0) return;
   CudaContext& c = context(ctx);
   auto* partials = static_cast<double*>(c.scratch);
-  sum_squares_partial_kernel<<<kSumBlocks, kThreads, 0, c.stream>>>(px, n, partials);
+  sum_squares_partial_kernel<<<kSumBlocks, kThreads, 0, c.stream>>>(x.f32(), n, partials);
   QJ_CUDA_CHECK_LAUNCH("sum_squares_partial_kernel");
-  sum_squares_total_kernel<<<1, 32, 0, c.stream>>>(partials, kSumBlocks, pout);
+  sum_squares_total_kernel<<<1, 32, 0, c.stream>>>(partials, kSumBlocks, out.f32());
   QJ_CUDA_CHECK_LAUNCH("sum_squares_total_kernel");
 }
 
@@ -67,23 +65,14 @@ void sum_squares(void* ctx, const Tensor& x, const Tensor& out) {
 void adamw_update(void* ctx, const Tensor& param, const Tensor& grad, const Tensor& m,
                   const Tensor& v, float lr, float beta1, float beta2, float eps,
                   float weight_decay, int step, float grad_scale) {
-  const char* op = "adamw_update";
-  float* pp = f32_arg(param, op, "param");
-  const float* pg = f32_arg(grad, op, "grad");
-  float* pm = f32_arg(m, op, "m");
-  float* pv = f32_arg(v, op, "v");
-  check_same_shape(param, grad, op, "param", "grad");
-  check_same_shape(param, m, op, "param", "m");
-  check_same_shape(param, v, op, "param", "v");
-  QJ_CHECK(step >= 1, "adamw_update: step must be >= 1 (bias correction), got " +
-                          std::to_string(step));
+  kernels::check_adamw_args(kDevice, param, grad, m, v, step);
   const float m_correction = float(1.0 / (1.0 - std::pow(double(beta1), step)));
   const float v_correction = float(1.0 / (1.0 - std::pow(double(beta2), step)));
   const int64_t n = param.numel();
   if (n == 0) return;
   adamw_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(
-      pp, pg, pm, pv, n, lr, beta1, beta2, eps, weight_decay, m_correction, v_correction,
-      grad_scale);
+      param.f32(), grad.f32(), m.f32(), v.f32(), n, lr, beta1, beta2, eps, weight_decay,
+      m_correction, v_correction, grad_scale);
   QJ_CUDA_CHECK_LAUNCH("adamw_kernel");
 }
 

@@ -4,6 +4,7 @@
 //   dx = rstd * (g - x * rstd^2 * mean(g * x))
 //   dw += sum over rows of dy * x * rstd
 // One block per row; the mean square is reduced in double, rstd stored in fp32.
+#include "kernels/common/op_args.h"
 #include "kernels/cuda/column_sums.cuh"
 #include "kernels/cuda/kernels.cuh"
 #include "kernels/cuda/tensor_args.h"
@@ -54,42 +55,24 @@ struct DyTimesXRstd {  // dw term
 
 void rmsnorm_forward(void* ctx, const Tensor& x, const Tensor& w, const Tensor& y,
                      const Tensor& rstd, float eps) {
-  const char* op = "rmsnorm_forward";
-  const float* px = f32_arg(x, op, "x");
-  const float* pw = f32_arg(w, op, "w");
-  float* py = f32_arg(y, op, "y");
-  float* prstd = f32_arg(rstd, op, "rstd");
-  const RowView v = as_rows(x);
-  check_same_shape(x, y, op, "x", "y");
-  check_vector(w, v.cols, op, "w");
-  check_vector(rstd, v.rows, op, "rstd");
+  const RowView v = kernels::check_rmsnorm_forward_args(kDevice, x, w, y, rstd);
   if (v.rows == 0) return;
   rmsnorm_forward_kernel<<<grid_for_rows(v.rows), kThreads, 0, context(ctx).stream>>>(
-      px, pw, py, prstd, v.rows, v.cols, eps);
+      x.f32(), w.f32(), y.f32(), rstd.f32(), v.rows, v.cols, eps);
   QJ_CUDA_CHECK_LAUNCH("rmsnorm_forward_kernel");
 }
 
 void rmsnorm_backward(void* ctx, const Tensor& dy, const Tensor& x, const Tensor& w,
                       const Tensor& rstd, const Tensor& dx, const Tensor& dw) {
-  const char* op = "rmsnorm_backward";
-  const float* pdy = f32_arg(dy, op, "dy");
-  const float* px = f32_arg(x, op, "x");
-  const float* pw = f32_arg(w, op, "w");
-  const float* prstd = f32_arg(rstd, op, "rstd");
-  float* pdx = f32_arg(dx, op, "dx");
-  float* pdw = f32_arg(dw, op, "dw");
-  const RowView v = as_rows(x);
-  check_same_shape(x, dy, op, "x", "dy");
-  check_same_shape(x, dx, op, "x", "dx");
-  check_vector(w, v.cols, op, "w");
-  check_vector(dw, v.cols, op, "dw");
-  check_vector(rstd, v.rows, op, "rstd");
+  const RowView v = kernels::check_rmsnorm_backward_args(kDevice, dy, x, w, rstd, dx, dw);
   if (v.rows == 0 || v.cols == 0) return;
+  const float *pdy = dy.f32(), *px = x.f32(), *prstd = rstd.f32();
   CudaContext& c = context(ctx);
   // The weight gradient first: it reads dy, which dx is allowed to overwrite.
-  add_column_sums(c, v.rows, v.cols, DyTimesXRstd{pdy, px, prstd, v.cols}, pdw, op);
+  add_column_sums(c, v.rows, v.cols, DyTimesXRstd{pdy, px, prstd, v.cols}, dw.f32(),
+                  "rmsnorm_backward");
   rmsnorm_input_grad_kernel<<<grid_for_rows(v.rows), kThreads, 0, c.stream>>>(
-      pdy, px, pw, prstd, pdx, v.rows, v.cols);
+      pdy, px, w.f32(), prstd, dx.f32(), v.rows, v.cols);
   QJ_CUDA_CHECK_LAUNCH("rmsnorm_input_grad_kernel");
 }
 

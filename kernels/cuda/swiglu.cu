@@ -3,8 +3,7 @@
 // Backward:
 //   dgate = dy * up * s * (1 + g (1 - s)),  dup = dy * silu(g)
 // One thread per (row, j < F).
-#include <string>
-
+#include "kernels/common/op_args.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/kernels.cuh"
@@ -40,37 +39,23 @@ __global__ void swiglu_backward_kernel(const float* dy, const float* h, float* d
   }
 }
 
-// Checks h [.., 2F] against y [.., F] (same rows) and returns the view of y.
-RowView swiglu_rows(const Tensor& h, const Tensor& y, const char* op, const char* y_name) {
-  const RowView hv = as_rows(h), yv = as_rows(y);
-  QJ_CHECK(hv.rows == yv.rows && hv.cols == 2 * yv.cols,
-           std::string(op) + ": h " + h.shape_string() + " must be [N, 2F] for " + y_name + " " +
-               y.shape_string() + " [N, F]");
-  return yv;
-}
-
 }  // namespace
 
 void swiglu_forward(void* ctx, const Tensor& h, const Tensor& y) {
-  const float* ph = f32_arg(h, "swiglu_forward", "h");
-  float* py = f32_arg(y, "swiglu_forward", "y");
-  const RowView v = swiglu_rows(h, y, "swiglu_forward", "y");
+  const RowView v = kernels::check_swiglu_forward_args(kDevice, h, y);
   const int64_t n = v.rows * v.cols;
   if (n == 0) return;
-  swiglu_forward_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(ph, py, n, v.cols);
+  swiglu_forward_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(h.f32(), y.f32(), n,
+                                                                           v.cols);
   QJ_CUDA_CHECK_LAUNCH("swiglu_forward_kernel");
 }
 
 void swiglu_backward(void* ctx, const Tensor& dy, const Tensor& h, const Tensor& dh) {
-  const float* pdy = f32_arg(dy, "swiglu_backward", "dy");
-  const float* ph = f32_arg(h, "swiglu_backward", "h");
-  float* pdh = f32_arg(dh, "swiglu_backward", "dh");
-  const RowView v = swiglu_rows(h, dy, "swiglu_backward", "dy");
-  check_same_shape(h, dh, "swiglu_backward", "h", "dh");
+  const RowView v = kernels::check_swiglu_backward_args(kDevice, dy, h, dh);
   const int64_t n = v.rows * v.cols;
   if (n == 0) return;
-  swiglu_backward_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(pdy, ph, pdh, n,
-                                                                            v.cols);
+  swiglu_backward_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(
+      dy.f32(), h.f32(), dh.f32(), n, v.cols);
   QJ_CUDA_CHECK_LAUNCH("swiglu_backward_kernel");
 }
 

@@ -2,12 +2,9 @@
 // index, every kind of bad file, and the GPT sampler: packing, shuffling,
 // dp shares and the held-out validation windows.
 #include <algorithm>
-#include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <new>
 #include <numeric>
 #include <set>
 #include <string>
@@ -22,35 +19,7 @@
 #include "data/indexed_dataset.h"
 #include "data/indexed_dataset_writer.h"
 #include "qianjun/error.h"
-
-// ---- counting every operator new of the process (fill_batch must not call it) ----
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<long> g_allocations{0};
-
-void* counted_alloc(std::size_t size, std::size_t alignment) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
-  if (size == 0) size = 1;
-  void* p = alignment > alignof(std::max_align_t)
-                ? std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment)
-                : std::malloc(size);
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-}  // namespace
-
-void* operator new(std::size_t size) { return counted_alloc(size, 0); }
-void* operator new[](std::size_t size) { return counted_alloc(size, 0); }
-void* operator new(std::size_t size, std::align_val_t a) { return counted_alloc(size, size_t(a)); }
-void* operator new[](std::size_t size, std::align_val_t a) { return counted_alloc(size, size_t(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#include "unit/allocation_counter.h"
 
 namespace {
 
@@ -370,12 +339,11 @@ TEST_CASE("fill_batch allocates nothing, even when it crosses into a new epoch")
   const IndexedDataset data(dir.prefix("d"));
   const GptSampler sampler(data, 16, true, 7);
   std::vector<int32_t> inputs(8 * 16), targets(8 * 16);
-  g_allocations = 0;
-  g_counting = true;
+  const qj::test::AllocationCounter counter;
   for (size_t first = 0; first < 3 * sampler.num_samples(); first += 8)
     sampler.fill_batch(first, 8, inputs.data(), targets.data());
-  g_counting = false;
-  CHECK(g_allocations == 0);
+  const long allocations = counter.count();  // read before Catch allocates
+  CHECK(allocations == 0);
 }
 
 TEST_CASE("dp ranks and micro-batches partition each global batch in order") {

@@ -1,11 +1,8 @@
 // The transformer model on the CPU backend: its memory plan, its init, that the
 // training step allocates nothing, and its gradients against finite differences.
 // (tests/python/test_model_vs_torch.py compares it with PyTorch.)
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <memory>
-#include <new>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -15,35 +12,7 @@
 #include "model/model.h"
 #include "model/normal_rng.h"
 #include "qianjun/backend.h"
-
-// ---- counting every operator new of the process (the model must not call it) ----
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<long> g_allocations{0};
-
-void* counted_alloc(std::size_t size, std::size_t alignment) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1);
-  if (size == 0) size = 1;
-  void* p = alignment > alignof(std::max_align_t)
-                ? std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment)
-                : std::malloc(size);
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-}  // namespace
-
-void* operator new(std::size_t size) { return counted_alloc(size, 0); }
-void* operator new[](std::size_t size) { return counted_alloc(size, 0); }
-void* operator new(std::size_t size, std::align_val_t a) { return counted_alloc(size, size_t(a)); }
-void* operator new[](std::size_t size, std::align_val_t a) { return counted_alloc(size, size_t(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#include "unit/allocation_counter.h"
 
 namespace {
 
@@ -214,14 +183,13 @@ TEST_CASE("forward, backward and zero_grads allocate nothing") {
     t.model->init_weights(3);
     const auto tokens = random_ids(12, config.vocab, 3);
     const auto targets = random_ids(12, config.vocab, 4);
-    g_allocations = 0;
-    g_counting = true;
+    const qj::test::AllocationCounter counter;
     t.model->forward(tokens.data(), targets.data());
     t.model->backward(1.f / 12);
     t.model->zero_grads();
     t.model->forward(tokens.data(), nullptr);
-    g_counting = false;
-    CHECK(g_allocations == 0);
+    const long allocations = counter.count();  // read before Catch allocates
+    CHECK(allocations == 0);
   }
 }
 

@@ -1,11 +1,8 @@
 // The training loop: it allocates nothing once built, accumulating gradients over
 // micro-batches computes the same step as one large batch, and runs are
 // deterministic.
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
-#include <new>
 #include <random>
 #include <vector>
 
@@ -15,19 +12,7 @@
 #include "data/indexed_dataset_writer.h"
 #include "model/model.h"
 #include "train/trainer.h"
-
-// Every heap allocation in this test binary passes through here.
-static std::atomic<long> g_allocations{0};
-void* operator new(size_t n) {
-  ++g_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
+#include "unit/allocation_counter.h"
 
 namespace {
 
@@ -72,11 +57,11 @@ TEST_CASE("training steps and evaluation allocate nothing once the trainer is bu
   for (const char* preset : {"gpt2", "llama"}) {
     qj::Trainer trainer(tiny_config(preset));
     trainer.train_step(0);
-    const long before = g_allocations.load();
+    const qj::test::AllocationCounter counter;
     trainer.train_step(1);
     trainer.train_step(2);
     trainer.evaluate();
-    const long allocations = g_allocations.load() - before;  // read before Catch allocates
+    const long allocations = counter.count();  // read before Catch allocates
     INFO("preset " << preset);
     CHECK(allocations == 0);
   }
