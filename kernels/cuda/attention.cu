@@ -13,7 +13,15 @@
 //   dv_j = sum_{h in group} sum_{t >= j} p_tj do_t       (one warp per key row)
 // Every output element is written by one lane in a fixed order: no atomics, no
 // scratch, and the same bits on every run. No T x T buffer.
+//
+// These simple kernels are the fallback: head dimensions the tiled kernels
+// (attention_forward_tiled.cu, attention_backward_tiled.cu) do not specialise
+// run here, and QJ_ATTENTION_SIMPLE=1 in the environment sends every shape here.
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/common/attention_args.h"
+#include "kernels/cuda/attention_tiled.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/kernels.cuh"
@@ -161,6 +169,15 @@ __global__ void attention_key_value_grad_kernel(AttnLayout a, const float* qkv, 
   store(dqkv + a.v(b, j, g), dv, 1.f, d, lane);
 }
 
+// QJ_ATTENTION_SIMPLE=1 (read once per process) skips the tiled kernels.
+bool tiled_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("QJ_ATTENTION_SIMPLE");
+    return v == nullptr || std::strcmp(v, "1") != 0;
+  }();
+  return enabled;
+}
+
 unsigned warp_blocks(int64_t rows) {
   return unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
 }
@@ -173,6 +190,9 @@ void attention_forward(void* ctx, const Tensor& qkv, const Tensor& out, const Te
                                                      heads, kv_heads, kMaxHeadDim);
   const int64_t rows = a.batch * a.heads * a.seq;
   if (rows == 0) return;
+  if (tiled_enabled() &&
+      attention_forward_tiled(context(ctx), a, qkv.f32(), out.f32(), lse.f32()))
+    return;
   attention_forward_kernel<<<warp_blocks(rows), kWarpsPerBlock * 32, 0, context(ctx).stream>>>(
       a, static_cast<const float*>(qkv.data), static_cast<float*>(out.data),
       static_cast<float*>(lse.data));
@@ -190,6 +210,9 @@ void attention_backward(void* ctx, const Tensor& dout, const Tensor& qkv, const 
   if (query_rows == 0) return;
   const float *pqkv = qkv.f32(), *pout = out.f32(), *pdout = dout.f32(), *plse = lse.f32();
   float* pdqkv = dqkv.f32();
+  if (tiled_enabled() &&
+      attention_backward_tiled(context(ctx), a, pqkv, pout, pdout, plse, pdqkv))
+    return;
   cudaStream_t stream = context(ctx).stream;
   // The two kernels write disjoint parts of dqkv (q heads; k and v heads).
   attention_query_grad_kernel<<<warp_blocks(query_rows), kWarpsPerBlock * 32, 0, stream>>>(
