@@ -7,7 +7,7 @@ micro-batches, AdamW and gradient clipping, on the same number of threads, in
 one run of this script. Prints tokens/s of each and the ratio qj / torch, and
 writes benchmarks/results/cpu_vs_torch.json.
 
-    /usr/bin/python3 benchmarks/cpu_vs_torch.py [--config configs/default.json]
+    /usr/bin/python3 benchmarks/cpu_vs_torch.py [--config configs/synthetic.json]
         [--steps 20] [--threads N] [--build build]
 
 The first two steps of each run are warm-up and not timed.
@@ -145,7 +145,7 @@ def qj_run(build, config, overrides, steps, threads):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="configs/default.json")
+    ap.add_argument("--config", default="configs/synthetic.json")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))

