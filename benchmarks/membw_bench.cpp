@@ -12,10 +12,13 @@
 //   layernorm_forward      x read, y written, mean/rstd written, w/b read
 //   layernorm_backward     dy, x read, dx written, mean/rstd/w read, dw/db read and written
 //   rmsnorm_forward/back.  the same without mean and b
-//   cross_entropy_forward  the first `vocab` columns of logits and the targets read, losses written
-//   cross_entropy_backward those read, all padded columns of logits written (in place)
-//                          (both include the backend's check that every target is in
-//                          range: a small kernel and a host round trip per call)
+//   cross_entropy_stats    the first `vocab` (real) columns of logits and the targets read,
+//                          3 floats per row (max, sum, target logit) written
+//   cross_entropy_backward the real columns of logits, lse and the targets read, all
+//                          padded columns of logits written (in place)
+//                          (both on the whole vocabulary, vocab_start 0, and both include
+//                          the backend's check that every target is in range: a small
+//                          kernel and a host round trip per call)
 //   adamw_update           param, grad, m, v read; param, m, v written
 //   sum_squares            x read
 // With a host backend (--backend cpu) the reference is std::memcpy, for trying
@@ -131,22 +134,26 @@ void bench_norms(const qj::Backend& be, Reporter& r, const Sizes& s) {
 void bench_cross_entropy(const qj::Backend& be, Reporter& r, const Sizes& s) {
   const int64_t n = s.ce_rows, vp = s.padded_vocab;
   DeviceBuffer logits(be, size_t(n * vp) * sizeof(float));
-  DeviceBuffer targets(be, size_t(n) * sizeof(int32_t)), losses(be, size_t(n) * sizeof(float));
+  DeviceBuffer targets(be, size_t(n) * sizeof(int32_t)), lse(be, size_t(n) * sizeof(float));
+  DeviceBuffer stats(be, size_t(n) * 3 * sizeof(float));
   qj::bench::fill_uniform(be, logits, -4.f, 4.f, 5);
   std::vector<int32_t> ids(static_cast<size_t>(n));
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 7919) % size_t(s.vocab));
   be.copy_to_device(targets.data(), ids.data(), ids.size() * sizeof(int32_t));
   const Tensor tlogits = logits.tensor(DType::F32, {n, vp});
   const Tensor ttargets = targets.tensor(DType::I32, {n});
-  const Tensor tlosses = losses.tensor(DType::F32, {n});
+  const Tensor tstats = stats.tensor(DType::F32, {n, 3}), tlse = lse.tensor(DType::F32, {n});
+  // A typical log-sum-exp of these logits; the cost does not depend on its value.
+  be.fill(tlse, 12.f);
   const int vocab = int(s.vocab);
-  const double read = double(n) * s.vocab * 4 + double(n) * 4;
+  const double real_logits = double(n) * s.vocab * 4, row = double(n) * 4;
   const std::string shape = dims(n, vp) + " vocab " + std::to_string(vocab);
-  r.measure("cross_entropy_forward", shape, read + double(n) * 4,
-            [&] { be.cross_entropy_forward(tlogits, ttargets, tlosses, vocab, -100); });
+  r.measure("cross_entropy_stats", shape, real_logits + row + 3 * row,
+            [&] { be.cross_entropy_stats(tlogits, ttargets, tstats, vocab, 0, -100); });
   // Repeated calls run on the previous call's gradients: the cost is the same.
-  r.measure("cross_entropy_backward", shape, read + double(n) * vp * 4,
-            [&] { be.cross_entropy_backward(tlogits, ttargets, 1.f / float(n), vocab, -100); });
+  r.measure("cross_entropy_backward", shape, real_logits + 2 * row + double(n) * vp * 4, [&] {
+    be.cross_entropy_backward(tlogits, ttargets, tlse, 1.f / float(n), vocab, 0, -100);
+  });
 }
 
 void bench_optimizer(const qj::Backend& be, Reporter& r, const Sizes& s) {

@@ -92,24 +92,36 @@ struct BackendOps {
                              const Tensor& lse, const Tensor& dqkv, int heads, int kv_heads);
 
   // ---- embeddings ----
-  // out [B*T, C] = wte[tokens] (+ wpe[t] if wpe is defined); tokens int32 [B*T],
-  // T = seq_len (row n has position n % T).
+  // Vocabulary-parallel: wte holds rows [vocab_start, vocab_start + wte.dim(0)) of
+  // the full table. out [B*T, C] = wte[token - vocab_start] for tokens inside that
+  // range and 0 for tokens outside it (another rank's shard), plus wpe[t] if wpe is
+  // defined; tokens int32 [B*T] >= 0, T = seq_len (row n has position n % T).
   void (*embedding_forward)(void* ctx, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
-                            const Tensor& out, int seq_len);
-  // dwte += scatter of dout by token; dwpe += sum over the batch (if defined).
+                            const Tensor& out, int seq_len, int64_t vocab_start);
+  // dwte += scatter of dout by token (tokens inside the shard only); dwpe += sum
+  // over the batch (if defined).
   void (*embedding_backward)(void* ctx, const Tensor& dout, const Tensor& tokens,
-                             const Tensor& dwte, const Tensor& dwpe, int seq_len);
+                             const Tensor& dwte, const Tensor& dwpe, int seq_len,
+                             int64_t vocab_start);
 
-  // ---- loss ----
-  // logits [N, Vp] (Vp >= vocab: columns >= vocab are padding and excluded from
-  // the softmax); targets int32 [N], ignore_index rows give loss 0.
-  // losses [N] = logsumexp(logits) - logits[target].
-  void (*cross_entropy_forward)(void* ctx, const Tensor& logits, const Tensor& targets,
-                                const Tensor& losses, int vocab, int ignore_index);
-  // Overwrites logits with dlogits = (softmax - onehot) * dloss, 0 on padding
-  // columns and on ignored rows.
+  // ---- loss (vocabulary-parallel cross-entropy) ----
+  // logits [N, Vl] hold columns [vocab_start, vocab_start + Vl) of the padded
+  // vocabulary; columns whose global index is >= vocab are padding and excluded.
+  // targets int32 [N] are global ids in [0, vocab) or ignore_index.
+  // stats [N, 3] per row, over this slice's real columns:
+  //   [0] m = max logit (-inf if the slice has no real column),
+  //   [1] s = sum exp(logit - m) (0 if none),
+  //   [2] the target's logit if the target lies in this slice, else 0.
+  // Ranks combine their stats into lse = M + log(sum_r s_r exp(m_r - M)), M = max_r m_r,
+  // and loss = lse - target logit (see src/model/vocab_parallel_loss.h).
+  void (*cross_entropy_stats)(void* ctx, const Tensor& logits, const Tensor& targets,
+                              const Tensor& stats, int vocab, int64_t vocab_start,
+                              int ignore_index);
+  // Overwrites logits with dlogits = (exp(logit - lse[n]) - [global column == target]) * dloss,
+  // 0 on padding columns and on ignored rows. lse [N] as combined above.
   void (*cross_entropy_backward)(void* ctx, const Tensor& logits, const Tensor& targets,
-                                 float dloss, int vocab, int ignore_index);
+                                 const Tensor& lse, float dloss, int vocab, int64_t vocab_start,
+                                 int ignore_index);
 
   // ---- optimizer ----
   // out [1] += sum(x^2), accumulated in at least fp32 (the CPU uses double inside).
@@ -194,20 +206,21 @@ class Backend {
     ops_->attention_backward(ctx_, dout, qkv, out, lse, dqkv, heads, kv_heads);
   }
   void embedding_forward(const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
-                         const Tensor& out, int seq_len) const {
-    ops_->embedding_forward(ctx_, tokens, wte, wpe, out, seq_len);
+                         const Tensor& out, int seq_len, int64_t vocab_start = 0) const {
+    ops_->embedding_forward(ctx_, tokens, wte, wpe, out, seq_len, vocab_start);
   }
   void embedding_backward(const Tensor& dout, const Tensor& tokens, const Tensor& dwte,
-                          const Tensor& dwpe, int seq_len) const {
-    ops_->embedding_backward(ctx_, dout, tokens, dwte, dwpe, seq_len);
+                          const Tensor& dwpe, int seq_len, int64_t vocab_start = 0) const {
+    ops_->embedding_backward(ctx_, dout, tokens, dwte, dwpe, seq_len, vocab_start);
   }
-  void cross_entropy_forward(const Tensor& logits, const Tensor& targets, const Tensor& losses,
-                             int vocab, int ignore_index) const {
-    ops_->cross_entropy_forward(ctx_, logits, targets, losses, vocab, ignore_index);
+  void cross_entropy_stats(const Tensor& logits, const Tensor& targets, const Tensor& stats,
+                           int vocab, int64_t vocab_start, int ignore_index) const {
+    ops_->cross_entropy_stats(ctx_, logits, targets, stats, vocab, vocab_start, ignore_index);
   }
-  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, float dloss, int vocab,
-                              int ignore_index) const {
-    ops_->cross_entropy_backward(ctx_, logits, targets, dloss, vocab, ignore_index);
+  void cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                              float dloss, int vocab, int64_t vocab_start, int ignore_index) const {
+    ops_->cross_entropy_backward(ctx_, logits, targets, lse, dloss, vocab, vocab_start,
+                                 ignore_index);
   }
   void sum_squares(const Tensor& x, const Tensor& out) const { ops_->sum_squares(ctx_, x, out); }
   void adamw_update(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, float lr,

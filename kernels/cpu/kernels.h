@@ -31,10 +31,10 @@ void rope_forward(void* ctx, const Tensor& qkv, const Tensor& cos, const Tensor&
 void rope_backward(void* ctx, const Tensor& dqkv, const Tensor& cos, const Tensor& sin, int heads, int kv_heads);
 void attention_forward(void* ctx, const Tensor& qkv, const Tensor& out, const Tensor& lse, int heads, int kv_heads);
 void attention_backward(void* ctx, const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dqkv, int heads, int kv_heads);
-void embedding_forward(void* ctx, const Tensor& tokens, const Tensor& wte, const Tensor& wpe, const Tensor& out, int seq_len);
-void embedding_backward(void* ctx, const Tensor& dout, const Tensor& tokens, const Tensor& dwte, const Tensor& dwpe, int seq_len);
-void cross_entropy_forward(void* ctx, const Tensor& logits, const Tensor& targets, const Tensor& losses, int vocab, int ignore_index);
-void cross_entropy_backward(void* ctx, const Tensor& logits, const Tensor& targets, float dloss, int vocab, int ignore_index);
+void embedding_forward(void* ctx, const Tensor& tokens, const Tensor& wte, const Tensor& wpe, const Tensor& out, int seq_len, int64_t vocab_start);
+void embedding_backward(void* ctx, const Tensor& dout, const Tensor& tokens, const Tensor& dwte, const Tensor& dwpe, int seq_len, int64_t vocab_start);
+void cross_entropy_stats(void* ctx, const Tensor& logits, const Tensor& targets, const Tensor& stats, int vocab, int64_t vocab_start, int ignore_index);
+void cross_entropy_backward(void* ctx, const Tensor& logits, const Tensor& targets, const Tensor& lse, float dloss, int vocab, int64_t vocab_start, int ignore_index);
 void sum_squares(void* ctx, const Tensor& x, const Tensor& out);
 void adamw_update(void* ctx, const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr, float beta1, float beta2, float eps, float weight_decay, int step, float grad_scale);
 

@@ -1,16 +1,22 @@
-// Token and position embeddings.
+// Token and position embeddings, vocabulary-parallel: wte holds the rows of
+// global ids [vocab_start, vocab_start + V) (kernels/common/vocab_shard.h).
 //
-// Forward: out[n] = wte[tokens[n]] (+ wpe[n % T]), one thread per element.
-// Backward: dwte[v] += sum of dout[n] over the rows n with tokens[n] == v and
-// dwpe[t] += sum over the batch of dout[b*T + t]. Several rows may hit the same
-// vocabulary row, so the scatter is parallel over channels, not tokens: the
-// thread that owns channel c of the vocabulary rows v with v % kShards == s
-// walks all tokens in ascending n and adds the ones in its shard. Each element
-// of dwte is therefore summed by one thread in token order: no atomics, the
-// same bits on every run, and the same order as the CPU backend.
+// Forward: out[n] = wte[tokens[n] - vocab_start] if this shard holds the
+// token, else 0 (another rank adds its row), plus wpe[n % T]; one thread per
+// element.
+// Backward: dwte[v] += sum of dout[n] over the rows n whose token is this
+// shard's row v, and dwpe[t] += sum over the batch of dout[b*T + t]. Several
+// rows may hit the same vocabulary row, so the scatter is parallel over
+// channels, not tokens: the thread that owns channel c of the table rows v with
+// v % kShards == s walks all tokens in ascending n and adds the ones in its
+// shard. Each element of dwte is therefore summed by one thread in token order:
+// no atomics, the same bits on every run, and the same order as the CPU backend.
+// (kShards splits the table among thread blocks; it has nothing to do with the
+// vocabulary shards of tensor parallelism.)
 #include <algorithm>
 
 #include "kernels/common/token_args.h"
+#include "kernels/common/vocab_shard.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/index_check.h"
@@ -24,34 +30,42 @@ namespace {
 constexpr int kShards = 32;          // vocabulary shards of the dwte scatter
 constexpr int kChannelThreads = 128;  // channels per block of the dwte scatter
 
-// Every token id, scanned on the device.
+// Every token id must be >= 0, scanned on the device.
 void check_ids(CudaContext& ctx, const char* op, const int32_t* ids,
                const kernels::EmbeddingShape& s, int seq_len) {
-  const BadIndex bad = find_bad_index(ctx, ids, s.tokens, s.vocab_rows, false, 0);
-  kernels::check_token_ids(op, bad, s.vocab_rows, seq_len);
+  const BadIndex bad = find_bad_index(ctx, ids, s.tokens, kernels::kTokenIdLimit, false, 0);
+  kernels::check_token_ids(op, bad, seq_len);
 }
+
+// Which rows of the full vocabulary this wte holds.
+struct TableShard {
+  int64_t vocab_start, rows;
+};
 
 __global__ void embedding_forward_kernel(const int32_t* ids, const float* wte, const float* wpe,
                                          float* out, int64_t n_tokens, int64_t channels,
-                                         int64_t seq_len) {
+                                         int64_t seq_len, TableShard shard) {
   const int64_t n = n_tokens * channels;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t token = i / channels, c = i % channels;
-    const float w = wte[int64_t(ids[token]) * channels + c];
+    const int64_t row = kernels::shard_row(ids[token], shard.vocab_start, shard.rows);
+    const float w = row >= 0 ? wte[row * channels + c] : 0.f;
     out[i] = wpe ? w + wpe[(token % seq_len) * channels + c] : w;
   }
 }
 
 // Grid: (channel blocks, kShards). See the file comment for the ordering.
 __global__ void embedding_table_grad_kernel(const int32_t* ids, const float* dout, float* dwte,
-                                            int64_t n_tokens, int64_t channels) {
+                                            int64_t n_tokens, int64_t channels,
+                                            TableShard table) {
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const uint32_t shard = blockIdx.y;
   if (c >= channels) return;
   for (int64_t n = 0; n < n_tokens; ++n) {
-    const uint32_t id = uint32_t(ids[n]);  // checked to be in [0, V)
-    if (id % kShards == shard) dwte[int64_t(id) * channels + c] += dout[n * channels + c];
+    const int64_t row = kernels::shard_row(ids[n], table.vocab_start, table.rows);
+    if (row >= 0 && uint32_t(row) % kShards == shard)
+      dwte[row * channels + c] += dout[n * channels + c];
   }
 }
 
@@ -71,9 +85,9 @@ __global__ void embedding_position_grad_kernel(const float* dout, float* dwpe, i
 }  // namespace
 
 void embedding_forward(void* ctx, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
-                       const Tensor& out, int seq_len) {
-  const kernels::EmbeddingShape s =
-      kernels::check_embedding_forward_args(kDevice, tokens, wte, wpe, out, seq_len);
+                       const Tensor& out, int seq_len, int64_t vocab_start) {
+  const kernels::EmbeddingShape s = kernels::check_embedding_forward_args(
+      kDevice, tokens, wte, wpe, out, seq_len, vocab_start);
   const int32_t* ids = tokens.i32();
   CudaContext& c = context(ctx);
   check_ids(c, "embedding_forward", ids, s, seq_len);
@@ -81,14 +95,14 @@ void embedding_forward(void* ctx, const Tensor& tokens, const Tensor& wte, const
   if (n == 0) return;
   embedding_forward_kernel<<<grid_for(n), kThreads, 0, c.stream>>>(
       ids, wte.f32(), wpe.defined() ? wpe.f32() : nullptr, out.f32(), s.tokens, s.channels,
-      seq_len);
+      seq_len, TableShard{s.vocab_start, s.vocab_rows});
   QJ_CUDA_CHECK_LAUNCH("embedding_forward_kernel");
 }
 
 void embedding_backward(void* ctx, const Tensor& dout, const Tensor& tokens, const Tensor& dwte,
-                        const Tensor& dwpe, int seq_len) {
-  const kernels::EmbeddingShape s =
-      kernels::check_embedding_backward_args(kDevice, dout, tokens, dwte, dwpe, seq_len);
+                        const Tensor& dwpe, int seq_len, int64_t vocab_start) {
+  const kernels::EmbeddingShape s = kernels::check_embedding_backward_args(
+      kDevice, dout, tokens, dwte, dwpe, seq_len, vocab_start);
   const int32_t* ids = tokens.i32();
   CudaContext& c = context(ctx);
   check_ids(c, "embedding_backward", ids, s, seq_len);
@@ -97,8 +111,8 @@ void embedding_backward(void* ctx, const Tensor& dout, const Tensor& tokens, con
   const int64_t n_tokens = s.tokens, channels = s.channels;
   if (n_tokens == 0 || channels == 0) return;
   const dim3 grid(unsigned((channels + kChannelThreads - 1) / kChannelThreads), kShards);
-  embedding_table_grad_kernel<<<grid, kChannelThreads, 0, c.stream>>>(ids, dy, dtable, n_tokens,
-                                                                      channels);
+  embedding_table_grad_kernel<<<grid, kChannelThreads, 0, c.stream>>>(
+      ids, dy, dtable, n_tokens, channels, TableShard{s.vocab_start, s.vocab_rows});
   QJ_CUDA_CHECK_LAUNCH("embedding_table_grad_kernel");
   if (dpositions) {
     const int64_t n = int64_t(seq_len) * channels;

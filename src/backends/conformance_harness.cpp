@@ -181,7 +181,7 @@ std::vector<std::string> op_names() {
           "rope_tables",       "rope_forward",
           "rope_backward",     "attention_forward",
           "attention_backward", "embedding_forward",
-          "embedding_backward", "cross_entropy_forward",
+          "embedding_backward", "cross_entropy_stats",
           "cross_entropy_backward", "sum_squares",
           "adamw_update"};
 }

@@ -1,7 +1,7 @@
 // Conformance cases: embeddings, cross-entropy and the optimizer ops.
+#include <algorithm>
 #include <cmath>
 #include <string>
-#include <tuple>
 
 #include "backends/conformance_harness.h"
 
@@ -10,35 +10,44 @@ namespace {
 
 const float kNaN = std::nanf("");
 
+// Vocabulary-parallel embedding: wte holds rows [start, start + rows) of a
+// vocabulary of `vocab` ids, and tokens come from the whole vocabulary.
 void embedding_cases(Report& report) {
   struct Shape {
-    int64_t b, t, v, c;
+    int64_t b, t, vocab, start, rows, c;
     bool positions;
   };
-  // Small vocabularies force many tokens onto the same row of dwte.
-  constexpr Shape kShapes[] = {{1, 1, 1, 1, true},   {2, 7, 5, 13, true},    {2, 7, 5, 13, false},
-                               {4, 64, 50, 768, true}, {2, 128, 1000, 96, true}};
+  // Small vocabularies force many tokens onto the same row of dwte. Then shards:
+  // a middle one, the uneven last one of an odd vocabulary, and one past the
+  // end of the vocabulary (no token is its own: the output is wpe or 0).
+  constexpr Shape kShapes[] = {
+      {1, 1, 1, 0, 1, 1, true},          {2, 7, 5, 0, 5, 13, true},
+      {2, 7, 5, 0, 5, 13, false},        {4, 64, 50, 0, 50, 768, true},
+      {2, 128, 1000, 0, 1000, 96, true}, {2, 7, 13, 4, 5, 13, true},
+      {4, 64, 1001, 334, 334, 96, true}, {2, 33, 1001, 668, 333, 50, false},
+      {2, 7, 11, 12, 3, 13, true},       {2, 7, 11, 12, 3, 13, false}};
   for (const Shape& s : kShapes) {
     Random rng = report.random();
     const int64_t n = s.b * s.t;
-    const HostTensor tokens = rng.ids({n}, 0, int32_t(s.v));
-    const HostTensor wte = rng.uniform({s.v, s.c}), wpe = rng.uniform({s.t + 3, s.c});
+    const HostTensor tokens = rng.ids({n}, 0, int32_t(s.vocab));
+    const HostTensor wte = rng.uniform({s.rows, s.c}), wpe = rng.uniform({s.t + 3, s.c});
     const HostTensor dout = rng.uniform({n, s.c});
-    const HostTensor dwte = rng.uniform({s.v, s.c}), dwpe = rng.uniform({s.t + 3, s.c});
-    const std::string shape = dims({{"B", s.b}, {"T", s.t}, {"V", s.v}, {"C", s.c}}) +
+    const HostTensor dwte = rng.uniform({s.rows, s.c}), dwpe = rng.uniform({s.t + 3, s.c});
+    const std::string shape = dims({{"B", s.b}, {"T", s.t}, {"V", s.vocab}, {"V0", s.start},
+                                    {"Vl", s.rows}, {"C", s.c}}) +
                               (s.positions ? "" : " no wpe");
     report.check("embedding_forward", shape, 0.0, [&](const Backend& be) {
       DeviceTensors d(be);
       Tensor out = d.upload(filled({n, s.c}, kNaN));
       be.embedding_forward(d.upload(tokens), d.upload(wte), s.positions ? d.upload(wpe) : Tensor(),
-                           out, int(s.t));
+                           out, int(s.t), s.start);
       return Outputs{{"out", d.download(out)}};
     });
     report.check("embedding_backward", shape, 1e-6, [&](const Backend& be) {
       DeviceTensors d(be);
       Tensor tdwte = d.upload(dwte);
       Tensor tdwpe = s.positions ? d.upload(dwpe) : Tensor();
-      be.embedding_backward(d.upload(dout), d.upload(tokens), tdwte, tdwpe, int(s.t));
+      be.embedding_backward(d.upload(dout), d.upload(tokens), tdwte, tdwpe, int(s.t), s.start);
       Outputs out{{"dwte", d.download(tdwte)}};
       if (s.positions) out.push_back({"dwpe", d.download(tdwpe)});
       return out;
@@ -46,25 +55,58 @@ void embedding_cases(Report& report) {
   }
 }
 
+// A plausible combined lse [n] for a logits slice [n, width]: the slice's own
+// log-sum-exp over its `real` columns (double) plus the other slices' share.
+HostTensor plausible_lse(const HostTensor& logits, int64_t real, Random& rng) {
+  const int64_t n = logits.shape[0], width = logits.shape[1];
+  HostTensor lse = rng.uniform({n}, 0.f, 2.f);  // log(1 + other slices' mass / this one's)
+  for (int64_t i = 0; i < n && real > 0; ++i) {
+    const float* row = logits.values.data() + i * width;
+    double sum = 0.0;
+    for (int64_t c = 0; c < real; ++c) sum += std::exp(double(row[c]));
+    lse.values[size_t(i)] += float(std::log(sum));
+  }
+  return lse;
+}
+
+// Vocabulary-parallel cross-entropy: logits [N, Vl] hold columns
+// [start, start + Vl) of a vocabulary of `vocab` real ids.
 void cross_entropy_cases(Report& report) {
   constexpr int kIgnore = -100;
-  for (auto [n, padded, vocab] :
-       {std::tuple{1, 1, 1}, {7, 13, 11}, {64, 1024, 1000}, {16, 50304, 50257}}) {
+  struct Shape {
+    int64_t n, width;
+    int vocab;
+    int64_t start;
+  };
+  // Whole vocabularies (start 0), then shards of vocab 1001 padded to 1024 in
+  // four, GPT-2's last of four, an uneven middle one, and one made only of
+  // padding (vocab 5 padded to 8 in four: the last two columns).
+  constexpr Shape kShapes[] = {{1, 1, 1, 0},        {7, 13, 11, 0},          {64, 1024, 1000, 0},
+                               {16, 50304, 50257, 0}, {33, 256, 1001, 256}, {33, 256, 1001, 768},
+                               {16, 12576, 50257, 37728}, {17, 3, 7, 3},    {9, 2, 5, 6}};
+  for (const Shape& s : kShapes) {
     Random rng = report.random();
-    const HostTensor logits = rng.uniform({n, padded}, -4.f, 4.f);
-    HostTensor targets = rng.ids({n}, 0, vocab);
-    for (int64_t i = 3; i < n; i += 7) targets.ids[size_t(i)] = kIgnore;  // some ignored rows
-    const std::string shape = dims({{"N", n}, {"Vp", padded}, {"V", vocab}});
-    report.check("cross_entropy_forward", shape, 1e-5, [&](const Backend& be) {
+    const int64_t real = std::clamp<int64_t>(s.vocab - s.start, 0, s.width);
+    const HostTensor logits = rng.uniform({s.n, s.width}, -4.f, 4.f);
+    HostTensor targets = rng.ids({s.n}, 0, s.vocab);
+    for (int64_t i = 0; i < s.n && real > 0; i += 2)  // half the targets in this slice
+      targets.ids[size_t(i)] = int32_t(s.start + rng.integer(0, int32_t(real)));
+    for (int64_t i = 3; i < s.n; i += 7) targets.ids[size_t(i)] = kIgnore;  // some ignored rows
+    const HostTensor lse = plausible_lse(logits, real, rng);
+    const std::string shape =
+        dims({{"N", s.n}, {"Vl", s.width}, {"V", s.vocab}, {"V0", s.start}});
+    report.check("cross_entropy_stats", shape, 1e-5, [&](const Backend& be) {
       DeviceTensors d(be);
-      Tensor losses = d.upload(filled({n}, kNaN));
-      be.cross_entropy_forward(d.upload(logits), d.upload(targets), losses, vocab, kIgnore);
-      return Outputs{{"losses", d.download(losses)}};
+      Tensor stats = d.upload(filled({s.n, 3}, kNaN));
+      be.cross_entropy_stats(d.upload(logits), d.upload(targets), stats, s.vocab, s.start,
+                             kIgnore);
+      return Outputs{{"stats", d.download(stats)}};
     });
     report.check("cross_entropy_backward", shape, 1e-5, [&](const Backend& be) {
       DeviceTensors d(be);
       Tensor t = d.upload(logits);
-      be.cross_entropy_backward(t, d.upload(targets), 1.f / float(n), vocab, kIgnore);
+      be.cross_entropy_backward(t, d.upload(targets), d.upload(lse), 1.f / float(s.n), s.vocab,
+                                s.start, kIgnore);
       return Outputs{{"dlogits", d.download(t)}};
     });
   }

@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
+#include "comm/collective_errors.h"
 #include "core/config.h"
 #include "qianjun/error.h"
 #include "train/trainer.h"
@@ -46,18 +49,18 @@ Args parse_args(int argc, char** argv) {
 
 }  // namespace
 
+// Under mpirun every rank runs this. Set-up (arguments, config, the plan of every
+// rank, data files, allocation) fails on every rank together and is reported once
+// by rank 0; a failure while training ends every rank with the failing rank's message.
 int main(int argc, char** argv) {
-  try {
-    const Args args = parse_args(argc, argv);
-    const qj::Config config = qj::load_config(args.config, args.overrides);
-    qj::Trainer trainer(config, args.options);
-    trainer.run();
+  return qj::run_main(argc, argv, [](qj::World& world, int argc, char** argv) {
+    std::unique_ptr<qj::Trainer> trainer;
+    qj::agree_on_failure(world.comm(), [&] {
+      const Args args = parse_args(argc, argv);
+      const qj::Config config = qj::load_config(args.config, args.overrides);
+      trainer = std::make_unique<qj::Trainer>(config, args.options, &world.comm());
+    });
+    trainer->run();
     return 0;
-  } catch (const qj::Error& e) {
-    std::fprintf(stderr, "\nerror: %s\n", e.what());
-    return qj::kExitBadInput;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "\ninternal error: %s\n", e.what());
-    return 1;
-  }
+  });
 }

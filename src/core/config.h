@@ -54,7 +54,8 @@ struct ParallelConfig {
   bool sequence_parallel = false;
   std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved
   int virtual_stages = 1;
-  double bucket_mb = 25;
+  double bucket_mb = 25;            // data-parallel gradient buckets
+  bool overlap_grad_reduce = true;  // reduce a bucket as soon as backward completes it
   bool operator==(const ParallelConfig&) const = default;
 };
 

@@ -28,7 +28,8 @@ const SectionSchema<ParallelConfig>& parallel_section() {
       "parallel", &Config::parallel,
       {{"tp", &P::tp}, {"pp", &P::pp}, {"dp", &P::dp},
        {"sequence_parallel", &P::sequence_parallel}, {"schedule", &P::schedule},
-       {"virtual_stages", &P::virtual_stages}, {"bucket_mb", &P::bucket_mb}}};
+       {"virtual_stages", &P::virtual_stages}, {"bucket_mb", &P::bucket_mb},
+       {"overlap_grad_reduce", &P::overlap_grad_reduce}}};
   return schema;
 }
 

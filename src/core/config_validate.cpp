@@ -106,11 +106,6 @@ void validate_parallel(const ParallelConfig& p, const ModelConfig& m) {
   divides("parallel.tp", p.tp, "model.heads", r.heads);
   divides("parallel.tp", p.tp, "model.kv_heads", r.kv_heads);
   divides("parallel.tp", p.tp, "model.ffn_hidden", r.ffn_hidden);
-  require(r.padded_vocab() % p.tp == 0,
-          "the padded vocabulary " + std::to_string(r.padded_vocab()) + " (" +
-              show("model.vocab", r.vocab) + " rounded up to a multiple of " +
-              show("model.vocab_pad_to", r.vocab_pad_to) + ") is not divisible by " +
-              show("parallel.tp", p.tp) + "; make model.vocab_pad_to a multiple of parallel.tp");
   if (p.sequence_parallel) divides("parallel.tp", p.tp, "model.seq_len", r.seq_len);
   require(int64_t(p.pp) * p.virtual_stages <= r.layers,
           show("model.layers", r.layers) + " is fewer than " + show("parallel.pp", p.pp) +

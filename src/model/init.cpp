@@ -6,6 +6,7 @@
 
 #include "model/model.h"
 #include "model/normal_rng.h"
+#include "model/param_shard.h"
 
 namespace qj {
 
@@ -38,20 +39,25 @@ bool has_padded_vocab_rows(const std::string& name) { return name == "wte" || na
 }  // namespace
 
 void Model::init_weights(uint64_t seed) {
-  std::vector<float> host;
-  for (const ParamRef& p : params_) {
-    host.assign(size_t(p.value.numel()), 0.f);
+  std::vector<float> global;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const ParamRef& p = params_[i];
+    const ParamSpec& spec = specs_[i];
+    int64_t n = 1;
+    for (int64_t d : spec.global_shape) n *= d;
+    global.assign(size_t(n), 0.f);
     if (is_norm_weight(p.name)) {
-      host.assign(host.size(), 1.f);
+      global.assign(global.size(), 1.f);
     } else if (p.weight_decay) {  // matrices and embeddings
       double stddev = config_.init_std;
       if (is_residual_projection(p.name)) stddev /= std::sqrt(2.0 * config_.layers);
       NormalRng rng(tensor_seed(seed, p.name));
-      for (float& x : host) x = float(stddev * rng.normal());
+      for (float& x : global) x = float(stddev * rng.normal());
       if (has_padded_vocab_rows(p.name))  // rows vocab..Vp never see a token: keep them 0
-        std::fill(host.begin() + int64_t(config_.vocab) * config_.hidden, host.end(), 0.f);
+        std::fill(global.begin() + int64_t(config_.vocab) * config_.hidden, global.end(), 0.f);
     }  // biases stay 0
-    be_.copy_to_device(p.value.data, host.data(), p.value.nbytes());
+    const std::vector<float> local = take_shard(spec, shard_.tp_size, shard_.tp_rank, global);
+    be_.copy_to_device(p.value.data, local.data(), p.value.nbytes());
   }
 }
 

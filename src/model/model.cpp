@@ -2,9 +2,18 @@
 
 #include <string>
 
-#include "model/model_plan.h"
+#include "model/vocab_parallel_loss.h"
 
 namespace qj {
+
+struct Model::Slot {
+  Tensor tokens, targets;  // device copies (embedding / head shards)
+  Tensor encoded;          // embedding output [Nl, C] (embedding shard)
+  Tensor input, grad_input;  // pipeline boundary (other shards)
+  std::vector<BlockActivations> layers;
+  NormActivations norm_f;
+  Tensor norm_f_full, logits, lse;
+};
 
 namespace {
 
@@ -31,15 +40,22 @@ BlockParams bind_block_params(const Arenas& arenas, const std::string& prefix) {
   return p;
 }
 
+// A layer's activations: kept per layer and slot under `prefix`, or shared by
+// every layer under "act.recompute." (see model_plan.cpp).
 BlockActivations bind_block_activations(const Arenas& arenas, const std::string& prefix) {
-  auto get = [&](const char* name) { return optional_tensor(arenas, prefix + name); };
+  auto get = [&](const std::string& name) {
+    if (arenas.plan().contains(prefix + name)) return arenas.tensor(prefix + name);
+    return optional_tensor(arenas, "act.recompute." + name);
+  };
   BlockActivations a;
   a.norm1 = {get("norm1"), get("norm1_mean"), get("norm1_rstd")};
+  a.norm1_full = get("norm1_full");
   a.qkv = get("qkv");
   a.attn_lse = get("attn_lse");
   a.attn_out = get("attn_out");
   a.residual_mid = get("residual_mid");
   a.norm2 = {get("norm2"), get("norm2_mean"), get("norm2_rstd")};
+  a.norm2_full = get("norm2_full");
   a.fc = get("fc");
   a.fc_act = get("fc_act");
   a.residual_out = get("residual_out");
@@ -50,31 +66,47 @@ BlockActivations bind_block_activations(const Arenas& arenas, const std::string&
 
 Model::Model(const ModelConfig& config, int micro_batch, const Backend& backend,
              const Arenas& arenas)
-    : config_(config), micro_batch_(micro_batch), be_(backend) {
-  check_model_config(config_, micro_batch_);
+    : Model(config, micro_batch, ModelShard{}, *make_single_rank_communicator("tp").release(),
+            backend, arenas) {
+  own_tp_.reset(&tp_.comm());  // the delegated constructor borrowed it; own it from here on
+}
+
+Model::Model(const ModelConfig& config, int micro_batch, const ModelShard& shard,
+             Communicator& tp, const Backend& backend, const Arenas& arenas)
+    : config_(config),
+      micro_batch_(micro_batch),
+      shard_(shard),
+      be_(backend),
+      tp_(tp, shard.sequence_parallel) {
+  check_model_config(config_, micro_batch_, shard_);
+  QJ_CHECK(tp.size() == shard.tp_size && tp.rank() == shard.tp_rank,
+           "model: the tensor-parallel group has rank " + std::to_string(tp.rank()) + " of " +
+               std::to_string(tp.size()) + ", the shard expects rank " +
+               std::to_string(shard.tp_rank) + " of " + std::to_string(shard.tp_size));
   const int64_t N = tokens_per_micro_batch();
-  tokens_ = arenas.tensor("act.tokens");
-  QJ_CHECK(tokens_.numel() == N,
-           "model: the memory plan was made for " + std::to_string(tokens_.numel()) +
-               " tokens per micro-batch, the model has " + std::to_string(N));
-  targets_ = arenas.tensor("act.targets");
-  encoded_ = arenas.tensor("act.encoded");
-  logits_ = arenas.tensor("act.logits");
-  losses_ = arenas.tensor("act.losses");
-  norm_f_ = {arenas.tensor("act.norm_f"), optional_tensor(arenas, "act.norm_f_mean"),
-             arenas.tensor("act.norm_f_rstd")};
-  d_residual_ = arenas.tensor("act.grad.residual");
-  d_norm_out_ = arenas.tensor("act.grad.norm_out");
   rope_ = {optional_tensor(arenas, "rope.cos"), optional_tensor(arenas, "rope.sin")};
+  d_residual_ = arenas.tensor("act.grad.residual");
+  const std::string chunk = "act.c" + std::to_string(shard_.chunk) + ".";
+  loss_stats_ = optional_tensor(arenas, chunk + "loss_stats");
+  loss_stats_all_ = optional_tensor(arenas, chunk + "loss_stats_all");
   bind_parameters(arenas);
+  bind_slots(arenas);
   bind_blocks(arenas);
+  QJ_CHECK(shard_.embedding || slots_[0].input.numel() == shard_.local_tokens(N) * config_.hidden,
+           "model: the memory plan was made for another micro-batch size");
+  host_stats_.assign(size_t(N) * 3 * size_t(shard_.tp_size), 0.f);
   host_losses_.assign(size_t(N), 0.f);
+  host_lse_.assign(size_t(N), 0.f);
+  have_targets_.assign(size_t(shard_.slots), false);
   if (rope_.cos.defined()) be_.rope_tables(rope_.cos, rope_.sin, float(config_.rope_theta));
   zero_grads();
 }
 
+Model::~Model() = default;
+
 void Model::bind_parameters(const Arenas& arenas) {
-  for (const ParamSpec& spec : parameter_specs(config_))
+  specs_ = parameter_specs(config_, shard_);
+  for (const ParamSpec& spec : specs_)
     params_.push_back({spec.name, arenas.tensor(spec.name), arenas.tensor("grad." + spec.name),
                        spec.weight_decay});
   auto value = [&](const std::string& n) { return optional_tensor(arenas, n); };
@@ -85,19 +117,51 @@ void Model::bind_parameters(const Arenas& arenas) {
   norm_f_bias_ = value("norm_f.bias"), d_norm_f_bias_ = grad("norm_f.bias");
   const char* head = config_.tied_embeddings ? "wte" : "lm_head.weight";
   head_weight_ = value(head), d_head_weight_ = grad(head);
+
+  // Backward finishes the head first, then the layers from the last, then the
+  // embedding. A tied wte is finished by whichever of the two runs last here.
+  layer_params_.assign(size_t(shard_.layer_count(config_)), {});
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    const std::string& name = specs_[i].name;
+    if (name.starts_with("layers.")) {
+      const int layer = std::stoi(name.substr(7));
+      layer_params_[size_t(layer - shard_.first_layer)].push_back(i);
+    } else if (name == "wpe" || (name == "wte" && shard_.embedding)) {
+      embedding_params_.push_back(i);
+    } else {
+      head_params_.push_back(i);
+    }
+  }
+}
+
+void Model::bind_slots(const Arenas& arenas) {
+  slots_.resize(size_t(shard_.slots));
+  for (int k = 0; k < shard_.slots; ++k) {
+    Slot& s = slots_[size_t(k)];
+    const std::string p = slot_prefix(shard_.chunk, k);
+    auto get = [&](const std::string& name) { return optional_tensor(arenas, p + name); };
+    s.tokens = get("tokens"), s.encoded = get("encoded");
+    s.input = get("input"), s.grad_input = get("grad_input");
+    for (int i = shard_.first_layer; i < shard_.end(config_); ++i)
+      s.layers.push_back(bind_block_activations(arenas, p + layer_prefix(i)));
+    s.targets = get("targets");
+    s.norm_f = {get("norm_f"), get("norm_f_mean"), get("norm_f_rstd")};
+    s.norm_f_full = get("norm_f_full");
+    s.logits = get("logits"), s.lse = get("lse");
+  }
 }
 
 void Model::bind_blocks(const Arenas& arenas) {
-  const BlockScratch scratch{
-      arenas.tensor("act.grad.norm_out"), arenas.tensor("act.grad.norm_in"),
-      arenas.tensor("act.grad.attn_out"), arenas.tensor("act.grad.qkv"),
-      arenas.tensor("act.grad.fc_act"),   arenas.tensor("act.grad.fc")};
-  blocks_.reserve(size_t(config_.layers));
-  for (int i = 0; i < config_.layers; ++i) {
+  scratch_ = {arenas.tensor("act.grad.norm_out"), arenas.tensor("act.grad.norm_in"),
+              arenas.tensor("act.grad.attn_out"), arenas.tensor("act.grad.qkv"),
+              arenas.tensor("act.grad.fc_act"),   arenas.tensor("act.grad.fc"),
+              optional_tensor(arenas, "act.tp.full"), optional_tensor(arenas, "act.tp.reduced")};
+  blocks_.reserve(size_t(shard_.layer_count(config_)));
+  for (int i = shard_.first_layer; i < shard_.end(config_); ++i) {
     const std::string prefix = layer_prefix(i);
-    blocks_.emplace_back(config_, micro_batch_, be_, bind_block_params(arenas, prefix),
-                         bind_block_params(arenas, "grad." + prefix),
-                         bind_block_activations(arenas, "act." + prefix), scratch, rope_);
+    blocks_.emplace_back(config_, micro_batch_, shard_.heads(config_), shard_.kv_heads(config_),
+                         be_, tp_, bind_block_params(arenas, prefix),
+                         bind_block_params(arenas, "grad." + prefix), scratch_, rope_);
   }
 }
 
@@ -105,23 +169,68 @@ void Model::zero_grads() {
   for (const ParamRef& p : params_) be_.fill(p.grad, 0.f);
 }
 
-float Model::forward(const int32_t* tokens, const int32_t* targets) {
-  const int64_t N = tokens_per_micro_batch();
-  be_.copy_to_device(tokens_.data, tokens, tokens_.nbytes());
-  be_.embedding_forward(tokens_, wte_, wpe_, encoded_, config_.seq_len);
-  const Tensor* x = &encoded_;
-  for (TransformerBlock& block : blocks_) {
-    block.forward(*x);
-    x = &block.output();
-  }
-  norm_forward(be_, config_, *x, norm_f_weight_, norm_f_bias_, norm_f_);
-  linear_forward(be_, norm_f_.out, head_weight_, Tensor{}, logits_);
-  have_targets_ = targets != nullptr;
-  if (!targets) return 0.f;
+Tensor Model::input(int slot) const { return slots_.at(size_t(slot)).input; }
+Tensor Model::grad_input(int slot) const { return slots_.at(size_t(slot)).grad_input; }
+Tensor Model::logits() const { return slots_[0].logits; }
 
-  be_.copy_to_device(targets_.data, targets, targets_.nbytes());
-  be_.cross_entropy_forward(logits_, targets_, losses_, config_.vocab, kIgnoreIndex);
-  be_.copy_to_host(host_losses_.data(), losses_.data, losses_.nbytes());
+Tensor Model::output(int slot) const { return last_hidden(slots_.at(size_t(slot))); }
+
+const Tensor& Model::layer_input(const Slot& slot, int local_layer) const {
+  if (local_layer > 0) return slot.layers[size_t(local_layer - 1)].residual_out;
+  return shard_.embedding ? slot.encoded : slot.input;
+}
+
+const Tensor& Model::last_hidden(const Slot& slot) const {
+  return layer_input(slot, int(blocks_.size()));
+}
+
+// Vocabulary-parallel embedding: each rank looks up the tokens of its vocabulary
+// rows (zero rows for the others) and the sum over tp assembles the embedding.
+// Positions are added by tp rank 0 only, so the sum counts them once.
+void Model::embed(Slot& slot, const int32_t* tokens) {
+  QJ_CHECK(tokens, "model: the embedding shard needs tokens");
+  const int64_t N = tokens_per_micro_batch();
+  for (int64_t n = 0; n < N; ++n)
+    QJ_CHECK(tokens[n] >= 0 && tokens[n] < config_.vocab,
+             "model: token id " + std::to_string(tokens[n]) + " at position " + std::to_string(n) +
+                 " is outside the vocabulary [0, " + std::to_string(config_.vocab) +
+                 ") (model.vocab)");
+  be_.copy_to_device(slot.tokens.data, tokens, slot.tokens.nbytes());
+  const Tensor full = tp_.sequence_parallel() ? scratch_.tp_full : slot.encoded;
+  be_.embedding_forward(slot.tokens, wte_, tp_.rank() == 0 ? wpe_ : Tensor{}, full,
+                        config_.seq_len, shard_.vocab_start(config_));
+  tp_.reduce_tokens(full, slot.encoded);
+}
+
+float Model::forward(int slot_index, const int32_t* tokens, const int32_t* targets) {
+  Slot& slot = slots_.at(size_t(slot_index));
+  if (shard_.embedding) embed(slot, tokens);
+  for (size_t i = 0; i < blocks_.size(); ++i)
+    blocks_[i].forward(layer_input(slot, int(i)), slot.layers[i]);
+  have_targets_[size_t(slot_index)] = false;
+  if (!shard_.head) return 0.f;
+  return head_forward(slot, last_hidden(slot), targets);
+}
+
+// Final norm, the vocabulary-parallel head and cross-entropy. The loss combines
+// every tp rank's row statistics (vocab_parallel_loss.h): logits never gathered.
+float Model::head_forward(Slot& slot, const Tensor& x, const int32_t* targets) {
+  norm_forward(be_, config_, x, norm_f_weight_, norm_f_bias_, slot.norm_f);
+  const Tensor ln = tp_.gather_tokens(slot.norm_f.out, slot.norm_f_full);
+  linear_forward(be_, ln, head_weight_, Tensor{}, slot.logits);
+  if (!targets) return 0.f;
+  have_targets_[size_t(&slot - slots_.data())] = true;
+
+  const int64_t N = tokens_per_micro_batch();
+  be_.copy_to_device(slot.targets.data, targets, slot.targets.nbytes());
+  be_.cross_entropy_stats(slot.logits, slot.targets, loss_stats_, config_.vocab,
+                          shard_.vocab_start(config_), kIgnoreIndex);
+  const Tensor& stats = tp_.size() > 1 ? loss_stats_all_ : loss_stats_;
+  if (tp_.size() > 1) tp_.comm().all_gather(loss_stats_, loss_stats_all_);
+  be_.copy_to_host(host_stats_.data(), stats.data, stats.nbytes());
+  combine_loss_stats(host_stats_.data(), tp_.size(), N, targets, kIgnoreIndex,
+                     host_losses_.data(), host_lse_.data());
+  be_.copy_to_device(slot.lse.data, host_lse_.data(), slot.lse.nbytes());
   double sum = 0;
   valid_targets_ = 0;
   for (int64_t n = 0; n < N; ++n) {
@@ -132,21 +241,46 @@ float Model::forward(const int32_t* tokens, const int32_t* targets) {
   return valid_targets_ ? float(sum / double(valid_targets_)) : 0.f;
 }
 
-void Model::backward(float dloss) {
-  QJ_CHECK(have_targets_, "model: backward needs a forward with targets just before it");
-  have_targets_ = false;  // the logits are about to become their gradient
+void Model::head_backward(Slot& slot, const Tensor& x, float dloss) {
   // Cross-entropy, in place: logits -> dlogits.
-  be_.cross_entropy_backward(logits_, targets_, dloss, config_.vocab, kIgnoreIndex);
+  be_.cross_entropy_backward(slot.logits, slot.targets, slot.lse, dloss, config_.vocab,
+                             shard_.vocab_start(config_), kIgnoreIndex);
   // Head (tied: its gradient adds into grad.wte), then the final norm.
-  linear_backward(be_, logits_, norm_f_.out, head_weight_, d_norm_out_, d_head_weight_, Tensor{});
-  const Tensor& last = blocks_.empty() ? encoded_ : blocks_.back().output();
-  norm_backward(be_, config_, d_norm_out_, last, norm_f_weight_, norm_f_, d_residual_,
+  const Tensor ln = tp_.sequence_parallel() ? slot.norm_f_full : slot.norm_f.out;
+  linear_backward(be_, slot.logits, ln, head_weight_, scratch_.d_norm_out, d_head_weight_,
+                  Tensor{});
+  const Tensor d_ln = tp_.sequence_parallel() ? scratch_.tp_reduced : scratch_.d_norm_out;
+  tp_.reduce_tokens(scratch_.d_norm_out, d_ln);
+  norm_backward(be_, config_, d_ln, x, norm_f_weight_, slot.norm_f, d_residual_,
                 d_norm_f_weight_, d_norm_f_bias_);
-  for (int i = config_.layers - 1; i >= 0; --i) {
-    const Tensor& x = i == 0 ? encoded_ : blocks_[size_t(i - 1)].output();
-    blocks_[size_t(i)].backward(x, d_residual_);
+}
+
+void Model::backward(int slot_index, float dloss, const GradReadyFn& on_ready) {
+  Slot& slot = slots_.at(size_t(slot_index));
+  auto finished = [&](const std::vector<size_t>& indices) {
+    if (on_ready)
+      for (size_t i : indices) on_ready(i);
+  };
+  if (shard_.head) {
+    QJ_CHECK(have_targets_[size_t(slot_index)],
+             "model: backward needs a forward with targets just before it");
+    have_targets_[size_t(slot_index)] = false;  // the logits are about to become their gradient
+    head_backward(slot, last_hidden(slot), dloss);
+    finished(head_params_);
   }
-  be_.embedding_backward(d_residual_, tokens_, d_wte_, d_wpe_, config_.seq_len);
+  for (int i = int(blocks_.size()) - 1; i >= 0; --i) {
+    blocks_[size_t(i)].backward(layer_input(slot, i), slot.layers[size_t(i)], d_residual_);
+    finished(layer_params_[size_t(i)]);
+  }
+  if (shard_.embedding) {
+    const Tensor d_full = tp_.gather_tokens(d_residual_, scratch_.tp_full);
+    be_.embedding_backward(d_full, slot.tokens, d_wte_, d_wpe_, config_.seq_len,
+                           shard_.vocab_start(config_));
+    finished(embedding_params_);
+  } else {
+    be_.fill(slot.grad_input, 0.f);  // a device-to-device copy: 0 + x is exact
+    be_.add(slot.grad_input, d_residual_, slot.grad_input);
+  }
 }
 
 }  // namespace qj

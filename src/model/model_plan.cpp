@@ -6,32 +6,37 @@
 namespace qj {
 
 std::string layer_prefix(int layer) { return "layers." + std::to_string(layer) + "."; }
-
-int64_t qkv_width(const ModelConfig& c) {
-  return int64_t(c.heads + 2 * c.kv_heads) * c.head_dim();
+std::string slot_prefix(int chunk, int slot) {
+  return "act.c" + std::to_string(chunk) + ".s" + std::to_string(slot) + ".";
 }
 
-int64_t fc_width(const ModelConfig& c) {
-  return c.activation == "swiglu" ? 2 * int64_t(c.ffn_hidden) : c.ffn_hidden;
+int64_t qkv_width(const ModelConfig& c, const ModelShard& s) {
+  return int64_t(s.heads(c) + 2 * s.kv_heads(c)) * c.head_dim();
+}
+
+int64_t fc_width(const ModelConfig& c, const ModelShard& s) {
+  return (c.activation == "swiglu" ? 2 : 1) * int64_t(s.ffn_hidden(c));
 }
 
 static void require(bool ok, const std::string& message) {
   if (!ok) throw Error("model: " + message);
 }
 
-void check_model_config(const ModelConfig& c, int micro_batch) {
-  if (c.recompute != "none")
-    throw Error("model.recompute='" + c.recompute + "' is not supported yet");
-  require(micro_batch > 0, "micro_batch must be positive, got " + std::to_string(micro_batch));
+static std::string str(int64_t v) { return std::to_string(v); }
+
+void check_model_config(const ModelConfig& c, int micro_batch, const ModelShard& s) {
+  require(c.recompute == "none" || c.recompute == "selective" || c.recompute == "full",
+          "model.recompute must be none, selective or full, got '" + c.recompute + "'");
+  require(micro_batch > 0, "micro_batch must be positive, got " + str(micro_batch));
   require(c.layers > 0 && c.hidden > 0 && c.heads > 0 && c.seq_len > 0 && c.vocab > 0,
           "layers, hidden, heads, seq_len and vocab must be positive");
-  require(c.hidden % c.heads == 0, "model.heads=" + std::to_string(c.heads) +
-                                       " does not divide model.hidden=" + std::to_string(c.hidden));
+  require(c.hidden % c.heads == 0,
+          "model.heads=" + str(c.heads) + " does not divide model.hidden=" + str(c.hidden));
   require(c.kv_heads > 0 && c.heads % c.kv_heads == 0,
-          "model.kv_heads=" + std::to_string(c.kv_heads) + " must be positive and divide model.heads=" +
-              std::to_string(c.heads) + " (the config loader resolves 0)");
-  require(c.ffn_hidden > 0, "model.ffn_hidden must be resolved to a positive value, got " +
-                                std::to_string(c.ffn_hidden));
+          "model.kv_heads=" + str(c.kv_heads) + " must be positive and divide model.heads=" +
+              str(c.heads) + " (the config loader resolves 0)");
+  require(c.ffn_hidden > 0,
+          "model.ffn_hidden must be resolved to a positive value, got " + str(c.ffn_hidden));
   require(c.vocab_pad_to > 0, "model.vocab_pad_to must be positive");
   require(c.norm == "layernorm" || c.norm == "rmsnorm",
           "model.norm must be layernorm or rmsnorm, got '" + c.norm + "'");
@@ -40,98 +45,178 @@ void check_model_config(const ModelConfig& c, int micro_batch) {
   require(c.position == "learned" || c.position == "rope",
           "model.position must be learned or rope, got '" + c.position + "'");
   require(c.position != "rope" || c.head_dim() % 2 == 0,
-          "model.position='rope' needs an even head dimension, got " + std::to_string(c.head_dim()));
+          "model.position='rope' needs an even head dimension, got " + str(c.head_dim()));
+  // Tensor parallelism (parallel.tp): every rank holds whole heads.
+  const int tp = s.tp_size;
+  require(tp > 0 && s.tp_rank >= 0 && s.tp_rank < tp, "bad tensor-parallel rank");
+  require(c.heads % tp == 0 && c.kv_heads % tp == 0,
+          "parallel.tp=" + str(tp) + " must divide model.heads=" + str(c.heads) +
+              " and model.kv_heads=" + str(c.kv_heads));
+  require(c.ffn_hidden % tp == 0, "parallel.tp=" + str(tp) + " must divide model.ffn_hidden=" +
+                                      str(c.ffn_hidden));
+  require(!s.sequence_sharded() || (int64_t(micro_batch) * c.seq_len) % tp == 0,
+          "parallel.sequence_parallel needs micro_batch*seq_len=" +
+              str(int64_t(micro_batch) * c.seq_len) + " divisible by parallel.tp=" + str(tp));
+  require(s.first_layer >= 0 && s.first_layer <= s.end(c) && s.end(c) <= c.layers,
+          "layer range [" + str(s.first_layer) + ", " + str(s.end(c)) + ") outside the " +
+              str(c.layers) + " layers");
+  require(s.slots > 0, "activation slots must be positive");
 }
 
-std::vector<ParamSpec> parameter_specs(const ModelConfig& c) {
-  const int64_t C = c.hidden, Vp = c.padded_vocab(), F = c.ffn_hidden;
-  const int64_t HD = int64_t(c.heads) * c.head_dim();
-  const bool norm_bias = c.norm_has_bias(), bias = c.bias;
+static bool tp_split(const ModelShard& s) { return s.tp_size > 1; }
+
+std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const ModelShard& s) {
+  const int tp = s.tp_size;
+  const int64_t C = c.hidden, D = c.head_dim(), T = c.seq_len;
+  const int64_t Vp = s.padded_vocab(c), F = c.ffn_hidden;
+  const int64_t qkv = int64_t(c.heads + 2 * c.kv_heads) * D, HD = int64_t(c.heads) * D;
+  const int64_t fc = (c.activation == "swiglu" ? 2 : 1) * F;
+  const ShardKind fc_kind = c.activation == "swiglu" ? ShardKind::GateUpRows : ShardKind::Rows;
+  const bool norm_bias = c.norm_has_bias(), bias = c.bias, sp = s.sequence_sharded();
   std::vector<ParamSpec> specs;
-  specs.push_back({"wte", {Vp, C}, true});
-  if (c.position == "learned") specs.push_back({"wpe", {c.seq_len, C}, true});
-  for (int i = 0; i < c.layers; ++i) {
+  // Global shape and split; the local shape follows from the kind.
+  auto add = [&](const std::string& name, std::vector<int64_t> global, ShardKind kind, bool decay) {
+    ParamSpec p{name, global, global, tp_split(s) ? kind : ShardKind::Replicated, {}, decay, false};
+    if (kind == ShardKind::QkvRows) p.part_rows = {c.heads * D, c.kv_heads * D, c.kv_heads * D};
+    if (kind == ShardKind::GateUpRows) p.part_rows = {F, F};
+    if (p.shard == ShardKind::Cols) p.shape[1] /= tp;
+    else if (p.shard != ShardKind::Replicated) p.shape[0] /= tp;
+    p.partial_grad = sp && p.shard == ShardKind::Replicated && !decay && name != "wpe";
+    specs.push_back(std::move(p));
+  };
+  auto add_norm = [&](const std::string& prefix) {
+    add(prefix + ".weight", {C}, ShardKind::Replicated, false);
+    if (norm_bias) add(prefix + ".bias", {C}, ShardKind::Replicated, false);
+  };
+  if (s.embedding || (s.head && c.tied_embeddings)) add("wte", {Vp, C}, ShardKind::Rows, true);
+  if (s.embedding && c.position == "learned") add("wpe", {T, C}, ShardKind::Replicated, true);
+  for (int i = s.first_layer; i < s.end(c); ++i) {
     const std::string p = layer_prefix(i);
-    specs.push_back({p + "norm1.weight", {C}, false});
-    if (norm_bias) specs.push_back({p + "norm1.bias", {C}, false});
-    specs.push_back({p + "attn.qkv.weight", {qkv_width(c), C}, true});
-    if (bias) specs.push_back({p + "attn.qkv.bias", {qkv_width(c)}, false});
-    specs.push_back({p + "attn.proj.weight", {C, HD}, true});
-    if (bias) specs.push_back({p + "attn.proj.bias", {C}, false});
-    specs.push_back({p + "norm2.weight", {C}, false});
-    if (norm_bias) specs.push_back({p + "norm2.bias", {C}, false});
-    specs.push_back({p + "mlp.fc.weight", {fc_width(c), C}, true});
-    if (bias) specs.push_back({p + "mlp.fc.bias", {fc_width(c)}, false});
-    specs.push_back({p + "mlp.proj.weight", {C, F}, true});
-    if (bias) specs.push_back({p + "mlp.proj.bias", {C}, false});
+    add_norm(p + "norm1");
+    add(p + "attn.qkv.weight", {qkv, C}, ShardKind::QkvRows, true);
+    if (bias) add(p + "attn.qkv.bias", {qkv}, ShardKind::QkvRows, false);
+    add(p + "attn.proj.weight", {C, HD}, ShardKind::Cols, true);
+    // Row-parallel biases are added after the reduction, and their gradient is
+    // taken from the full (gathered) output gradient: complete on every rank.
+    if (bias) add(p + "attn.proj.bias", {C}, ShardKind::Replicated, false);
+    add_norm(p + "norm2");
+    add(p + "mlp.fc.weight", {fc, C}, fc_kind, true);
+    if (bias) add(p + "mlp.fc.bias", {fc}, fc_kind, false);
+    add(p + "mlp.proj.weight", {C, F}, ShardKind::Cols, true);
+    if (bias) add(p + "mlp.proj.bias", {C}, ShardKind::Replicated, false);
   }
-  specs.push_back({"norm_f.weight", {C}, false});
-  if (norm_bias) specs.push_back({"norm_f.bias", {C}, false});
-  if (!c.tied_embeddings) specs.push_back({"lm_head.weight", {Vp, C}, true});
+  if (s.head) {
+    add_norm("norm_f");
+    if (!c.tied_embeddings) add("lm_head.weight", {Vp, C}, ShardKind::Rows, true);
+  }
+  for (ParamSpec& p : specs)  // see the comment on the row-parallel biases
+    if (p.name.ends_with("proj.bias")) p.partial_grad = false;
   return specs;
 }
 
-// Per layer: exactly what backward reads (llm.c's saved activations).
-static void add_layer_activations(const ModelConfig& c, int layer, int64_t B, int64_t N,
-                                  std::vector<ActivationSpec>& specs) {
-  const int64_t C = c.hidden, HD = int64_t(c.heads) * c.head_dim();
+// Per layer: exactly what backward reads (llm.c's saved activations), by short name.
+static std::vector<ActivationSpec> layer_activations(const ModelConfig& c, const ModelShard& s,
+                                                     int64_t B, int64_t N) {
+  const int64_t C = c.hidden, HD = int64_t(s.heads(c)) * c.head_dim();
+  const int64_t Nl = s.local_tokens(N);
   const bool layernorm = c.norm == "layernorm";
-  const std::string p = "act." + layer_prefix(layer);
+  std::vector<ActivationSpec> specs;
   auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-    specs.push_back({p + name, DType::F32, std::move(shape)});
+    specs.push_back({name, DType::F32, std::move(shape)});
   };
-  add("norm1", {N, C});
-  if (layernorm) add("norm1_mean", {N});
-  add("norm1_rstd", {N});
-  add("qkv", {N, qkv_width(c)});  // after RoPE
-  add("attn_lse", {B, c.heads, c.seq_len});
+  for (const char* norm : {"norm1", "norm2"}) {
+    const std::string n = norm;
+    add(n, {Nl, C});
+    if (layernorm) add(n + "_mean", {Nl});
+    add(n + "_rstd", {Nl});
+    if (s.sequence_sharded()) add(n + "_full", {N, C});  // all-gathered input of the next matmul
+  }
+  add("qkv", {N, qkv_width(c, s)});  // after RoPE
+  add("attn_lse", {B, s.heads(c), c.seq_len});
   add("attn_out", {N, HD});
-  add("residual_mid", {N, C});
-  add("norm2", {N, C});
-  if (layernorm) add("norm2_mean", {N});
-  add("norm2_rstd", {N});
-  add("fc", {N, fc_width(c)});
-  add("fc_act", {N, c.ffn_hidden});
-  add("residual_out", {N, C});
+  add("residual_mid", {Nl, C});
+  add("fc", {N, fc_width(c, s)});
+  add("fc_act", {N, s.ffn_hidden(c)});
+  add("residual_out", {Nl, C});
+  return specs;
 }
 
-std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_batch) {
-  const int64_t B = micro_batch, N = B * c.seq_len, C = c.hidden;
-  const int64_t HD = int64_t(c.heads) * c.head_dim();
+// Whether a layer activation is kept per layer and micro-batch, or rebuilt in
+// backward into one buffer that every layer shares ("act.recompute.<name>").
+static bool kept_per_layer(const std::string& recompute, const std::string& name) {
+  if (recompute == "full") return name == "residual_out";  // the next layer's input
+  if (recompute == "selective") return name != "attn_out" && name != "attn_lse";
+  return true;
+}
+
+std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_batch,
+                                             const ModelShard& s) {
+  const int64_t B = micro_batch, N = B * c.seq_len, C = c.hidden, Nl = s.local_tokens(N);
+  const int64_t HD = int64_t(s.heads(c)) * c.head_dim();
+  const bool layernorm = c.norm == "layernorm";
   std::vector<ActivationSpec> specs;
   auto add = [&](const std::string& name, DType dtype, std::vector<int64_t> shape) {
     specs.push_back({name, dtype, std::move(shape)});
   };
-  add("act.tokens", DType::I32, {N});
-  add("act.targets", DType::I32, {N});
-  add("act.encoded", DType::F32, {N, C});
-  for (int i = 0; i < c.layers; ++i) add_layer_activations(c, i, B, N, specs);
-  add("act.norm_f", DType::F32, {N, C});
-  if (c.norm == "layernorm") add("act.norm_f_mean", DType::F32, {N});
-  add("act.norm_f_rstd", DType::F32, {N});
-  add("act.logits", DType::F32, {N, c.padded_vocab()});  // becomes dlogits in backward
-  add("act.losses", DType::F32, {N});
+  for (int slot = 0; slot < s.slots; ++slot) {
+    const std::string p = slot_prefix(s.chunk, slot);
+    if (s.embedding) {
+      add(p + "tokens", DType::I32, {N});
+      add(p + "encoded", DType::F32, {Nl, C});
+    } else {
+      add(p + "input", DType::F32, {Nl, C});       // received from the previous stage
+      add(p + "grad_input", DType::F32, {Nl, C});  // sent back to it
+    }
+    for (int i = s.first_layer; i < s.end(c); ++i)
+      for (const ActivationSpec& a : layer_activations(c, s, B, N))
+        if (kept_per_layer(c.recompute, a.name))
+          add(p + layer_prefix(i) + a.name, a.dtype, a.shape);
+    if (s.head) {
+      add(p + "targets", DType::I32, {N});
+      add(p + "norm_f", DType::F32, {Nl, C});
+      if (layernorm) add(p + "norm_f_mean", DType::F32, {Nl});
+      add(p + "norm_f_rstd", DType::F32, {Nl});
+      if (s.sequence_sharded()) add(p + "norm_f_full", DType::F32, {N, C});
+      add(p + "logits", DType::F32, {N, s.vocab_rows(c)});  // becomes dlogits in backward
+      add(p + "lse", DType::F32, {N});
+    }
+  }
+  if (s.head) {
+    const std::string p = "act.c" + std::to_string(s.chunk) + ".";
+    add(p + "loss_stats", DType::F32, {N, 3});
+    add(p + "loss_stats_all", DType::F32, {s.tp_size, N, 3});
+  }
+  if (s.chunk > 0) return specs;  // the rest is shared by the chunks of a rank
+  for (const ActivationSpec& a : layer_activations(c, s, B, N))
+    if (!kept_per_layer(c.recompute, a.name)) add("act.recompute." + a.name, a.dtype, a.shape);
   if (c.position == "rope") {
     add("rope.cos", DType::F32, {c.seq_len, c.head_dim() / 2});
     add("rope.sin", DType::F32, {c.seq_len, c.head_dim() / 2});
   }
-  // Backward scratch, shared by all layers.
-  add("act.grad.residual", DType::F32, {N, C});
-  add("act.grad.norm_out", DType::F32, {N, C});
-  add("act.grad.norm_in", DType::F32, {N, C});
+  // Backward scratch, shared by all layers and slots (one backward at a time).
+  add("act.grad.residual", DType::F32, {Nl, C});
+  add("act.grad.norm_out", DType::F32, {N, C});  // full tokens: the partial sums of a column-parallel input
+  add("act.grad.norm_in", DType::F32, {Nl, C});
   add("act.grad.attn_out", DType::F32, {N, HD});
-  add("act.grad.qkv", DType::F32, {N, qkv_width(c)});
-  add("act.grad.fc_act", DType::F32, {N, c.ffn_hidden});
-  add("act.grad.fc", DType::F32, {N, fc_width(c)});
+  add("act.grad.qkv", DType::F32, {N, qkv_width(c, s)});
+  add("act.grad.fc_act", DType::F32, {N, s.ffn_hidden(c)});
+  add("act.grad.fc", DType::F32, {N, fc_width(c, s)});
+  // Full-token transients of tensor parallelism: a row-parallel matmul's partial
+  // output before its reduce-scatter, an output gradient after its all-gather.
+  if (s.sequence_sharded()) {
+    add("act.tp.full", DType::F32, {N, C});
+    add("act.tp.reduced", DType::F32, {Nl, C});
+  }
   return specs;
 }
 
-void Model::plan(const ModelConfig& config, int micro_batch, MemoryPlan& plan) {
-  check_model_config(config, micro_batch);
-  const std::vector<ParamSpec> params = parameter_specs(config);
+void Model::plan(const ModelConfig& config, int micro_batch, MemoryPlan& plan,
+                 const ModelShard& shard) {
+  check_model_config(config, micro_batch, shard);
+  const std::vector<ParamSpec> params = parameter_specs(config, shard);
   for (const ParamSpec& p : params) plan.add(ArenaKind::Params, p.name, DType::F32, p.shape);
   for (const ParamSpec& p : params) plan.add(ArenaKind::Grads, "grad." + p.name, DType::F32, p.shape);
-  for (const ActivationSpec& a : activation_specs(config, micro_batch))
+  for (const ActivationSpec& a : activation_specs(config, micro_batch, shard))
     plan.add(ArenaKind::Activations, a.name, a.dtype, a.shape);
 }
 

@@ -1,41 +1,64 @@
 #pragma once
 // The model's buffers as data: every parameter and every activation, with its
-// name and shape, for one micro-batch. Model::plan registers them and the Model
-// constructor binds views to the same names, so the two can never disagree.
+// name and shape, for the shard of the model one rank holds. Model::plan registers
+// them and the Model constructor binds views to the same names, so the two can
+// never disagree.
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
+#include "model/model_shard.h"
 #include "qianjun/tensor.h"
 
 namespace qj {
 
+// How a parameter is split over the tensor-parallel ranks (rank order).
+enum class ShardKind {
+  Replicated,  // every rank holds all of it
+  Rows,        // dim 0 split in tp contiguous blocks (column-parallel, vocab-parallel)
+  Cols,        // dim 1 split in tp contiguous blocks (row-parallel weights)
+  QkvRows,     // [q | k | v] rows: each of the three parts split by heads
+  GateUpRows,  // [gate | up] rows (SwiGLU): each half split
+};
+
 struct ParamSpec {
   std::string name;  // e.g. "layers.3.attn.qkv.weight"; its gradient is "grad." + name
-  std::vector<int64_t> shape;
-  bool weight_decay;  // matrices and embeddings; not norms, not biases
+  std::vector<int64_t> shape;         // this rank's part
+  std::vector<int64_t> global_shape;  // the whole tensor (padded vocabulary for this tp)
+  ShardKind shard = ShardKind::Replicated;
+  // Row-split kinds: the global rows of each group split separately
+  // (q, k, v for QkvRows; gate, up for GateUpRows; empty: one group).
+  std::vector<int64_t> part_rows;
+  bool weight_decay = false;  // matrices and embeddings; not norms, not biases
+  // Replicated, but each tp rank's gradient covers only its tokens (norm weights
+  // under sequence parallelism): the gradients must be summed over tp.
+  bool partial_grad = false;
 };
 
 struct ActivationSpec {
-  std::string name;  // e.g. "act.layers.3.qkv"
+  std::string name;  // e.g. "act.c0.s0.layers.3.qkv"
   DType dtype;
   std::vector<int64_t> shape;
 };
 
 // Parameters in the model's fixed order (see Model::params()).
-std::vector<ParamSpec> parameter_specs(const ModelConfig& config);
-// Activations and backward scratch of one micro-batch of micro_batch x seq_len tokens.
-std::vector<ActivationSpec> activation_specs(const ModelConfig& config, int micro_batch);
+std::vector<ParamSpec> parameter_specs(const ModelConfig& config, const ModelShard& shard = {});
+// Activations of `shard.slots` micro-batches of micro_batch x seq_len tokens and the
+// backward scratch they share.
+std::vector<ActivationSpec> activation_specs(const ModelConfig& config, int micro_batch,
+                                             const ModelShard& shard = {});
 
 // "layers.<i>."
 std::string layer_prefix(int layer);
-// Width of the fused qkv projection: (heads + 2 kv_heads) * head_dim.
-int64_t qkv_width(const ModelConfig& config);
+// "act.c<chunk>.s<slot>.": the activations of one in-flight micro-batch of a chunk.
+std::string slot_prefix(int chunk, int slot);
+// Width of the fused qkv projection: (heads + 2 kv_heads) * head_dim (this rank's heads).
+int64_t qkv_width(const ModelConfig& config, const ModelShard& shard = {});
 // Width of the MLP's first projection: ffn_hidden (gelu) or 2 ffn_hidden (swiglu: gate | up).
-int64_t fc_width(const ModelConfig& config);
+int64_t fc_width(const ModelConfig& config, const ModelShard& shard = {});
 
 // Throws qj::Error for a config the model cannot build (naming the field).
-void check_model_config(const ModelConfig& config, int micro_batch);
+void check_model_config(const ModelConfig& config, int micro_batch, const ModelShard& shard = {});
 
 }  // namespace qj

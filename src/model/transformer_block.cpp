@@ -2,16 +2,18 @@
 
 namespace qj {
 
-TransformerBlock::TransformerBlock(const ModelConfig& config, int micro_batch,
-                                   const Backend& backend, const BlockParams& params,
-                                   const BlockParams& grads, const BlockActivations& acts,
+TransformerBlock::TransformerBlock(const ModelConfig& config, int micro_batch, int heads,
+                                   int kv_heads, const Backend& backend, const TensorParallel& tp,
+                                   const BlockParams& params, const BlockParams& grads,
                                    const BlockScratch& scratch, const RopeTables& rope)
     : config_(config),
       micro_batch_(micro_batch),
+      heads_(heads),
+      kv_heads_(kv_heads),
       be_(backend),
+      tp_(tp),
       params_(params),
       grads_(grads),
-      acts_(acts),
       scratch_(scratch),
       rope_(rope) {}
 
@@ -19,71 +21,89 @@ Tensor TransformerBlock::as_btc(const Tensor& t) const {
   return t.reshape({micro_batch_, config_.seq_len, t.dim(1)});
 }
 
-void TransformerBlock::forward(const Tensor& x) {
-  attention_forward(x);
-  mlp_forward();
+void TransformerBlock::forward(const Tensor& x, const BlockActivations& acts) {
+  attention_forward(x, acts);
+  mlp_forward(acts);
 }
 
-void TransformerBlock::backward(const Tensor& x, const Tensor& dresidual) {
-  mlp_backward(dresidual);
-  attention_backward(x, dresidual);
+void TransformerBlock::backward(const Tensor& x, const BlockActivations& acts,
+                                const Tensor& dresidual) {
+  if (config_.recompute == "full") forward(x, acts);  // rebuilds the shared activations
+  mlp_backward(acts, dresidual);
+  attention_backward(x, acts, dresidual);
 }
 
-void TransformerBlock::attention_forward(const Tensor& x) {
+void TransformerBlock::row_parallel_forward(const Tensor& x, const Tensor& w, const Tensor& b,
+                                            const Tensor& out) {
+  const Tensor partial = tp_.sequence_parallel() ? scratch_.tp_full : out;
+  linear_forward(be_, x, w, Tensor{}, partial);
+  tp_.reduce_tokens(partial, out);
+  if (b.defined()) be_.add_bias(out, b);
+}
+
+Tensor TransformerBlock::reduce_input_grad() {
+  const Tensor local = tp_.sequence_parallel() ? scratch_.tp_reduced : scratch_.d_norm_out;
+  tp_.reduce_tokens(scratch_.d_norm_out, local);
+  return local;
+}
+
+void TransformerBlock::attention_forward(const Tensor& x, const BlockActivations& a) {
   const BlockParams& p = params_;
-  BlockActivations& a = acts_;
   norm_forward(be_, config_, x, p.norm1_weight, p.norm1_bias, a.norm1);
-  linear_forward(be_, a.norm1.out, p.qkv_weight, p.qkv_bias, a.qkv);
+  const Tensor ln = tp_.gather_tokens(a.norm1.out, a.norm1_full);
+  linear_forward(be_, ln, p.qkv_weight, p.qkv_bias, a.qkv);
   const Tensor qkv = as_btc(a.qkv);
-  if (rope_.cos.defined())
-    be_.rope_forward(qkv, rope_.cos, rope_.sin, config_.heads, config_.kv_heads);
-  be_.attention_forward(qkv, as_btc(a.attn_out), a.attn_lse, config_.heads, config_.kv_heads);
-  linear_forward(be_, a.attn_out, p.attn_proj_weight, p.attn_proj_bias, a.residual_mid);
+  if (rope_.cos.defined()) be_.rope_forward(qkv, rope_.cos, rope_.sin, heads_, kv_heads_);
+  be_.attention_forward(qkv, as_btc(a.attn_out), a.attn_lse, heads_, kv_heads_);
+  row_parallel_forward(a.attn_out, p.attn_proj_weight, p.attn_proj_bias, a.residual_mid);
   be_.add(a.residual_mid, x, a.residual_mid);
 }
 
-void TransformerBlock::mlp_forward() {
+void TransformerBlock::mlp_forward(const BlockActivations& a) {
   const BlockParams& p = params_;
-  BlockActivations& a = acts_;
   norm_forward(be_, config_, a.residual_mid, p.norm2_weight, p.norm2_bias, a.norm2);
-  linear_forward(be_, a.norm2.out, p.fc_weight, p.fc_bias, a.fc);
+  const Tensor ln = tp_.gather_tokens(a.norm2.out, a.norm2_full);
+  linear_forward(be_, ln, p.fc_weight, p.fc_bias, a.fc);
   if (config_.activation == "swiglu") be_.swiglu_forward(a.fc, a.fc_act);
   else be_.gelu_forward(a.fc, a.fc_act);
-  linear_forward(be_, a.fc_act, p.mlp_proj_weight, p.mlp_proj_bias, a.residual_out);
+  row_parallel_forward(a.fc_act, p.mlp_proj_weight, p.mlp_proj_bias, a.residual_out);
   be_.add(a.residual_out, a.residual_mid, a.residual_out);
 }
 
 // dresidual: d residual_out in, d residual_mid out (the skip path plus the MLP path).
-void TransformerBlock::mlp_backward(const Tensor& dresidual) {
+void TransformerBlock::mlp_backward(const BlockActivations& a, const Tensor& dresidual) {
   const BlockParams& p = params_;
-  const BlockActivations& a = acts_;
   const BlockScratch& s = scratch_;
-  linear_backward(be_, dresidual, a.fc_act, p.mlp_proj_weight, s.d_fc_act, grads_.mlp_proj_weight,
+  // The row-parallel projection sees every token: its bias gradient is complete.
+  const Tensor dy = tp_.gather_tokens(dresidual, s.tp_full);
+  linear_backward(be_, dy, a.fc_act, p.mlp_proj_weight, s.d_fc_act, grads_.mlp_proj_weight,
                   grads_.mlp_proj_bias);
   if (config_.activation == "swiglu") be_.swiglu_backward(s.d_fc_act, a.fc, s.d_fc);
   else be_.gelu_backward(s.d_fc_act, a.fc, s.d_fc);
-  linear_backward(be_, s.d_fc, a.norm2.out, p.fc_weight, s.d_norm_out, grads_.fc_weight,
-                  grads_.fc_bias);
-  norm_backward(be_, config_, s.d_norm_out, a.residual_mid, p.norm2_weight, a.norm2, s.d_norm_in,
-                grads_.norm2_weight, grads_.norm2_bias);
+  const Tensor ln = tp_.sequence_parallel() ? a.norm2_full : a.norm2.out;
+  linear_backward(be_, s.d_fc, ln, p.fc_weight, s.d_norm_out, grads_.fc_weight, grads_.fc_bias);
+  norm_backward(be_, config_, reduce_input_grad(), a.residual_mid, p.norm2_weight, a.norm2,
+                s.d_norm_in, grads_.norm2_weight, grads_.norm2_bias);
   be_.add(dresidual, s.d_norm_in, dresidual);
 }
 
 // dresidual: d residual_mid in, d x out.
-void TransformerBlock::attention_backward(const Tensor& x, const Tensor& dresidual) {
+void TransformerBlock::attention_backward(const Tensor& x, const BlockActivations& a,
+                                          const Tensor& dresidual) {
   const BlockParams& p = params_;
-  const BlockActivations& a = acts_;
   const BlockScratch& s = scratch_;
-  linear_backward(be_, dresidual, a.attn_out, p.attn_proj_weight, s.d_attn_out,
-                  grads_.attn_proj_weight, grads_.attn_proj_bias);
+  const Tensor dy = tp_.gather_tokens(dresidual, s.tp_full);
+  if (config_.recompute == "selective")  // the attention core was not kept
+    be_.attention_forward(as_btc(a.qkv), as_btc(a.attn_out), a.attn_lse, heads_, kv_heads_);
+  linear_backward(be_, dy, a.attn_out, p.attn_proj_weight, s.d_attn_out, grads_.attn_proj_weight,
+                  grads_.attn_proj_bias);
   const Tensor d_qkv = as_btc(s.d_qkv);
   be_.attention_backward(as_btc(s.d_attn_out), as_btc(a.qkv), as_btc(a.attn_out), a.attn_lse,
-                         d_qkv, config_.heads, config_.kv_heads);
-  if (rope_.cos.defined())
-    be_.rope_backward(d_qkv, rope_.cos, rope_.sin, config_.heads, config_.kv_heads);
-  linear_backward(be_, s.d_qkv, a.norm1.out, p.qkv_weight, s.d_norm_out, grads_.qkv_weight,
-                  grads_.qkv_bias);
-  norm_backward(be_, config_, s.d_norm_out, x, p.norm1_weight, a.norm1, s.d_norm_in,
+                         d_qkv, heads_, kv_heads_);
+  if (rope_.cos.defined()) be_.rope_backward(d_qkv, rope_.cos, rope_.sin, heads_, kv_heads_);
+  const Tensor ln = tp_.sequence_parallel() ? a.norm1_full : a.norm1.out;
+  linear_backward(be_, s.d_qkv, ln, p.qkv_weight, s.d_norm_out, grads_.qkv_weight, grads_.qkv_bias);
+  norm_backward(be_, config_, reduce_input_grad(), x, p.norm1_weight, a.norm1, s.d_norm_in,
                 grads_.norm1_weight, grads_.norm1_bias);
   be_.add(dresidual, s.d_norm_in, dresidual);
 }

@@ -3,8 +3,12 @@
 //   residual_mid = x + attn_proj(attention(rope(qkv(norm1(x)))))
 //   residual_out = residual_mid + mlp_proj(act(fc(norm2(residual_mid))))
 // with act = GELU or SwiGLU, norms LayerNorm or RMSNorm, RoPE optional.
+// Under tensor parallelism qkv and fc are column-parallel (this rank's heads and
+// hidden units), attn_proj and mlp_proj row-parallel (summed over tp); see
+// tensor_parallel.h for where the collectives go.
 #include "core/config.h"
 #include "model/layers.h"
+#include "model/tensor_parallel.h"
 #include "qianjun/backend.h"
 
 namespace qj {
@@ -20,27 +24,33 @@ struct BlockParams {
   Tensor mlp_proj_weight, mlp_proj_bias;    // [C, F]
 };
 
-// What one layer's forward saves for its backward.
+// What one layer's forward saves for its backward (N tokens, Nl = the rows of the
+// residual stream this rank holds). With recomputation some of these are shared
+// by every layer and rebuilt in backward.
 struct BlockActivations {
   NormActivations norm1;
+  Tensor norm1_full;    // [N, C] gathered norm1 output (sequence parallel only)
   Tensor qkv;           // [N, (H+2Hkv)*D], after RoPE
   Tensor attn_lse;      // [B, H, T]
   Tensor attn_out;      // [N, H*D], before the output projection
-  Tensor residual_mid;  // [N, C]
+  Tensor residual_mid;  // [Nl, C]
   NormActivations norm2;
+  Tensor norm2_full;    // [N, C] (sequence parallel only)
   Tensor fc;            // [N, F or 2F], MLP pre-activation
   Tensor fc_act;        // [N, F]
-  Tensor residual_out;  // [N, C], the next layer's input
+  Tensor residual_out;  // [Nl, C], the next layer's input
 };
 
-// Backward buffers shared by every layer (only one layer runs backward at a time).
+// Buffers shared by every layer (only one layer runs backward at a time).
 struct BlockScratch {
-  Tensor d_norm_out;  // [N, C]
-  Tensor d_norm_in;   // [N, C]
+  Tensor d_norm_out;  // [N, C]: the gradient of a column-parallel input, partial over tp
+  Tensor d_norm_in;   // [Nl, C]
   Tensor d_attn_out;  // [N, H*D]
   Tensor d_qkv;       // [N, (H+2Hkv)*D]
   Tensor d_fc_act;    // [N, F]
   Tensor d_fc;        // [N, F or 2F]
+  Tensor tp_full;     // [N, C] sequence parallel: partial outputs, gathered gradients
+  Tensor tp_reduced;  // [Nl, C] sequence parallel: reduced input gradients
 };
 
 // RoPE angle tables [T, D/2]; undefined for learned positions.
@@ -50,30 +60,34 @@ struct RopeTables {
 
 class TransformerBlock {
  public:
-  TransformerBlock(const ModelConfig& config, int micro_batch, const Backend& backend,
-                   const BlockParams& params, const BlockParams& grads,
-                   const BlockActivations& acts, const BlockScratch& scratch,
-                   const RopeTables& rope);
+  // heads / kv_heads: this rank's share.
+  TransformerBlock(const ModelConfig& config, int micro_batch, int heads, int kv_heads,
+                   const Backend& backend, const TensorParallel& tp, const BlockParams& params,
+                   const BlockParams& grads, const BlockScratch& scratch, const RopeTables& rope);
 
-  // x [N, C] -> output() = acts.residual_out.
-  void forward(const Tensor& x);
-  // dresidual [N, C]: on entry d loss / d residual_out, on exit d loss / d x.
-  // Parameter gradients accumulate.
-  void backward(const Tensor& x, const Tensor& dresidual);
-  const Tensor& output() const { return acts_.residual_out; }
+  // x [Nl, C] -> acts.residual_out.
+  void forward(const Tensor& x, const BlockActivations& acts);
+  // dresidual [Nl, C]: on entry d loss / d residual_out, on exit d loss / d x.
+  // Parameter gradients accumulate. Recomputes what config.recompute did not keep.
+  void backward(const Tensor& x, const BlockActivations& acts, const Tensor& dresidual);
 
  private:
-  void attention_forward(const Tensor& x);
-  void mlp_forward();
-  void mlp_backward(const Tensor& dresidual);
-  void attention_backward(const Tensor& x, const Tensor& dresidual);
+  void attention_forward(const Tensor& x, const BlockActivations& a);
+  void mlp_forward(const BlockActivations& a);
+  void mlp_backward(const BlockActivations& a, const Tensor& dresidual);
+  void attention_backward(const Tensor& x, const BlockActivations& a, const Tensor& dresidual);
+  // A row-parallel projection: out = x @ w^T summed over tp, + b (after the sum).
+  void row_parallel_forward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& out);
+  // The input gradient of a column-parallel projection, d_norm_out [N, C], summed
+  // over tp; returns the rows this rank holds.
+  Tensor reduce_input_grad();
   Tensor as_btc(const Tensor& t) const;  // [N, W] viewed as [B, T, W]
 
   const ModelConfig& config_;
-  int micro_batch_;
+  int micro_batch_, heads_, kv_heads_;
   const Backend& be_;
+  const TensorParallel& tp_;
   BlockParams params_, grads_;
-  BlockActivations acts_;
   BlockScratch scratch_;
   RopeTables rope_;
 };

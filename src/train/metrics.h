@@ -14,6 +14,8 @@ struct StepStats {
   double seconds = 0;
   double tokens = 0;
   double flops = 0;  // model FLOPs of the step
+  // This rank's pipeline schedule: computing, and waiting for a neighbour stage.
+  double busy_seconds = 0, idle_seconds = 0;
 };
 
 class Metrics {

@@ -10,9 +10,12 @@
 #include "data/gpt_sampler.h"
 #include "data/indexed_dataset.h"
 #include "model/model.h"
-#include "optim/adamw.h"
 #include "optim/lr_schedule.h"
+#include "parallel/distributed_optimizer.h"
+#include "parallel/mesh.h"
+#include "parallel/pipeline_engine.h"
 #include "qianjun/backend.h"
+#include "qianjun/comm.h"
 #include "train/run_plan.h"
 
 namespace qj {
@@ -24,19 +27,30 @@ static const Backend& backend_for(const Config& config) {
   return get_backend(config.backend.device);
 }
 
-Trainer::Trainer(const Config& config, const TrainerOptions& options)
+// Sums small host values over every rank (losses, token counts).
+static void sum_over(Communicator& group, std::vector<float>& values) {
+  group.all_reduce(Tensor(values.data(), DType::F32, {int64_t(values.size())}), ReduceOp::Sum);
+}
+
+Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicator* world)
     : config_(config), options_(options), backend_(backend_for(config)) {
-  const ParallelConfig& par = config.parallel;
-  const int dp = par.dp == 0 ? 1 : par.dp;
-  if (par.tp * par.pp * dp != 1)
-    throw Error("parallel.tp=" + std::to_string(par.tp) + " pp=" + std::to_string(par.pp) +
-                " dp=" + std::to_string(dp) + " needs a world of " +
-                std::to_string(par.tp * par.pp * dp) + " ranks, but this build runs one process");
+  if (!world) own_world_ = make_single_rank_communicator("world");
+  world_ = world ? world : own_world_.get();
   const TrainConfig& train = config.train;
   if (train.precision != "fp32")
     throw Error("train.precision='" + train.precision +
                 "' is not supported yet: every backend trains in fp32 for now");
-  accumulation_steps_ = train.global_batch / train.micro_batch;
+  const MeshShape shape = resolve_mesh(config.parallel, world_->size());
+  const int rank = world_->rank();
+  if (shape.world() > 1 && (!train.init_from.empty() || !train.export_path.empty()))
+    throw Error("train.init_from and train.export_path work on one process only for now; "
+                "this run has " + std::to_string(shape.world()) + " ranks");
+  if (shape.world() > 1 && backend_.device() != Device::Host)
+    throw Error("backend.device='" + config.backend.device + "' with " +
+                std::to_string(shape.world()) +
+                " ranks needs the NCCL communicator, which is not built yet; use backend.device=cpu");
+  stage_ = plan_stage(config, shape, rank % shape.tp, rank / shape.tp % shape.dp,
+                      rank / (shape.tp * shape.dp), plan_);
 
   train_data_ = std::make_unique<IndexedDataset>(config.data.train);
   train_sampler_ = std::make_unique<GptSampler>(*train_data_, config.model.seq_len,
@@ -46,105 +60,147 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options)
     valid_sampler_ = std::make_unique<GptSampler>(*valid_data_, config.model.seq_len, false, 0);
   }
 
-  plan_ = plan_training_run(config);
+  mesh_ = std::make_unique<Mesh>(*world_, shape);
   arenas_ = std::make_unique<Arenas>(plan_, backend_);
-  model_ = std::make_unique<Model>(config.model, train.micro_batch, backend_, *arenas_);
-  if (!train.init_from.empty()) {
-    import_hf_safetensors(train.init_from, config.model, model_->params(), backend_);
-    QJ_INFO("loaded initial weights from %s", train.init_from.c_str());
-  } else {
-    model_->init_weights(train.seed);
+  std::vector<ParamRef> params;
+  for (const ModelShard& shard : stage_.chunks) {
+    chunks_.push_back(std::make_unique<Model>(config.model, train.micro_batch, shard, mesh_->tp(),
+                                              backend_, *arenas_));
+    Model& chunk = *chunks_.back();
+    if (!train.init_from.empty()) {
+      import_hf_safetensors(train.init_from, config.model, chunk.params(), backend_);
+      QJ_INFO("loaded initial weights from %s", train.init_from.c_str());
+    } else {
+      chunk.init_weights(train.seed);
+    }
+    params.insert(params.end(), chunk.params().begin(), chunk.params().end());
   }
-  optimizer_ = std::make_unique<AdamW>(config.optim, model_->params(), backend_, *arenas_);
+  optimizer_ = std::make_unique<DistributedOptimizer>(config, stage_, *mesh_, std::move(params),
+                                                      backend_, *arenas_);
+  engine_ = std::make_unique<PipelineEngine>(stage_, *mesh_, chunks_);
 
-  const size_t step_tokens = size_t(train.global_batch) * config.model.seq_len;
-  step_inputs_.resize(step_tokens);
-  step_targets_.resize(step_tokens);
+  const size_t share_tokens =
+      size_t(stage_.micro_batches) * size_t(train.micro_batch) * size_t(config.model.seq_len);
+  step_inputs_.resize(share_tokens);
+  step_targets_.resize(share_tokens);
   flops_per_token_ = training_flops_per_token(config.model);
 }
 
 Trainer::~Trainer() = default;
 
+// Only the stages with the embedding or the head read tokens.
+bool Trainer::reads_data() const {
+  for (const ModelShard& s : stage_.chunks)
+    if (s.embedding || s.head) return true;
+  return false;
+}
+
 void Trainer::load_step_batch(int step) {
   const TrainConfig& train = config_.train;
-  const size_t first = GptSampler::first_sample_of(step, train.global_batch, 0, 1, 0, train.micro_batch);
-  train_sampler_->fill_batch(first, train.global_batch, step_inputs_.data(), step_targets_.data());
+  const size_t first = GptSampler::first_sample_of(step, train.global_batch, mesh_->dp_rank(),
+                                                   stage_.mesh.dp, 0, train.micro_batch);
+  train_sampler_->fill_batch(first, stage_.micro_batches * train.micro_batch, step_inputs_.data(),
+                             step_targets_.data());
 }
 
 StepStats Trainer::train_step(int step) {
   const auto start = std::chrono::steady_clock::now();
   const TrainConfig& train = config_.train;
-  load_step_batch(step);
-  size_t valid_tokens = 0;
-  for (int32_t t : step_targets_) valid_tokens += t != kIgnoreIndex;
-  const float dloss = valid_tokens ? 1.f / float(valid_tokens) : 0.f;
+  // Tokens with a target, over the whole global batch: each head-stage rank of
+  // tensor-parallel rank 0 counts its dp share.
+  const bool counts = stage_.chunks.back().head && mesh_->tp_rank() == 0;
+  if (reads_data()) load_step_batch(step);
+  std::vector<float> totals(1, 0.f);
+  if (counts)
+    for (int32_t t : step_targets_) totals[0] += t != kIgnoreIndex;
+  sum_over(*world_, totals);
+  const float dloss = totals[0] > 0 ? 1.f / totals[0] : 0.f;
 
-  model_->zero_grads();
-  const size_t micro_tokens = size_t(train.micro_batch) * config_.model.seq_len;
-  double loss_sum = 0;
-  for (int micro = 0; micro < accumulation_steps_; ++micro) {
-    const int32_t* inputs = step_inputs_.data() + micro * micro_tokens;
-    const int32_t* targets = step_targets_.data() + micro * micro_tokens;
-    size_t micro_valid = 0;
-    for (size_t i = 0; i < micro_tokens; ++i) micro_valid += targets[i] != kIgnoreIndex;
-    loss_sum += double(model_->forward(inputs, targets)) * double(micro_valid);
-    model_->backward(dloss);
-  }
+  for (auto& chunk : chunks_) chunk->zero_grads();
+  optimizer_->begin_step();
+  const PipelineStepResult result =
+      engine_->train_step(step_inputs_.data(), step_targets_.data(), dloss, *optimizer_);
+  optimizer_->finish_gradients();
 
   StepStats stats;
   stats.step = step + 1;
-  stats.loss = valid_tokens ? float(loss_sum / double(valid_tokens)) : 0.f;
   stats.grad_norm = optimizer_->grad_norm();
   stats.lr = learning_rate(train, step);
-  optimizer_->step(float(stats.lr), AdamW::clip_scale(stats.grad_norm, float(train.grad_clip)));
+  optimizer_->step(float(stats.lr), DistributedOptimizer::clip_scale(stats.grad_norm,
+                                                                     float(train.grad_clip)));
+  std::vector<float> loss(2, 0.f);
+  if (counts) loss = {float(result.loss_sum), float(result.valid_tokens)};
+  sum_over(*world_, loss);
+  stats.loss = loss[1] > 0 ? loss[0] / loss[1] : 0.f;
   backend_.synchronize();
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  stats.tokens = double(step_inputs_.size());
+  stats.tokens = double(train.global_batch) * config_.model.seq_len;
   stats.flops = flops_per_token_ * stats.tokens;
+  stats.busy_seconds = result.busy_seconds;
+  stats.idle_seconds = result.idle_seconds;
   return stats;
 }
 
 float Trainer::evaluate() {
   QJ_CHECK(valid_sampler_, "evaluate: no validation data (data.valid is empty)");
   const int micro = config_.train.micro_batch;
-  double loss_sum = 0;
-  int batches = 0;
+  const int dp = stage_.mesh.dp;
+  const bool counts = stage_.chunks.back().head && mesh_->tp_rank() == 0;
+  std::vector<float> totals(2, 0.f);  // sum of batch mean losses, batches
   for (int b = 0; b < config_.train.eval_batches; ++b) {
     const size_t first = size_t(b) * micro;
     if (first + micro > valid_sampler_->num_samples()) break;
-    valid_sampler_->fill_batch(first, micro, step_inputs_.data(), step_targets_.data());
-    loss_sum += model_->forward(step_inputs_.data(), step_targets_.data());
-    ++batches;
+    if (b % dp != mesh_->dp_rank()) continue;  // batches dealt round the dp ranks
+    if (reads_data())
+      valid_sampler_->fill_batch(first, micro, step_inputs_.data(), step_targets_.data());
+    const PipelineStepResult r = engine_->forward_only(step_inputs_.data(), step_targets_.data());
+    if (counts) {
+      totals[0] += r.valid_tokens ? float(r.loss_sum / double(r.valid_tokens)) : 0.f;
+      totals[1] += 1;
+    }
   }
-  QJ_CHECK(batches > 0, "evaluate: the validation set '" + config_.data.valid +
-                            "' holds fewer than one micro-batch of windows");
-  return float(loss_sum / batches);
+  sum_over(*world_, totals);
+  QJ_CHECK(totals[1] > 0, "evaluate: the validation set '" + config_.data.valid +
+                              "' holds fewer than one micro-batch of windows");
+  return totals[0] / totals[1];
 }
 
 void Trainer::run() {
   const TrainConfig& train = config_.train;
-  QJ_INFO("model: %s preset, %d layers, hidden %d, %d heads (%d kv), %.2fM parameters",
-          config_.model.preset.c_str(), config_.model.layers, config_.model.hidden,
-          config_.model.heads, config_.model.kv_heads,
-          double(config_.model.parameter_count()) / 1e6);
-  QJ_INFO("memory plan (%s backend):\n%s", backend_.name().c_str(), plan_.report().c_str());
-  QJ_INFO("training %d steps: %d sequences of %d tokens per step, %d micro-batches of %d",
-          train.steps, train.global_batch, config_.model.seq_len, accumulation_steps_,
-          train.micro_batch);
-  Metrics metrics(train.steps, backend_.peak_flops(), options_.metrics_jsonl, train.log_every);
+  const bool leader = world_->rank() == 0;
+  const MeshShape& m = stage_.mesh;
+  if (leader) {
+    QJ_INFO("model: %s preset, %d layers, hidden %d, %d heads (%d kv), %.2fM parameters",
+            config_.model.preset.c_str(), config_.model.layers, config_.model.hidden,
+            config_.model.heads, config_.model.kv_heads,
+            double(config_.model.parameter_count()) / 1e6);
+    QJ_INFO("mesh: tp=%d pp=%d dp=%d (%d ranks), schedule %s, %d micro-batches per rank and step",
+            m.tp, m.pp, m.dp, m.world(), to_string(stage_.schedule).c_str(),
+            stage_.micro_batches);
+    QJ_INFO("memory plan of rank 0 (%s backend):\n%s", backend_.name().c_str(),
+            plan_.report().c_str());
+    QJ_INFO("training %d steps: %d sequences of %d tokens per step, micro-batches of %d",
+            train.steps, train.global_batch, config_.model.seq_len, train.micro_batch);
+  }
+  std::unique_ptr<Metrics> metrics;
+  if (leader)
+    metrics = std::make_unique<Metrics>(train.steps, backend_.peak_flops() * m.world(),
+                                        options_.metrics_jsonl, train.log_every);
   const bool can_eval = valid_sampler_ && train.eval_every > 0;
   for (int step = 0; step < train.steps; ++step) {
     const StepStats stats = train_step(step);
     if (!std::isfinite(stats.loss))
       throw Error("training diverged: loss is " + std::to_string(stats.loss) + " at step " +
                   std::to_string(stats.step) + " (lower train.lr or check the data)");
-    metrics.on_step(stats);
-    if (can_eval && (stats.step % train.eval_every == 0 || stats.step == train.steps))
-      metrics.on_eval(stats.step, evaluate());
+    if (metrics) metrics->on_step(stats);
+    if (can_eval && (stats.step % train.eval_every == 0 || stats.step == train.steps)) {
+      const float loss = evaluate();
+      if (metrics) metrics->on_eval(stats.step, loss);
+    }
   }
-  metrics.summary();
+  if (metrics) metrics->summary();
   if (!train.export_path.empty()) {
-    export_hf_safetensors(train.export_path, config_.model, model_->params(), backend_);
+    export_hf_safetensors(train.export_path, config_.model, model().params(), backend_);
     QJ_INFO("exported weights to %s", train.export_path.c_str());
   }
 }

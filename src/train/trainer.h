@@ -1,58 +1,77 @@
 #pragma once
-// The training loop: plan memory, build the model and optimizer, then for each
-// step run every micro-batch forward and backward, take the global gradient
-// norm, clip, update, log; evaluate every eval_every steps.
+// The training loop of one rank: plan memory for its part of the mesh, build its
+// model chunks and optimizer, then for each step run its pipeline schedule over
+// the micro-batches of its data-parallel share, synchronise gradients, take the
+// global gradient norm, clip, update, log (rank 0); evaluate every eval_every
+// steps. One process is the mesh 1 x 1 x 1 and takes the same path.
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/config.h"
 #include "core/memory_plan.h"
+#include "parallel/stage_plan.h"
 #include "train/metrics.h"
 
 namespace qj {
 
 class Backend;
+class Communicator;
+class Mesh;
 class Model;
-class AdamW;
+class DistributedOptimizer;
+class PipelineEngine;
 class IndexedDataset;
 class GptSampler;
 
 struct TrainerOptions {
-  std::string metrics_jsonl;  // "" : none
+  std::string metrics_jsonl;  // "" : none (written by world rank 0)
 };
 
 class Trainer {
  public:
-  explicit Trainer(const Config& config, const TrainerOptions& options = {});
+  // world: every rank of the run (nullptr: this process alone). Throws qj::Error
+  // for a config that does not fit the world before allocating anything.
+  explicit Trainer(const Config& config, const TrainerOptions& options = {},
+                   Communicator* world = nullptr);
   ~Trainer();
 
   // All steps, evaluations, the summary and the export of train.export_path.
   void run();
-  // One optimizer step (0-based). Allocates nothing.
+  // One optimizer step (0-based). Allocates nothing. Every rank returns the same
+  // loss and gradient norm.
   StepStats train_step(int step);
   // Mean loss over eval_batches micro-batches of the validation windows.
   float evaluate();
 
-  Model& model() { return *model_; }
+  // This rank's first model chunk (the whole model on one process).
+  Model& model() { return *chunks_.front(); }
+  const std::vector<std::unique_ptr<Model>>& chunks() const { return chunks_; }
+  const Mesh& mesh() const { return *mesh_; }
   const MemoryPlan& plan() const { return plan_; }
+  const StagePlan& stage_plan() const { return stage_; }
   const Backend& backend() const { return backend_; }
 
  private:
   void load_step_batch(int step);
+  bool reads_data() const;
 
   Config config_;
   TrainerOptions options_;
   const Backend& backend_;
+  std::unique_ptr<Communicator> own_world_;
+  Communicator* world_;
   MemoryPlan plan_;
+  StagePlan stage_;
+  std::unique_ptr<Mesh> mesh_;
   std::unique_ptr<Arenas> arenas_;
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<AdamW> optimizer_;
+  std::vector<std::unique_ptr<Model>> chunks_;
+  std::unique_ptr<DistributedOptimizer> optimizer_;
+  std::unique_ptr<PipelineEngine> engine_;
   std::unique_ptr<IndexedDataset> train_data_, valid_data_;
   std::unique_ptr<GptSampler> train_sampler_, valid_sampler_;
-  int accumulation_steps_ = 1;
   double flops_per_token_ = 0;
-  std::vector<int32_t> step_inputs_, step_targets_;  // one optimizer step, sized once
+  std::vector<int32_t> step_inputs_, step_targets_;  // this dp rank's share, sized once
 };
 
 }  // namespace qj

@@ -98,16 +98,17 @@ TEST_CASE("plan registers every parameter, its gradient, and only the config's t
     CHECK(plan.contains("rope.cos") == (config.position == "rope"));
     const int64_t qkv_rows = int64_t(config.heads + 2 * config.kv_heads) * config.head_dim();
     CHECK(plan.buffer("layers.1.attn.qkv.weight").shape == std::vector<int64_t>{qkv_rows, config.hidden});
-    CHECK(plan.buffer("act.layers.1.qkv").shape == std::vector<int64_t>{3 * config.seq_len, qkv_rows});
+    CHECK(plan.buffer("act.c0.s0.layers.1.qkv").shape == std::vector<int64_t>{3 * config.seq_len, qkv_rows});
     CHECK(plan.buffer("grad.wte").shape == std::vector<int64_t>{config.padded_vocab(), config.hidden});
   }
 }
 
-TEST_CASE("plan rejects recomputation and unresolved config fields") {
+TEST_CASE("plan rejects unknown recomputation and unresolved config fields") {
   qj::MemoryPlan plan;
   ModelConfig config = gpt2_config();
-  config.recompute = "full";
-  REQUIRE_THROWS_WITH(Model::plan(config, 2, plan), "model.recompute='full' is not supported yet");
+  config.recompute = "most";
+  REQUIRE_THROWS_WITH(Model::plan(config, 2, plan),
+                      "model: model.recompute must be none, selective or full, got 'most'");
   config = gpt2_config();
   config.kv_heads = 0;
   REQUIRE_THROWS_AS(Model::plan(config, 2, plan), qj::Error);

@@ -1,5 +1,6 @@
 // CPU token/position embeddings: forward lookup, backward scatter-add (with
-// repeated tokens) against a double-precision reference, and id checks.
+// repeated tokens) against a double-precision reference, id checks, and a
+// vocabulary split into shards (tensor parallelism) reproducing the unsplit op.
 #include <omp.h>
 
 #include <algorithm>
@@ -55,8 +56,23 @@ std::pair<std::vector<float>, std::vector<float>> run_backward(const EmbedDims& 
   Tensor tok(ids.data(), DType::I32, {d.tokens()});
   Tensor gte(dwte.data(), DType::F32, {d.V, d.C});
   Tensor gpe(dwpe.data(), DType::F32, {d.T, d.C});
-  qj::cpu::embedding_backward(nullptr, dy, tok, gte, gpe, d.T);
+  qj::cpu::embedding_backward(nullptr, dy, tok, gte, gpe, d.T, 0);
   return {dwte, dwpe};
+}
+
+// One shard of the vocabulary: table rows [start, start + rows).
+struct Shard {
+  int64_t start, rows;
+};
+
+// Contiguous shards of `padded` rows: `count` of ceil(padded / count) rows,
+// the last one shorter when count does not divide padded.
+std::vector<Shard> split(int64_t padded, int64_t count) {
+  const int64_t per = (padded + count - 1) / count;
+  std::vector<Shard> shards;
+  for (int64_t start = 0; start < padded; start += per)
+    shards.push_back({start, std::min(per, padded - start)});
+  return shards;
 }
 
 }  // namespace
@@ -71,12 +87,12 @@ TEST_CASE("embedding forward adds the token row and, when given, the position ro
   Tensor pe(wpe.data(), DType::F32, {d.T, d.C});
   Tensor y(out.data(), DType::F32, {d.tokens(), d.C});
 
-  qj::cpu::embedding_forward(nullptr, tok, te, pe, y, d.T);
+  qj::cpu::embedding_forward(nullptr, tok, te, pe, y, d.T, 0);
   for (int64_t n = 0; n < d.tokens(); ++n)
     for (int c = 0; c < d.C; ++c)
       REQUIRE(out[n * d.C + c] == wte[ids[n] * d.C + c] + wpe[(n % d.T) * d.C + c]);
 
-  qj::cpu::embedding_forward(nullptr, tok, te, Tensor(), y, d.T);  // no wpe (RoPE models)
+  qj::cpu::embedding_forward(nullptr, tok, te, Tensor(), y, d.T, 0);  // no wpe (RoPE models)
   for (int64_t n = 0; n < d.tokens(); ++n)
     for (int c = 0; c < d.C; ++c) REQUIRE(out[n * d.C + c] == wte[ids[n] * d.C + c]);
 }
@@ -107,7 +123,7 @@ TEST_CASE("embedding backward accumulates into dwte and dwpe, repeated tokens su
   Tensor dy(dout.data(), DType::F32, {d.tokens(), d.C});
   Tensor tok(ids.data(), DType::I32, {d.tokens()});
   Tensor gte(dwte_only.data(), DType::F32, {d.V, d.C});
-  qj::cpu::embedding_backward(nullptr, dy, tok, gte, Tensor(), d.T);
+  qj::cpu::embedding_backward(nullptr, dy, tok, gte, Tensor(), d.T, 0);
   CHECK(std::memcmp(dwte_only.data(), dwte.data(), dwte.size() * sizeof(float)) == 0);
 }
 
@@ -130,17 +146,102 @@ TEST_CASE("embedding backward does not depend on the thread count") {
   CHECK(one.second == three.second);
 }
 
-TEST_CASE("embedding rejects token ids outside the table, naming the position") {
+TEST_CASE("embedding rejects negative token ids, naming the position") {
   EmbedDims d{2, 4, 6, 8};
   auto wte = random_floats(int64_t(d.V) * d.C, 1);
   std::vector<float> out(d.tokens() * d.C);
-  std::vector<int32_t> ids = {0, 1, 2, 3, 4, 5, 6, 0};  // id 6 at position 6
+  std::vector<int32_t> ids = {0, 1, 2, 3, 4, 5, -1, 0};  // id -1 at position 6
   Tensor tok(ids.data(), DType::I32, {d.tokens()});
   Tensor te(wte.data(), DType::F32, {d.V, d.C});
   Tensor y(out.data(), DType::F32, {d.tokens(), d.C});
-  REQUIRE_THROWS_WITH(qj::cpu::embedding_forward(nullptr, tok, te, Tensor(), y, d.T),
-                      Catch::Contains("token id 6 at position 6"));
+  REQUIRE_THROWS_WITH(qj::cpu::embedding_forward(nullptr, tok, te, Tensor(), y, d.T, 0),
+                      Catch::Contains("token id -1 at position 6 (sequence 1, t=2)"));
   ids[6] = -3;
-  REQUIRE_THROWS_WITH(qj::cpu::embedding_backward(nullptr, y, tok, te, Tensor(), d.T),
+  REQUIRE_THROWS_WITH(qj::cpu::embedding_backward(nullptr, y, tok, te, Tensor(), d.T, 2),
                       Catch::Contains("token id -3 at position 6"));
+  REQUIRE_THROWS_WITH(qj::cpu::embedding_forward(nullptr, tok, te, Tensor(), y, d.T, -1),
+                      Catch::Contains("vocab_start=-1"));
+}
+
+TEST_CASE("embedding gives a token held by another shard a zero row and no gradient") {
+  EmbedDims d{1, 4, 3, 5};  // this shard: global ids [10, 13)
+  const int64_t start = 10;
+  auto wte = random_floats(int64_t(d.V) * d.C, 12), wpe = random_floats(int64_t(d.T) * d.C, 13);
+  std::vector<int32_t> ids = {9, 10, 12, 13};  // below, first, last, past the shard
+  std::vector<float> out(d.tokens() * d.C, NAN);
+  Tensor tok(ids.data(), DType::I32, {d.tokens()});
+  Tensor te(wte.data(), DType::F32, {d.V, d.C});
+  Tensor pe(wpe.data(), DType::F32, {d.T, d.C});
+  Tensor y(out.data(), DType::F32, {d.tokens(), d.C});
+  qj::cpu::embedding_forward(nullptr, tok, te, pe, y, d.T, start);
+  for (int c = 0; c < d.C; ++c) {
+    CHECK(out[0 * d.C + c] == wpe[0 * d.C + c]);
+    CHECK(out[1 * d.C + c] == wte[0 * d.C + c] + wpe[1 * d.C + c]);
+    CHECK(out[2 * d.C + c] == wte[2 * d.C + c] + wpe[2 * d.C + c]);
+    CHECK(out[3 * d.C + c] == wpe[3 * d.C + c]);
+  }
+  qj::cpu::embedding_forward(nullptr, tok, te, Tensor(), y, d.T, start);
+  for (int c = 0; c < d.C; ++c) CHECK((out[0 * d.C + c] == 0.f && out[3 * d.C + c] == 0.f));
+
+  const auto dout = random_floats(d.tokens() * d.C, 14);
+  std::vector<float> dwte(size_t(d.V) * d.C, 0.f);
+  Tensor dy(const_cast<float*>(dout.data()), DType::F32, {d.tokens(), d.C});
+  Tensor gte(dwte.data(), DType::F32, {d.V, d.C});
+  qj::cpu::embedding_backward(nullptr, dy, tok, gte, Tensor(), d.T, start);
+  for (int c = 0; c < d.C; ++c) {
+    CHECK(dwte[0 * d.C + c] == dout[1 * d.C + c]);
+    CHECK(dwte[1 * d.C + c] == 0.f);
+    CHECK(dwte[2 * d.C + c] == dout[2 * d.C + c]);
+  }
+}
+
+// Tensor parallelism splits wte [P, C] (V real ids padded to P rows) into
+// contiguous shards; each rank looks up only its own rows and the ranks' outputs
+// are summed. Splits into 3 and 4 end with a shard made only of padding rows.
+TEST_CASE("a vocabulary split into 1-4 shards reproduces the unsplit embedding") {
+  const EmbedDims d{3, 8, 11, 70};  // 24 tokens over 11 ids
+  const int64_t padded = 16, c = d.C, n_tokens = d.tokens();
+  auto wte = random_floats(padded * c, 15);
+  auto ids = random_tokens(n_tokens, d.V, 16);
+  const auto dout = random_floats(n_tokens * c, 17);
+  const auto dwte0 = random_floats(padded * c, 18);
+  // The unsplit references: the lookup, and the scatter in double.
+  std::vector<double> ref_dwte(dwte0.begin(), dwte0.end());
+  for (int64_t n = 0; n < n_tokens; ++n)
+    for (int64_t i = 0; i < c; ++i) ref_dwte[ids[n] * c + i] += dout[n * c + i];
+  std::vector<float> unsplit_dwte = dwte0;
+  {
+    Tensor dy(const_cast<float*>(dout.data()), DType::F32, {n_tokens, c});
+    Tensor tok(ids.data(), DType::I32, {n_tokens});
+    Tensor gte(unsplit_dwte.data(), DType::F32, {padded, c});
+    qj::cpu::embedding_backward(nullptr, dy, tok, gte, Tensor(), d.T, 0);
+  }
+
+  for (int64_t count = 1; count <= 4; ++count) {
+    CAPTURE(count);
+    std::vector<float> sum(n_tokens * c, 0.f), dwte = dwte0;
+    for (const Shard& s : split(padded, count)) {
+      CAPTURE(s.start, s.rows);
+      std::vector<float> out(n_tokens * c, NAN);
+      Tensor tok(ids.data(), DType::I32, {n_tokens});
+      Tensor te(wte.data() + s.start * c, DType::F32, {s.rows, c});
+      Tensor y(out.data(), DType::F32, {n_tokens, c});
+      qj::cpu::embedding_forward(nullptr, tok, te, Tensor(), y, d.T, s.start);
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] += out[i];
+      if (s.start >= d.V) CHECK(std::all_of(out.begin(), out.end(), [](float v) { return v == 0.f; }));
+
+      Tensor dy(const_cast<float*>(dout.data()), DType::F32, {n_tokens, c});
+      Tensor gte(dwte.data() + s.start * c, DType::F32, {s.rows, c});
+      qj::cpu::embedding_backward(nullptr, dy, tok, gte, Tensor(), d.T, s.start);
+    }
+    for (int64_t n = 0; n < n_tokens; ++n)
+      for (int64_t i = 0; i < c; ++i) REQUIRE(sum[n * c + i] == wte[ids[n] * c + i]);
+    double err = 0;
+    for (size_t i = 0; i < dwte.size(); ++i) err = std::max(err, std::abs(dwte[i] - ref_dwte[i]));
+    CHECK(err < 1e-5);  // as in the unsplit test: at most 24 terms in [-1, 1]
+    // The same rows in the same order: the shards' bits are the unsplit op's.
+    CHECK(dwte == unsplit_dwte);
+    // Padding rows [V, P) get no gradient.
+    CHECK(std::equal(dwte.begin() + d.V * c, dwte.end(), dwte0.begin() + d.V * c));
+  }
 }

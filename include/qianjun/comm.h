@@ -1,0 +1,94 @@
+#pragma once
+// The communicator interface: what model, pipeline and optimizer code asks of a
+// group of ranks (one communicator per mesh axis: tp, pp, dp). Implementations:
+// MPI now (src/comm/mpi_comm.*), NCCL and vendor plugins later, behind the same
+// calls. Model code never includes mpi.h or nccl.h.
+//
+// Conventions:
+// - Buffers are tensors in the memory of the backend the run uses (host memory
+//   for the cpu backend). Counts and dtypes come from the tensors.
+// - Collectives are called by every rank of the group in the same order.
+// - Sum reductions are deterministic for a given group size: the same inputs give
+//   bit-identical outputs on every run (and on every rank of the group).
+// - *_async calls return a CommHandle; the buffers must not be touched until
+//   wait() returns. Destroying an unfinished handle waits for it.
+#include <memory>
+#include <string>
+
+#include "qianjun/tensor.h"
+
+namespace qj {
+
+enum class ReduceOp { Sum, Max };
+
+// One outstanding asynchronous operation.
+class CommRequest {
+ public:
+  virtual ~CommRequest() = default;
+  virtual void wait() = 0;
+  // True once complete (then wait() returns at once). Also drives progress.
+  virtual bool test() = 0;
+};
+
+class CommHandle {
+ public:
+  CommHandle() = default;
+  explicit CommHandle(std::unique_ptr<CommRequest> request) : request_(std::move(request)) {}
+  CommHandle(CommHandle&&) = default;
+  CommHandle& operator=(CommHandle&& other) {
+    wait();
+    request_ = std::move(other.request_);
+    return *this;
+  }
+  ~CommHandle() { wait(); }
+
+  void wait() {
+    if (request_) request_->wait();
+    request_.reset();
+  }
+  bool test() {
+    if (request_ && request_->test()) request_.reset();
+    return !request_;
+  }
+  bool pending() const { return request_ != nullptr; }
+
+ private:
+  std::unique_ptr<CommRequest> request_;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // "tp", "pp", "dp", "world"...: used in error messages.
+  virtual const std::string& name() const = 0;
+
+  // In place over the group.
+  virtual void all_reduce(const Tensor& x, ReduceOp op) = 0;
+  virtual CommHandle all_reduce_async(const Tensor& x, ReduceOp op) = 0;
+  // in [size() * n] -> out [n]: rank r gets the reduction of every rank's r-th block.
+  virtual void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) = 0;
+  virtual CommHandle reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) = 0;
+  // in [n] -> out [size() * n], blocks in rank order.
+  virtual void all_gather(const Tensor& in, const Tensor& out) = 0;
+  virtual CommHandle all_gather_async(const Tensor& in, const Tensor& out) = 0;
+  virtual void broadcast(const Tensor& x, int root) = 0;
+  // Point to point; a send matches the receive with the same peer and tag.
+  virtual void send(const Tensor& x, int peer, int tag) = 0;
+  virtual void recv(const Tensor& x, int peer, int tag) = 0;
+  virtual CommHandle send_async(const Tensor& x, int peer, int tag) = 0;
+  virtual CommHandle recv_async(const Tensor& x, int peer, int tag) = 0;
+  virtual void barrier() = 0;
+
+  // A new communicator over the ranks that pass the same color, ordered by key
+  // (MPI_Comm_split semantics), named `name`.
+  virtual std::unique_ptr<Communicator> split(int color, int key, const std::string& name) const = 0;
+};
+
+// A communicator of one rank: every collective is a copy or a no-op. Used when
+// a group has size 1 and for runs without MPI.
+std::unique_ptr<Communicator> make_single_rank_communicator(const std::string& name);
+
+}  // namespace qj

@@ -1,0 +1,91 @@
+// The communicator of a group with one rank: reductions and broadcasts leave
+// the buffer as it is, reduce_scatter and all_gather copy, and point to point
+// has no peer. Arguments are checked as the MPI communicator checks them, so a
+// wrong call fails on one rank exactly as it would on many.
+#include <cstring>
+
+#include "comm/comm_checks.h"
+#include "qianjun/comm.h"
+
+namespace qj {
+
+namespace {
+
+class SingleRankCommunicator final : public Communicator {
+ public:
+  explicit SingleRankCommunicator(std::string name) : name_(std::move(name)) {}
+
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  const std::string& name() const override { return name_; }
+
+  void all_reduce(const Tensor& x, ReduceOp) override { check_buffer(*this, "all_reduce", x, "x"); }
+  CommHandle all_reduce_async(const Tensor& x, ReduceOp op) override {
+    all_reduce(x, op);
+    return CommHandle();
+  }
+
+  void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp) override {
+    check_copy(in, out, "reduce_scatter");
+    check_reduce_scatter_sizes(*this, "reduce_scatter", in, out);
+    reduce_scatter_in_place(*this, "reduce_scatter", in, out);
+    copy(in, out);
+  }
+  CommHandle reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) override {
+    reduce_scatter(in, out, op);
+    return CommHandle();
+  }
+
+  void all_gather(const Tensor& in, const Tensor& out) override {
+    check_copy(in, out, "all_gather");
+    check_all_gather_sizes(*this, "all_gather", in, out);
+    all_gather_in_place(*this, "all_gather", in, out);
+    copy(in, out);
+  }
+  CommHandle all_gather_async(const Tensor& in, const Tensor& out) override {
+    all_gather(in, out);
+    return CommHandle();
+  }
+
+  void broadcast(const Tensor& x, int root) override {
+    check_buffer(*this, "broadcast", x, "x");
+    check_rank_arg(*this, "broadcast", "root", root);
+  }
+  void barrier() override {}
+
+  void send(const Tensor&, int peer, int) override { no_peer("send", peer); }
+  void recv(const Tensor&, int peer, int) override { no_peer("recv", peer); }
+  CommHandle send_async(const Tensor&, int peer, int) override { no_peer("send_async", peer); }
+  CommHandle recv_async(const Tensor&, int peer, int) override { no_peer("recv_async", peer); }
+
+  std::unique_ptr<Communicator> split(int, int, const std::string& name) const override {
+    return make_single_rank_communicator(name);
+  }
+
+ private:
+  void check_copy(const Tensor& in, const Tensor& out, const char* op) const {
+    check_buffer(*this, op, in, "in");
+    check_buffer(*this, op, out, "out");
+    check_host(*this, op, in, "in");
+    check_host(*this, op, out, "out");
+    check_same_dtype(*this, op, in, out);
+  }
+  // With one rank both in-place forms have `in` == `out`: nothing to copy.
+  static void copy(const Tensor& in, const Tensor& out) {
+    if (in.nbytes() > 0 && in.data != out.data) std::memcpy(out.data, in.data, in.nbytes());
+  }
+  [[noreturn]] void no_peer(const char* op, int peer) const {
+    throw Error(comm_context(*this, op) + ": the group has one rank, so there is no peer " +
+                std::to_string(peer) + " to exchange with");
+  }
+
+  std::string name_;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_single_rank_communicator(const std::string& name) {
+  return std::make_unique<SingleRankCommunicator>(name);
+}
+
+}  // namespace qj

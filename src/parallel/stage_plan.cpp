@@ -1,0 +1,136 @@
+#include "parallel/stage_plan.h"
+
+#include <string>
+
+#include "parallel/stage_layout.h"
+
+namespace qj {
+
+namespace {
+
+size_t numel(const std::vector<int64_t>& shape) {
+  size_t n = 1;
+  for (int64_t d : shape) n *= size_t(d);
+  return n;
+}
+
+// Buckets of about bucket_mb, filled from the last parameter backwards (the order
+// backward completes them). A tied wte of a pipelined model gets a bucket of its
+// own on both end stages, so both reduce it identically.
+std::vector<GradBucket> form_buckets(const std::vector<ParamSpec>& params, double bucket_mb,
+                                     bool isolate_wte) {
+  std::vector<GradBucket> buckets;
+  const size_t limit = size_t(bucket_mb * 1024 * 1024);
+  size_t bytes = 0;
+  for (size_t i = params.size(); i-- > 0;) {
+    const bool tied = isolate_wte && params[i].name == "wte";
+    if (buckets.empty() || bytes >= limit || tied || buckets.back().tied_embedding) {
+      buckets.emplace_back();
+      bytes = 0;
+    }
+    buckets.back().params.insert(buckets.back().params.begin(), i);
+    buckets.back().tied_embedding = tied;
+    bytes += numel(params[i].shape) * sizeof(float);
+  }
+  return buckets;
+}
+
+// Params and grads in index order, each bucket padded to a multiple of dp elements.
+void add_parameters(StagePlan& stage, MemoryPlan& memory) {
+  const int dp = stage.mesh.dp;
+  std::vector<int> bucket_of_last(stage.params.size(), -1);
+  for (size_t b = 0; b < stage.buckets.size(); ++b)
+    bucket_of_last[stage.buckets[b].params.back()] = int(b);
+  for (const char* prefix : {"", "grad."}) {
+    const ArenaKind arena = *prefix ? ArenaKind::Grads : ArenaKind::Params;
+    for (size_t i = 0; i < stage.params.size(); ++i) {
+      memory.add(arena, prefix + stage.params[i].name, DType::F32, stage.params[i].shape);
+      const int b = bucket_of_last[i];
+      if (b < 0) continue;
+      GradBucket& bucket = stage.buckets[size_t(b)];
+      const PlannedBuffer& first = memory.buffer(prefix + stage.params[bucket.params.front()].name);
+      const PlannedBuffer& last = memory.buffer(prefix + stage.params[i].name);
+      const size_t end = (last.offset + last.bytes + MemoryPlan::kAlignment - 1) /
+                         MemoryPlan::kAlignment * MemoryPlan::kAlignment;
+      size_t elems = (end - first.offset) / sizeof(float);
+      const size_t pad = (dp - elems % dp) % dp;
+      if (pad) memory.add(arena, std::string(prefix) + "pad.bucket" + std::to_string(b), DType::F32,
+                          {int64_t(pad)});
+      elems += pad;
+      QJ_CHECK(*prefix == 0 || (bucket.begin == first.offset / sizeof(float) && bucket.elems == elems),
+               "stage plan: the Params and Grads arenas must have the same layout");
+      bucket.begin = first.offset / sizeof(float), bucket.elems = elems;
+    }
+  }
+}
+
+void add_optimizer_state(StagePlan& stage, const Config& config, MemoryPlan& memory) {
+  if (config.optim.zero == 1) {
+    for (GradBucket& b : stage.buckets) {
+      b.shard_begin = stage.shard_elems;
+      stage.shard_elems += b.elems / size_t(stage.mesh.dp);
+    }
+    for (const char* name : {"zero.grad_shard", "zero.adam_m", "zero.adam_v"})
+      memory.add(ArenaKind::Optimizer, name, DType::F32, {int64_t(stage.shard_elems)});
+  } else {
+    for (const ParamSpec& p : stage.params) {
+      memory.add(ArenaKind::Optimizer, "adam_m." + p.name, DType::F32, p.shape);
+      memory.add(ArenaKind::Optimizer, "adam_v." + p.name, DType::F32, p.shape);
+    }
+  }
+  memory.add(ArenaKind::Workspace, "optim.grad_sum_squares", DType::F32, {1});
+  memory.add(ArenaKind::Workspace, "optim.step_stats", DType::F32, {4});
+}
+
+}  // namespace
+
+int micro_batches_per_step(const TrainConfig& train, int dp) {
+  const int64_t per_step = int64_t(train.micro_batch) * dp;
+  if (train.global_batch % per_step != 0)
+    throw Error("train.global_batch=" + std::to_string(train.global_batch) +
+                " is not divisible by train.micro_batch=" + std::to_string(train.micro_batch) +
+                " x dp=" + std::to_string(dp) + " data-parallel ranks");
+  return int(train.global_batch / per_step);
+}
+
+StagePlan plan_stage(const Config& config, MeshShape mesh, int tp_rank, int dp_rank, int stage_index,
+                     MemoryPlan& memory) {
+  const ParallelConfig& par = config.parallel;
+  StagePlan stage;
+  stage.mesh = mesh, stage.tp_rank = tp_rank, stage.dp_rank = dp_rank, stage.stage = stage_index;
+  stage.schedule = parse_pipe_schedule(par.schedule);
+  stage.micro_batches = micro_batches_per_step(config.train, mesh.dp);
+  const int v = stage.schedule == PipeSchedule::Interleaved ? par.virtual_stages : 1;
+  if (v > 1 && mesh.pp == 1)
+    throw Error("parallel.virtual_stages=" + std::to_string(v) +
+                " needs parallel.pp > 1: one stage gains nothing from interleaving");
+  check_schedule(stage.schedule, mesh.pp, stage.micro_batches, v);
+  if (config.optim.zero != 0 && config.optim.zero != 1)
+    throw Error("optim.zero=" + std::to_string(config.optim.zero) + ": only 0 and 1 exist");
+  const std::vector<ChunkRange> ranges = split_layers(config.model.layers, mesh.pp, v);
+  const int slots =
+      activation_slots(stage.schedule, stage_index, mesh.pp, stage.micro_batches, v);
+  for (int c = 0; c < v; ++c) {
+    const ChunkRange& r = ranges[size_t(c * mesh.pp + stage_index)];
+    ModelShard shard;
+    shard.tp_rank = tp_rank, shard.tp_size = mesh.tp;
+    shard.sequence_parallel = par.sequence_parallel;
+    shard.first_layer = r.first_layer, shard.end_layer = r.end_layer;
+    shard.embedding = r.embedding, shard.head = r.head;
+    shard.slots = slots, shard.chunk = c;
+    check_model_config(config.model, config.train.micro_batch, shard);
+    stage.chunks.push_back(shard);
+    stage.chunk_param_begin.push_back(stage.params.size());
+    for (ParamSpec& p : parameter_specs(config.model, shard)) stage.params.push_back(std::move(p));
+  }
+  const bool tied_across_stages = config.model.tied_embeddings && mesh.pp > 1;
+  stage.buckets = form_buckets(stage.params, par.bucket_mb, tied_across_stages);
+  add_parameters(stage, memory);
+  for (const ModelShard& shard : stage.chunks)
+    for (const ActivationSpec& a : activation_specs(config.model, config.train.micro_batch, shard))
+      memory.add(ArenaKind::Activations, a.name, a.dtype, a.shape);
+  add_optimizer_state(stage, config, memory);
+  return stage;
+}
+
+}  // namespace qj
