@@ -96,6 +96,7 @@ struct BackendOps {
   // the full table. out [B*T, C] = wte[token - vocab_start] for tokens inside that
   // range and 0 for tokens outside it (another rank's shard), plus wpe[t] if wpe is
   // defined; tokens int32 [B*T] >= 0, T = seq_len (row n has position n % T).
+  // Callers that sum the shards' outputs pass wpe on one shard only.
   void (*embedding_forward)(void* ctx, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
                             const Tensor& out, int seq_len, int64_t vocab_start);
   // dwte += scatter of dout by token (tokens inside the shard only); dwpe += sum
@@ -111,7 +112,8 @@ struct BackendOps {
   // stats [N, 3] per row, over this slice's real columns:
   //   [0] m = max logit (-inf if the slice has no real column),
   //   [1] s = sum exp(logit - m) (0 if none),
-  //   [2] the target's logit if the target lies in this slice, else 0.
+  //   [2] the target's logit if the target lies in this slice, else 0;
+  // rows whose target is ignore_index get (0, 0, 0) and take no part in the loss.
   // Ranks combine their stats into lse = M + log(sum_r s_r exp(m_r - M)), M = max_r m_r,
   // and loss = lse - target logit (see src/model/vocab_parallel_loss.h).
   void (*cross_entropy_stats)(void* ctx, const Tensor& logits, const Tensor& targets,

@@ -8,11 +8,9 @@
 // shard's row v, and dwpe[t] += sum over the batch of dout[b*T + t]. Several
 // rows may hit the same vocabulary row, so the scatter is parallel over
 // channels, not tokens: the thread that owns channel c of the table rows v with
-// v % kShards == s walks all tokens in ascending n and adds the ones in its
-// shard. Each element of dwte is therefore summed by one thread in token order:
+// v % kRowGroups == g walks all tokens in ascending n and adds the ones in its
+// group. Each element of dwte is therefore summed by one thread in token order:
 // no atomics, the same bits on every run, and the same order as the CPU backend.
-// (kShards splits the table among thread blocks; it has nothing to do with the
-// vocabulary shards of tensor parallelism.)
 #include <algorithm>
 
 #include "kernels/common/token_args.h"
@@ -27,7 +25,7 @@
 namespace qj::cuda {
 namespace {
 
-constexpr int kShards = 32;          // vocabulary shards of the dwte scatter
+constexpr int kRowGroups = 32;        // groups of table rows in the dwte scatter
 constexpr int kChannelThreads = 128;  // channels per block of the dwte scatter
 
 // Every token id must be >= 0, scanned on the device.
@@ -55,16 +53,16 @@ __global__ void embedding_forward_kernel(const int32_t* ids, const float* wte, c
   }
 }
 
-// Grid: (channel blocks, kShards). See the file comment for the ordering.
+// Grid: (channel blocks, kRowGroups). See the file comment for the ordering.
 __global__ void embedding_table_grad_kernel(const int32_t* ids, const float* dout, float* dwte,
                                             int64_t n_tokens, int64_t channels,
                                             TableShard table) {
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  const uint32_t shard = blockIdx.y;
+  const uint32_t group = blockIdx.y;
   if (c >= channels) return;
   for (int64_t n = 0; n < n_tokens; ++n) {
     const int64_t row = kernels::shard_row(ids[n], table.vocab_start, table.rows);
-    if (row >= 0 && uint32_t(row) % kShards == shard)
+    if (row >= 0 && uint32_t(row) % kRowGroups == group)
       dwte[row * channels + c] += dout[n * channels + c];
   }
 }
@@ -110,7 +108,7 @@ void embedding_backward(void* ctx, const Tensor& dout, const Tensor& tokens, con
   float *dtable = dwte.f32(), *dpositions = dwpe.defined() ? dwpe.f32() : nullptr;
   const int64_t n_tokens = s.tokens, channels = s.channels;
   if (n_tokens == 0 || channels == 0) return;
-  const dim3 grid(unsigned((channels + kChannelThreads - 1) / kChannelThreads), kShards);
+  const dim3 grid(unsigned((channels + kChannelThreads - 1) / kChannelThreads), kRowGroups);
   embedding_table_grad_kernel<<<grid, kChannelThreads, 0, c.stream>>>(
       ids, dy, dtable, n_tokens, channels, TableShard{s.vocab_start, s.vocab_rows});
   QJ_CUDA_CHECK_LAUNCH("embedding_table_grad_kernel");

@@ -35,7 +35,8 @@ class RankedError : public Error {
 
 // Runs `phase` on every rank of `group` (a collective call). If it throws on
 // any rank (qj::Error or another std::exception), every rank throws the same
-// RankedError carrying the lowest failing rank's message.
+// RankedError carrying the lowest failing rank's message. `phase` must not
+// itself run collectives that a failing rank could leave half-way (that hangs).
 void agree_on_failure(Communicator& group, const std::function<void()>& phase);
 
 // The main() of a program that may run under mpirun: initialises the World,

@@ -1,7 +1,8 @@
 // The communicator of a group with one rank: reductions and broadcasts leave
 // the buffer as it is, reduce_scatter and all_gather copy, and point to point
 // has no peer. Arguments are checked as the MPI communicator checks them, so a
-// wrong call fails on one rank exactly as it would on many.
+// wrong call fails on one rank as it would on many (except that a no-op never
+// looks at the memory: device buffers and bf16 reductions are fine there).
 #include <cstring>
 
 #include "comm/comm_checks.h"
@@ -20,30 +21,24 @@ class SingleRankCommunicator final : public Communicator {
   const std::string& name() const override { return name_; }
 
   void all_reduce(const Tensor& x, ReduceOp) override { check_buffer(*this, "all_reduce", x, "x"); }
-  CommHandle all_reduce_async(const Tensor& x, ReduceOp op) override {
-    all_reduce(x, op);
-    return CommHandle();
+  CommHandle all_reduce_async(const Tensor& x, ReduceOp) override {
+    check_buffer(*this, "all_reduce_async", x, "x");
+    return CommHandle();  // complete
   }
 
   void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp) override {
-    check_copy(in, out, "reduce_scatter");
-    check_reduce_scatter_sizes(*this, "reduce_scatter", in, out);
-    reduce_scatter_in_place(*this, "reduce_scatter", in, out);
-    copy(in, out);
+    reduce_scatter_copy(in, out, "reduce_scatter");
   }
-  CommHandle reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) override {
-    reduce_scatter(in, out, op);
+  CommHandle reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp) override {
+    reduce_scatter_copy(in, out, "reduce_scatter_async");
     return CommHandle();
   }
 
   void all_gather(const Tensor& in, const Tensor& out) override {
-    check_copy(in, out, "all_gather");
-    check_all_gather_sizes(*this, "all_gather", in, out);
-    all_gather_in_place(*this, "all_gather", in, out);
-    copy(in, out);
+    all_gather_copy(in, out, "all_gather");
   }
   CommHandle all_gather_async(const Tensor& in, const Tensor& out) override {
-    all_gather(in, out);
+    all_gather_copy(in, out, "all_gather_async");
     return CommHandle();
   }
 
@@ -63,11 +58,23 @@ class SingleRankCommunicator final : public Communicator {
   }
 
  private:
+  void reduce_scatter_copy(const Tensor& in, const Tensor& out, const char* op) const {
+    check_copy(in, out, op);
+    check_reduce_scatter_sizes(*this, op, in, out);
+    reduce_scatter_in_place(*this, op, in, out);
+    copy(in, out);
+  }
+  void all_gather_copy(const Tensor& in, const Tensor& out, const char* op) const {
+    check_copy(in, out, op);
+    check_all_gather_sizes(*this, op, in, out);
+    all_gather_in_place(*this, op, in, out);
+    copy(in, out);
+  }
   void check_copy(const Tensor& in, const Tensor& out, const char* op) const {
-    check_buffer(*this, op, in, "in");
-    check_buffer(*this, op, out, "out");
     check_host(*this, op, in, "in");
+    check_buffer(*this, op, in, "in");
     check_host(*this, op, out, "out");
+    check_buffer(*this, op, out, "out");
     check_same_dtype(*this, op, in, out);
   }
   // With one rank both in-place forms have `in` == `out`: nothing to copy.

@@ -1,5 +1,6 @@
 #include "parallel/pipeline_engine.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace qj {
@@ -20,6 +21,7 @@ PipelineEngine::PipelineEngine(const StagePlan& plan, const Mesh& mesh,
   slots_ = assign_slots(actions_, v);
   micro_tokens_ = chunks[0]->tokens_per_micro_batch();
   total_chunks_ = v * mesh.shape().pp;
+  backwards_done_.assign(size_t(v), 0);
   const int slots = chunks[0]->shard().slots;
   forward_sends_.resize(size_t(v));
   backward_sends_.resize(size_t(v));
@@ -47,7 +49,8 @@ PipelineStepResult PipelineEngine::train_step(const int32_t* inputs, const int32
                                               float dloss, DistributedOptimizer& optimizer) {
   PipelineStepResult result;
   Communicator& pp = mesh_.pp();
-  std::vector<int> backwards_done(chunks_.size(), 0);
+  std::vector<int>& backwards_done = backwards_done_;
+  std::fill(backwards_done.begin(), backwards_done.end(), 0);
   for (size_t a = 0; a < actions_.size(); ++a) {
     const PipeAction& action = actions_[a];
     const int c = action.chunk, j = action.micro, slot = slots_[a], g = global_chunk(c);

@@ -53,6 +53,7 @@ class PipelineEngine {
   int total_chunks_ = 1;
   // Outstanding sends per chunk and slot: activations forward, gradients back.
   std::vector<std::vector<CommHandle>> forward_sends_, backward_sends_;
+  std::vector<int> backwards_done_;  // per chunk, this step
 };
 
 }  // namespace qj

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 
@@ -28,8 +29,9 @@ static const Backend& backend_for(const Config& config) {
 }
 
 // Sums small host values over every rank (losses, token counts).
-static void sum_over(Communicator& group, std::vector<float>& values) {
-  group.all_reduce(Tensor(values.data(), DType::F32, {int64_t(values.size())}), ReduceOp::Sum);
+template <size_t N>
+static void sum_over(Communicator& group, std::array<float, N>& values) {
+  group.all_reduce(Tensor(values.data(), DType::F32, {int64_t(N)}), ReduceOp::Sum);
 }
 
 Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicator* world)
@@ -110,7 +112,7 @@ StepStats Trainer::train_step(int step) {
   // tensor-parallel rank 0 counts its dp share.
   const bool counts = stage_.chunks.back().head && mesh_->tp_rank() == 0;
   if (reads_data()) load_step_batch(step);
-  std::vector<float> totals(1, 0.f);
+  std::array<float, 1> totals{0.f};
   if (counts)
     for (int32_t t : step_targets_) totals[0] += t != kIgnoreIndex;
   sum_over(*world_, totals);
@@ -128,7 +130,7 @@ StepStats Trainer::train_step(int step) {
   stats.lr = learning_rate(train, step);
   optimizer_->step(float(stats.lr), DistributedOptimizer::clip_scale(stats.grad_norm,
                                                                      float(train.grad_clip)));
-  std::vector<float> loss(2, 0.f);
+  std::array<float, 2> loss{0.f, 0.f};
   if (counts) loss = {float(result.loss_sum), float(result.valid_tokens)};
   sum_over(*world_, loss);
   stats.loss = loss[1] > 0 ? loss[0] / loss[1] : 0.f;
@@ -146,7 +148,7 @@ float Trainer::evaluate() {
   const int micro = config_.train.micro_batch;
   const int dp = stage_.mesh.dp;
   const bool counts = stage_.chunks.back().head && mesh_->tp_rank() == 0;
-  std::vector<float> totals(2, 0.f);  // sum of batch mean losses, batches
+  std::array<float, 2> totals{0.f, 0.f};  // sum of batch mean losses, batches
   for (int b = 0; b < config_.train.eval_batches; ++b) {
     const size_t first = size_t(b) * micro;
     if (first + micro > valid_sampler_->num_samples()) break;

@@ -1,0 +1,283 @@
+// qj-equivalence: the proof that every parallel layout computes the same
+// function as one process. Run under mpirun with as many ranks as the largest
+// layout; for each layout the first `ranks` ranks train it while the rest wait.
+// Every layout trains `steps` steps from the same seed, data and global batch,
+// and rank 0 compares, against a single-process run of the same model, the loss
+// at every step and every parameter at the end (gathered over tp, taken from the
+// first dp rank, padded vocabulary rows dropped): max |a - b| / max |b| < 1e-5.
+//
+// Why optim.eps is 1e-4 here: Adam divides each gradient by its own running
+// magnitude, so an element whose gradient is tiny against the rounding error of
+// its sum (heavy cancellation, or exactly zero in exact arithmetic like the key
+// bias, whose shift the softmax cancels) moves by up to lr in a direction set by
+// rounding. Any change of summation order, which is what parallelism is, then
+// moves it differently. A larger eps bounds that amplification (|d update| <=
+// |d grad| / eps) without hiding real errors: a missing or doubled gradient
+// contribution still changes the parameters by orders of magnitude more. With
+// eps 1e-8 the losses still agree to 1e-7 but single elements differ by ~1e-3.
+//
+//   mpirun -np 8 qj-equivalence --data DIR [--only SUBSTRING] [--tolerance 1e-5]
+// Prints one line per layout and a summary; exits 1 if any layout differs.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "comm/collective_errors.h"
+#include "core/config.h"
+#include "data/indexed_dataset_writer.h"
+#include "model/model.h"
+#include "model/param_shard.h"
+#include "parallel/mesh.h"
+#include "qianjun/backend.h"
+#include "train/trainer.h"
+
+namespace {
+
+struct Layout {
+  std::string name;
+  std::string model;  // a key of kModels
+  int ranks;
+  std::vector<std::string> overrides;
+};
+
+// Small models with GQA and a vocabulary no tp divides.
+const std::map<std::string, std::vector<std::string>> kModels = {
+    {"gpt2", {"model.preset=\"gpt2\"", "model.layers=4"}},
+    {"gpt2-5", {"model.preset=\"gpt2\"", "model.layers=5"}},
+    {"gpt2-8", {"model.preset=\"gpt2\"", "model.layers=8"}},
+    {"llama", {"model.preset=\"llama\"", "model.layers=4", "model.ffn_hidden=96"}},
+};
+
+std::vector<Layout> layouts() {
+  const std::string tp2 = "parallel.tp=2", tp4 = "parallel.tp=4", pp2 = "parallel.pp=2",
+                    pp4 = "parallel.pp=4", dp2 = "parallel.dp=2", dp4 = "parallel.dp=4",
+                    zero = "optim.zero=1", sp = "parallel.sequence_parallel=true",
+                    gpipe = "parallel.schedule=\"gpipe\"", inter = "parallel.schedule=\"interleaved\"",
+                    v2 = "parallel.virtual_stages=2", mb1 = "train.micro_batch=1",
+                    mb4 = "train.micro_batch=4", mb8 = "train.micro_batch=8",
+                    sel = "model.recompute=\"selective\"", full = "model.recompute=\"full\"";
+  return {
+      {"single", "gpt2", 1, {}},
+      {"tp2", "gpt2", 2, {tp2}},
+      {"tp4", "gpt2", 4, {tp4}},
+      {"tp2 sp", "gpt2", 2, {tp2, sp}},
+      {"tp4 sp", "gpt2", 4, {tp4, sp}},
+      {"pp2 1f1b mb1 (8 micro)", "gpt2", 2, {pp2, mb1}},
+      {"pp4 1f1b mb1", "gpt2", 4, {pp4, mb1}},
+      {"pp2 gpipe", "gpt2", 2, {pp2, gpipe}},
+      {"pp4 gpipe mb1", "gpt2", 4, {pp4, gpipe, mb1}},
+      {"pp2 interleaved v2 mb1", "gpt2", 2, {pp2, inter, v2, mb1}},
+      {"pp4 interleaved v2 mb1", "gpt2-8", 4, {pp4, inter, v2, mb1}},
+      {"pp2 mb8 (1 micro)", "gpt2", 2, {pp2, mb8}},
+      {"pp2 mb4 (2 micro)", "gpt2", 2, {pp2, mb4}},
+      {"dp2", "gpt2", 2, {dp2}},
+      {"dp4 mb1", "gpt2", 4, {dp4, mb1}},
+      {"dp2 zero", "gpt2", 2, {dp2, zero}},
+      {"dp4 zero", "gpt2", 4, {dp4, zero}},
+      {"dp2 no overlap", "gpt2", 2, {dp2, "parallel.overlap_grad_reduce=false"}},
+      {"dp2 zero tiny buckets", "gpt2", 2, {dp2, zero, "parallel.bucket_mb=0.01"}},
+      {"tp2 dp2 zero sp", "gpt2", 4, {tp2, dp2, zero, sp}},
+      {"tp2 pp2", "gpt2", 4, {tp2, pp2}},
+      {"tp2 pp2 dp2", "gpt2", 8, {tp2, pp2, dp2, mb1}},
+      {"tp2 pp2 dp2 zero sp gpipe", "gpt2", 8, {tp2, pp2, dp2, zero, sp, gpipe}},
+      {"tp2 pp2 interleaved v2", "gpt2", 4, {tp2, pp2, inter, v2, mb1}},
+      {"tp2 selective", "gpt2", 2, {tp2, sel}},
+      {"pp2 full", "gpt2", 2, {pp2, full}},
+      {"tp2 sp full", "gpt2", 2, {tp2, sp, full}},
+      {"uneven pp2 (5 layers)", "gpt2-5", 2, {pp2}},
+      {"uneven pp4 (5 layers) mb1", "gpt2-5", 4, {pp4, mb1}},
+      {"uneven pp2 dp2 zero (5 layers)", "gpt2-5", 4, {pp2, dp2, zero}},
+      {"llama single", "llama", 1, {}},
+      {"llama tp2", "llama", 2, {tp2}},
+      {"llama tp4 sp full", "llama", 4, {tp4, sp, full}},
+      {"llama pp2", "llama", 2, {pp2}},
+      {"llama dp2 zero", "llama", 2, {dp2, zero}},
+      {"llama pp2 interleaved v2 dp2", "llama", 4, {pp2, inter, v2, dp2, mb1}},
+      {"llama tp2 pp2 dp2 zero sp selective", "llama", 8, {tp2, pp2, dp2, zero, sp, sel}},
+  };
+}
+
+constexpr int kVocab = 97;
+
+std::string base_config(const std::string& data) {
+  return R"({
+    "model": {"hidden": 64, "heads": 8, "kv_heads": 4, "vocab": 97, "vocab_pad_to": 1,
+              "seq_len": 16},
+    "train": {"steps": 5, "global_batch": 8, "micro_batch": 2, "lr": 3e-3, "min_lr": 3e-4,
+              "warmup_steps": 1, "eval_every": 0, "seed": 7},
+    "optim": {"weight_decay": 0.1, "eps": 1e-4},
+    "data": {"train": ")" + data + R"(/train", "valid": ""},
+    "backend": {"device": "cpu", "threads": 1}
+  })";
+}
+
+// Random documents of 5..60 tokens below kVocab.
+void write_corpus(const std::string& dir) {
+  std::mt19937 rng(11);
+  qj::IndexedDatasetWriter writer(dir + "/train", qj::TokenDtype::UInt16);
+  for (int d = 0; d < 200; ++d) {
+    std::vector<int32_t> doc(5 + rng() % 56);
+    for (int32_t& t : doc) t = int32_t(rng() % kVocab);
+    writer.add_document(doc);
+  }
+  writer.finish();
+}
+
+struct RunResult {
+  std::vector<float> losses;
+  std::map<std::string, std::vector<float>> params;  // rank 0 only: global, unpadded
+};
+
+std::vector<float> to_host(const qj::Backend& be, const qj::Tensor& t) {
+  std::vector<float> host(size_t(t.numel()));
+  be.copy_to_host(host.data(), t.data, t.nbytes());
+  return host;
+}
+
+// Drops the vocabulary padding (rows >= vocab) of wte / lm_head.
+std::vector<float> unpadded(const std::string& name, std::vector<float> v, int hidden) {
+  if (name == "wte" || name == "lm_head.weight") v.resize(size_t(kVocab) * size_t(hidden));
+  return v;
+}
+
+// Trains the layout on `group`; rank 0 of the group gets every global parameter.
+RunResult train(const qj::Config& config, qj::Communicator& group, const std::string& dump_dir) {
+  qj::Trainer trainer(config, {}, &group);
+  RunResult result;
+  for (int s = 0; s < config.train.steps; ++s) result.losses.push_back(trainer.train_step(s).loss);
+  const qj::Mesh& mesh = trainer.mesh();
+  // Stage leaders (tp 0, dp 0) write their gathered parameters; rank 0 reads them all.
+  for (const auto& chunk : trainer.chunks()) {
+    for (size_t i = 0; i < chunk->params().size(); ++i) {
+      const qj::ParamRef& p = chunk->params()[i];
+      const qj::ParamSpec& spec = chunk->param_specs()[i];
+      std::vector<float> local = to_host(trainer.backend(), p.value);
+      std::vector<float> all(local.size() * size_t(mesh.tp().size()));
+      mesh.tp().all_gather(qj::Tensor(local.data(), qj::DType::F32, {int64_t(local.size())}),
+                           qj::Tensor(all.data(), qj::DType::F32, {int64_t(all.size())}));
+      if (mesh.tp_rank() != 0 || mesh.dp_rank() != 0) continue;
+      if (p.name == "wte" && !mesh.first_stage()) continue;  // the tied copy
+      const std::vector<float> global = qj::join_shards(spec, mesh.tp().size(), all);
+      std::ofstream(dump_dir + "/" + p.name, std::ios::binary)
+          .write(reinterpret_cast<const char*>(global.data()), std::streamsize(global.size() * 4));
+    }
+  }
+  group.barrier();
+  return result;
+}
+
+std::map<std::string, std::vector<float>> read_dump(const std::string& dir, const qj::Config& config) {
+  std::map<std::string, std::vector<float>> params;
+  qj::ModelShard whole;
+  for (const qj::ParamSpec& spec : qj::parameter_specs(config.model, whole)) {
+    std::ifstream in(dir + "/" + spec.name, std::ios::binary | std::ios::ate);
+    QJ_CHECK(in, "equivalence: no dump of parameter " + spec.name);
+    std::vector<float> v(size_t(in.tellg()) / 4);
+    in.seekg(0).read(reinterpret_cast<char*>(v.data()), std::streamsize(v.size() * 4));
+    params[spec.name] = unpadded(spec.name, std::move(v), config.model.hidden);
+  }
+  return params;
+}
+
+// max |a - b| / max |b| over elements [begin, end).
+double relative_error(const std::vector<float>& a, const std::vector<float>& b, size_t begin,
+                      size_t end) {
+  double diff = 0, scale = 1e-30;
+  for (size_t i = begin; i < end; ++i) {
+    diff = std::fmax(diff, std::fabs(double(a[i]) - double(b[i])));
+    scale = std::fmax(scale, std::fabs(double(b[i])));
+  }
+  return diff / scale;
+}
+
+struct Args {
+  std::string data;
+  std::string only;
+  double tolerance = 1e-5;
+};
+
+int run(qj::World& world, const Args& args) {
+  qj::Communicator& comm = world.comm();
+  const int rank = comm.rank();
+  if (rank == 0) write_corpus(args.data);
+  comm.barrier();
+  std::map<std::string, RunResult> references;
+  int failures = 0, ran = 0;
+  for (const Layout& layout : layouts()) {
+    if (!args.only.empty() && layout.name.find(args.only) == std::string::npos) continue;
+    if (layout.ranks > comm.size()) {
+      if (rank == 0) std::printf("skip  %-40s needs %d ranks\n", layout.name.c_str(), layout.ranks);
+      continue;
+    }
+    std::vector<std::string> overrides = kModels.at(layout.model);
+    overrides.insert(overrides.end(), layout.overrides.begin(), layout.overrides.end());
+    const qj::Config config = qj::parse_config(base_config(args.data), overrides, layout.name);
+    const std::string dump = args.data + "/dump";
+    if (rank == 0 && !references.count(layout.model)) {  // the single-process run
+      std::filesystem::create_directories(dump);
+      std::vector<std::string> single = kModels.at(layout.model);
+      const qj::Config one = qj::parse_config(base_config(args.data), single, "reference");
+      auto alone = qj::make_single_rank_communicator("world");
+      RunResult ref = train(one, *alone, dump);
+      ref.params = read_dump(dump, one);
+      references[layout.model] = std::move(ref);
+    }
+    auto group = comm.split(rank < layout.ranks ? 0 : 1, rank, "layout");
+    if (rank < layout.ranks) {
+      if (rank == 0) std::filesystem::create_directories(dump);
+      group->barrier();
+      const RunResult got = train(config, *group, dump);
+      if (rank == 0) {
+        const RunResult& ref = references.at(layout.model);
+        double loss_error = 0, param_error = 0;
+        std::string worst;
+        for (size_t s = 0; s < ref.losses.size(); ++s)
+          loss_error = std::fmax(loss_error, std::fabs(double(got.losses[s]) - ref.losses[s]) /
+                                                 std::fabs(double(ref.losses[s])));
+        for (const auto& [name, values] : read_dump(dump, config)) {
+          const double e = values.size() == ref.params.at(name).size()
+                               ? relative_error(values, ref.params.at(name), 0, values.size()) /
+                                     args.tolerance
+                               : INFINITY;
+          if (e > param_error) param_error = e, worst = name;
+        }
+        const bool ok = loss_error < args.tolerance && param_error <= 1.0;
+        failures += !ok;
+        std::printf("%s  %-40s ranks %d  loss rel err %.2e  params err/tol %.2f (%s)\n",
+                    ok ? "ok  " : "FAIL", layout.name.c_str(), layout.ranks, loss_error,
+                    param_error, worst.c_str());
+        std::fflush(stdout);
+      }
+    }
+    ++ran;
+    comm.barrier();
+  }
+  if (rank == 0)
+    std::printf("%d layouts, %d differ from the single process (tolerance %.0e)\n", ran, failures,
+                args.tolerance);
+  return failures ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return qj::run_main(argc, argv, [](qj::World& world, int argc, char** argv) {
+    Args args;
+    for (int i = 1; i + 1 < argc; i += 2) {
+      const std::string flag = argv[i], value = argv[i + 1];
+      if (flag == "--data") args.data = value;
+      else if (flag == "--only") args.only = value;
+      else if (flag == "--tolerance") args.tolerance = std::stod(value);
+      else throw qj::Error("qj-equivalence: unknown flag " + flag);
+    }
+    if (args.data.empty()) throw qj::Error("qj-equivalence: --data DIR is required");
+    std::filesystem::create_directories(args.data);
+    return run(world, args);
+  });
+}
