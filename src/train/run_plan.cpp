@@ -1,14 +1,14 @@
 #include "train/run_plan.h"
 
-#include "model/model.h"
-#include "optim/adamw.h"
+#include "parallel/mesh.h"
 
 namespace qj {
 
-MemoryPlan plan_training_run(const Config& config) {
+MemoryPlan plan_training_run(const Config& config, int world_size, int rank) {
+  const MeshShape mesh = resolve_mesh(config.parallel, world_size);
   MemoryPlan plan;
-  Model::plan(config.model, config.train.micro_batch, plan);
-  AdamW::plan(plan);
+  plan_stage(config, mesh, rank % mesh.tp, rank / mesh.tp % mesh.dp, rank / (mesh.tp * mesh.dp),
+             plan);
   return plan;
 }
 

@@ -4,10 +4,14 @@
 // trainer allocates exactly it.
 #include "core/config.h"
 #include "core/memory_plan.h"
+#include "parallel/stage_plan.h"
 
 namespace qj {
 
-MemoryPlan plan_training_run(const Config& config);
+// The plan of world rank `rank` in a run of `world_size` ranks (its pipeline
+// stage, tensor-parallel slice and data-parallel shard); throws qj::Error when
+// the config does not fit the world.
+MemoryPlan plan_training_run(const Config& config, int world_size = 1, int rank = 0);
 
 // Model FLOPs per trained token (forward + backward): 6 per weight of every
 // matrix the token passes through (the head included, position embeddings

@@ -1,6 +1,7 @@
 """qj-plan sizes every shipped config without allocating it, and its total is
 the sum of the arenas the trainer would allocate."""
 import glob
+import json
 import os
 import re
 import unittest
@@ -28,9 +29,38 @@ class Plan(unittest.TestCase):
                 self.assertEqual(len(arenas), 5, msg=result.stdout)
                 parts = sum(to_bytes(n, u) for _, n, u in arenas)
                 self.assertAlmostEqual(parts / to_bytes(*total.groups()), 1.0, delta=0.01)
-                # Adam keeps two fp32 moments per fp32 parameter.
+                # Adam keeps two fp32 moments per fp32 parameter; ZeRO-1 keeps a
+                # gradient shard and two moment shards (a 1/dp share each).
                 sizes = {name: to_bytes(n, u) for name, n, u in arenas}
-                self.assertAlmostEqual(sizes["optimizer"] / sizes["parameters"], 2.0, delta=0.02)
+                with open(config) as f:
+                    zero = json.load(f).get("optim", {}).get("zero", 0)
+                ratio = 3.0 if zero else 2.0
+                self.assertAlmostEqual(sizes["optimizer"] / sizes["parameters"], ratio, delta=0.02)
+
+    def test_recomputation_shrinks_the_activations(self):
+        config = os.path.join(SOURCE_DIR, "configs", "gpt2-124m.json")
+        activations = {}
+        for mode in ("none", "selective", "full"):
+            result = run([tool("qj-plan"), "--config", config, "--set",
+                          f'model.recompute="{mode}"'], timeout=60)
+            self.assertEqual(result.returncode, 0, msg=result.stderr)
+            n, u = re.search(r"^activations\s+([\d.]+) (B|KiB|MiB|GiB)", result.stdout, re.M).groups()
+            activations[mode] = to_bytes(n, u)
+        self.assertGreater(activations["none"], activations["selective"])
+        self.assertGreater(activations["selective"], activations["full"])
+
+    def test_pipeline_stages_split_the_parameters(self):
+        config = os.path.join(SOURCE_DIR, "configs", "gpt2-124m.json")
+        one = run([tool("qj-plan"), "--config", config], timeout=60)
+        four = run([tool("qj-plan"), "--config", config, "--set", "parallel.pp=4",
+                    "--set", "parallel.tp=2", "--world", "8"], timeout=60)
+        self.assertEqual(four.returncode, 0, msg=four.stderr)
+        self.assertEqual(len(re.findall(r"^stage \d+: ", four.stdout, re.M)), 4)
+        def parameters(out):
+            n, u = re.search(r"^parameters\s+([\d.]+) (B|KiB|MiB|GiB)", out, re.M).groups()
+            return to_bytes(n, u)
+        # The largest of 4 stages x 2 tp slices holds well under a fifth of the model.
+        self.assertLess(parameters(four.stdout), parameters(one.stdout) / 5)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <random>
@@ -64,6 +65,8 @@ std::vector<Layout> layouts() {
                     sel = "model.recompute=\"selective\"", full = "model.recompute=\"full\"";
   return {
       {"single", "gpt2", 1, {}},
+      {"single selective", "gpt2", 1, {sel}},
+      {"single full mb1", "gpt2", 1, {full, mb1}},
       {"tp2", "gpt2", 2, {tp2}},
       {"tp4", "gpt2", 4, {tp4}},
       {"tp2 sp", "gpt2", 2, {tp2, sp}},
@@ -162,9 +165,9 @@ RunResult train(const qj::Config& config, qj::Communicator& group, const std::st
       mesh.tp().all_gather(qj::Tensor(local.data(), qj::DType::F32, {int64_t(local.size())}),
                            qj::Tensor(all.data(), qj::DType::F32, {int64_t(all.size())}));
       if (mesh.tp_rank() != 0 || mesh.dp_rank() != 0) continue;
-      if (p.name == "wte" && !mesh.first_stage()) continue;  // the tied copy
+      const bool tied_copy = p.name == "wte" && !chunk->shard().embedding;
       const std::vector<float> global = qj::join_shards(spec, mesh.tp().size(), all);
-      std::ofstream(dump_dir + "/" + p.name, std::ios::binary)
+      std::ofstream(dump_dir + "/" + p.name + (tied_copy ? ".tied" : ""), std::ios::binary)
           .write(reinterpret_cast<const char*>(global.data()), std::streamsize(global.size() * 4));
     }
   }
@@ -240,6 +243,16 @@ int run(qj::World& world, const Args& args) {
         for (size_t s = 0; s < ref.losses.size(); ++s)
           loss_error = std::fmax(loss_error, std::fabs(double(got.losses[s]) - ref.losses[s]) /
                                                  std::fabs(double(ref.losses[s])));
+        // The last stage's copy of a tied wte must equal the first stage's, bit for bit.
+        const std::string tied = dump + "/wte.tied";
+        bool tied_equal = true;
+        if (std::filesystem::exists(tied)) {
+          std::ifstream a(dump + "/wte", std::ios::binary), b(tied, std::ios::binary);
+          tied_equal = std::string(std::istreambuf_iterator<char>(a), {}) ==
+                       std::string(std::istreambuf_iterator<char>(b), {});
+          std::filesystem::remove(tied);
+          if (!tied_equal) worst = "wte: the last stage's tied copy drifted";
+        }
         for (const auto& [name, values] : read_dump(dump, config)) {
           const double e = values.size() == ref.params.at(name).size()
                                ? relative_error(values, ref.params.at(name), 0, values.size()) /
@@ -247,7 +260,7 @@ int run(qj::World& world, const Args& args) {
                                : INFINITY;
           if (e > param_error) param_error = e, worst = name;
         }
-        const bool ok = loss_error < args.tolerance && param_error <= 1.0;
+        const bool ok = loss_error < args.tolerance && param_error <= 1.0 && tied_equal;
         failures += !ok;
         std::printf("%s  %-40s ranks %d  loss rel err %.2e  params err/tol %.2f (%s)\n",
                     ok ? "ok  " : "FAIL", layout.name.c_str(), layout.ranks, loss_error,

@@ -1,0 +1,319 @@
+// qj-parallel-bench: what parallel training costs on this machine, measured by
+// the trainer itself. Run under mpirun (benchmarks/parallel_bench.sh does).
+//
+//   --bubble   pp = world size (tp = dp = 1). For each schedule (gpipe, 1f1b,
+//              interleaved with 2 virtual stages) and m micro-batches per step,
+//              one warm-up step, then --steps timed steps. Every rank sums the
+//              busy and idle seconds its pipeline engine measured (idle: blocked
+//              receiving from a neighbour stage, plus the final wait for its
+//              sends) and rank 0 gathers them. Printed per stage:
+//                idle/(busy+idle)   the stage's own view of its step;
+//                1 - busy/span      idle against the pipeline's span, the
+//                                   longest busy+idle of any stage.
+//              The two differ by design: a later stage leaves the schedule as
+//              soon as its last backward's sends are taken, while the first
+//              stage still drains, so its own timers miss that tail (it waits
+//              in the collectives after the schedule instead: the tied-embedding
+//              reduction, the gradient norm). Theory,
+//              (p-1)/(m+p-1) or (p-1)/(v*m+p-1), counts the tail for every
+//              stage, so the span column is the one to hold against it.
+//   --overlap  dp = world size, the same model once with overlap_grad_reduce
+//              on and once off (small buckets, so several reduce while backward
+//              runs). The two trainers take steps in turn, so a change of load
+//              on a shared machine hits both alike. Median step seconds of each.
+//
+// Common flags: --json PATH (one JSON object per case, appended; rank 0),
+// --steps N timed steps (default 4), --data DIR (where rank 0 writes a small
+// random corpus; default a folder under the system temp dir), --layers,
+// --hidden, --seq (model size), --micro LIST (micro-batch counts, "2,4,8").
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "comm/collective_errors.h"
+#include "core/config.h"
+#include "data/indexed_dataset_writer.h"
+#include "parallel/mesh.h"
+#include "parallel/pipeline_schedule.h"
+#include "train/trainer.h"
+
+namespace {
+
+constexpr int kVocab = 256;  // small: the embedding and head stay cheap against the layers
+
+struct Args {
+  std::string mode;  // "bubble" | "overlap"
+  std::string json;
+  std::string data;
+  int steps = 4;
+  int layers = 8, hidden = 256, seq = 128;
+  std::vector<int> micro = {2, 4, 8};
+  int overlap_micro = 2;      // micro-batches per dp rank in --overlap
+  double bucket_mb = 1.0;     // --overlap bucket size
+};
+
+std::vector<int> parse_list(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) out.push_back(std::stoi(item));
+  return out;
+}
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--bubble" || flag == "--overlap") {
+      a.mode = flag.substr(2);
+      continue;
+    }
+    if (i + 1 >= argc) throw qj::Error("qj-parallel-bench: " + flag + " needs a value");
+    const std::string value = argv[++i];
+    if (flag == "--json") a.json = value;
+    else if (flag == "--data") a.data = value;
+    else if (flag == "--steps") a.steps = std::stoi(value);
+    else if (flag == "--layers") a.layers = std::stoi(value);
+    else if (flag == "--hidden") a.hidden = std::stoi(value);
+    else if (flag == "--seq") a.seq = std::stoi(value);
+    else if (flag == "--micro") a.micro = parse_list(value);
+    else if (flag == "--overlap-micro") a.overlap_micro = std::stoi(value);
+    else if (flag == "--bucket-mb") a.bucket_mb = std::stod(value);
+    else throw qj::Error("qj-parallel-bench: unknown flag " + flag);
+  }
+  if (a.mode.empty()) throw qj::Error("qj-parallel-bench: give --bubble or --overlap");
+  QJ_CHECK(a.steps >= 1, "qj-parallel-bench: --steps must be at least 1");
+  if (a.data.empty())
+    a.data = (std::filesystem::temp_directory_path() / "qj-parallel-bench").string();
+  return a;
+}
+
+// Random documents of 20..400 tokens: the content does not matter for timing.
+void write_corpus(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  std::mt19937 rng(5);
+  qj::IndexedDatasetWriter writer(dir + "/train", qj::TokenDtype::UInt16);
+  for (int d = 0; d < 200; ++d) {
+    std::vector<int32_t> doc(20 + rng() % 381);
+    for (int32_t& t : doc) t = int32_t(rng() % kVocab);
+    writer.add_document(doc);
+  }
+  writer.finish();
+}
+
+std::string base_config(const Args& a) {
+  return R"({
+    "model": {"preset": "gpt2", "layers": )" + std::to_string(a.layers) +
+         R"(, "hidden": )" + std::to_string(a.hidden) + R"(, "heads": 8, "vocab": )" +
+         std::to_string(kVocab) + R"(, "seq_len": )" + std::to_string(a.seq) + R"(},
+    "train": {"steps": )" + std::to_string(a.steps + 1) + R"(, "micro_batch": 1, "lr": 1e-4,
+              "warmup_steps": 1, "eval_every": 0, "seed": 3},
+    "data": {"train": ")" + a.data + R"(/train", "valid": ""},
+    "backend": {"device": "cpu", "threads": 1}
+  })";
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double load_average() {
+  double one = -1;
+  std::ifstream("/proc/loadavg") >> one;
+  return one;
+}
+
+void append_json(const Args& a, const nlohmann::json& record) {
+  if (a.json.empty()) return;
+  std::ofstream out(a.json, std::ios::app);
+  QJ_CHECK(out, "qj-parallel-bench: cannot append to --json " + a.json);
+  out << record.dump() << "\n";
+}
+
+// ---- --bubble ----
+
+struct BubbleCase {
+  std::string schedule;
+  int v;
+  int m;
+};
+
+struct StageTimes {
+  std::vector<double> busy, idle;  // per stage, summed over the timed steps
+  double step_seconds = 0;         // median over the timed steps (rank 0's view)
+};
+
+StageTimes time_pipeline(const qj::Config& config, qj::Communicator& world, int steps) {
+  qj::Trainer trainer(config, {}, &world);
+  trainer.train_step(0);  // warm-up: first touches of every buffer
+  double busy = 0, idle = 0;
+  std::vector<double> seconds;
+  for (int s = 1; s <= steps; ++s) {
+    const qj::StepStats st = trainer.train_step(s);
+    busy += st.busy_seconds;
+    idle += st.idle_seconds;
+    seconds.push_back(st.seconds);
+  }
+  // [stage, busy, idle] of every rank, in rank order.
+  float mine[3] = {float(trainer.mesh().stage()), float(busy), float(idle)};
+  std::vector<float> all(size_t(3 * world.size()));
+  world.all_gather(qj::Tensor(mine, qj::DType::F32, {3}),
+                   qj::Tensor(all.data(), qj::DType::F32, {int64_t(all.size())}));
+  StageTimes t;
+  const int p = world.size();
+  t.busy.assign(size_t(p), 0);
+  t.idle.assign(size_t(p), 0);
+  for (int r = 0; r < p; ++r) {
+    const size_t stage = size_t(all[size_t(3 * r)]);
+    t.busy[stage] = all[size_t(3 * r + 1)];
+    t.idle[stage] = all[size_t(3 * r + 2)];
+  }
+  t.step_seconds = median(seconds);
+  return t;
+}
+
+std::string join(const std::vector<double>& v) {
+  std::string s;
+  char buf[16];
+  for (double x : v) {
+    std::snprintf(buf, sizeof buf, "%s%.3f", s.empty() ? "" : " ", x);
+    s += buf;
+  }
+  return s;
+}
+
+double mean(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  return v.empty() ? 0 : sum / double(v.size());
+}
+
+int run_bubble(qj::World& world, const Args& a) {
+  qj::Communicator& comm = world.comm();
+  const int p = comm.size();
+  const bool leader = comm.rank() == 0;
+  std::vector<BubbleCase> cases;
+  for (const char* schedule : {"gpipe", "1f1b", "interleaved"})
+    for (int m : a.micro) cases.push_back({schedule, std::string(schedule) == "interleaved" ? 2 : 1, m});
+  std::vector<std::string> table;
+  for (const BubbleCase& c : cases) {
+    const qj::PipeSchedule schedule = qj::parse_pipe_schedule(c.schedule);
+    try {  // the same answer on every rank: no rank goes on alone
+      qj::check_schedule(schedule, p, c.m, c.v);
+    } catch (const qj::Error& e) {
+      if (leader) std::printf("skip %s p=%d m=%d v=%d: %s\n", c.schedule.c_str(), p, c.m, c.v, e.what());
+      continue;
+    }
+    const qj::Config config = qj::parse_config(
+        base_config(a),
+        {"parallel.pp=" + std::to_string(p), "parallel.tp=1", "parallel.dp=1",
+         "parallel.schedule=\"" + c.schedule + "\"",
+         "parallel.virtual_stages=" + std::to_string(c.v),
+         "train.global_batch=" + std::to_string(c.m)},
+        "bubble");
+    const double load = load_average();
+    const StageTimes t = time_pipeline(config, comm, a.steps);
+    if (!leader) continue;
+    std::vector<double> own(size_t(p)), span_based(size_t(p));
+    double span = 0;
+    for (int s = 0; s < p; ++s) span = std::max(span, t.busy[size_t(s)] + t.idle[size_t(s)]);
+    for (int s = 0; s < p; ++s) {
+      own[size_t(s)] = t.idle[size_t(s)] / (t.busy[size_t(s)] + t.idle[size_t(s)]);
+      span_based[size_t(s)] = 1.0 - t.busy[size_t(s)] / span;
+    }
+    const double theory = qj::theoretical_bubble(schedule, p, c.m, c.v);
+    char line[512];
+    std::snprintf(line, sizeof line, "%-11s %2d %2d %2d | %-*s %6.3f | %-*s %6.3f | %6.3f | %7.3f",
+                  c.schedule.c_str(), p, c.m, c.v, 6 * p, join(own).c_str(), mean(own),
+                  6 * p, join(span_based).c_str(), mean(span_based), theory, t.step_seconds);
+    std::printf("%s\n", line);
+    std::fflush(stdout);
+    table.push_back(line);
+    append_json(a, {{"bench", "pipeline_bubble"}, {"schedule", c.schedule}, {"p", p}, {"m", c.m},
+                    {"v", c.v}, {"timed_steps", a.steps}, {"busy_s", t.busy}, {"idle_s", t.idle},
+                    {"idle_fraction", own}, {"idle_fraction_mean", mean(own)},
+                    {"span_idle_fraction", span_based},
+                    {"span_idle_fraction_mean", mean(span_based)}, {"theory", theory},
+                    {"step_s_median", t.step_seconds}, {"loadavg_1m_before", load},
+                    {"model", {{"layers", a.layers}, {"hidden", a.hidden}, {"seq", a.seq},
+                               {"vocab", kVocab}, {"micro_batch", 1}}},
+                    {"threads_per_rank", 1}});
+  }
+  if (leader) {
+    std::printf("\npipeline bubble, %d ranks (%d layers, hidden %d, seq %d, micro_batch 1, "
+                "1 thread per rank, %d timed steps)\n",
+                p, a.layers, a.hidden, a.seq, a.steps);
+    std::printf("%-11s %2s %2s %2s | %-*s %6s | %-*s %6s | %6s | %7s\n", "schedule", "p", "m", "v",
+                6 * p, "idle/(busy+idle)", "mean", 6 * p, "1-busy/span", "mean", "theory",
+                "step s");
+    for (const std::string& line : table) std::printf("%s\n", line.c_str());
+  }
+  return 0;
+}
+
+// ---- --overlap ----
+
+int run_overlap(qj::World& world, const Args& a) {
+  qj::Communicator& comm = world.comm();
+  const int dp = comm.size();
+  const bool leader = comm.rank() == 0;
+  auto config_for = [&](bool overlap) {
+    return qj::parse_config(
+        base_config(a),
+        {"parallel.pp=1", "parallel.tp=1", "parallel.dp=" + std::to_string(dp),
+         "parallel.overlap_grad_reduce=" + std::string(overlap ? "true" : "false"),
+         "parallel.bucket_mb=" + std::to_string(a.bucket_mb),
+         "train.global_batch=" + std::to_string(dp * a.overlap_micro)},
+        overlap ? "overlap on" : "overlap off");
+  };
+  const double load = load_average();
+  qj::Trainer on(config_for(true), {}, &comm);
+  qj::Trainer off(config_for(false), {}, &comm);
+  on.train_step(0);
+  off.train_step(0);
+  std::vector<double> on_s, off_s;
+  for (int s = 1; s <= a.steps; ++s) {  // in turn, so both see the same load
+    on_s.push_back(on.train_step(s).seconds);
+    off_s.push_back(off.train_step(s).seconds);
+  }
+  if (!leader) return 0;
+  const size_t buckets = on.stage_plan().buckets.size();
+  const double on_med = median(on_s), off_med = median(off_s);
+  char line[256];
+  std::snprintf(line, sizeof line, "dp=%d  buckets %zu (%.2g MB)  overlap on %.3f s  off %.3f s  "
+                "off/on %.3f", dp, buckets, a.bucket_mb, on_med, off_med, off_med / on_med);
+  std::printf("\ndata-parallel gradient overlap (%d layers, hidden %d, seq %d, %d micro-batches "
+              "of 1 per rank, 1 thread per rank, median of %d steps)\n%s\n",
+              a.layers, a.hidden, a.seq, a.overlap_micro, a.steps, line);
+  append_json(a, {{"bench", "dp_overlap"}, {"dp", dp}, {"buckets", buckets},
+                  {"bucket_mb", a.bucket_mb}, {"micro_batches_per_rank", a.overlap_micro},
+                  {"timed_steps", a.steps}, {"overlap_on_step_s", on_s},
+                  {"overlap_off_step_s", off_s}, {"overlap_on_median_s", on_med},
+                  {"overlap_off_median_s", off_med}, {"off_over_on", off_med / on_med},
+                  {"loadavg_1m_before", load},
+                  {"model", {{"layers", a.layers}, {"hidden", a.hidden}, {"seq", a.seq},
+                             {"vocab", kVocab}, {"micro_batch", 1}}},
+                  {"threads_per_rank", 1}});
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return qj::run_main(argc, argv, [](qj::World& world, int argc, char** argv) {
+    const Args args = parse_args(argc, argv);
+    qj::Communicator& comm = world.comm();
+    if (comm.rank() == 0) write_corpus(args.data);
+    comm.barrier();
+    return args.mode == "bubble" ? run_bubble(world, args) : run_overlap(world, args);
+  });
+}
