@@ -59,8 +59,10 @@ class Plan(unittest.TestCase):
         def parameters(out):
             n, u = re.search(r"^parameters\s+([\d.]+) (B|KiB|MiB|GiB)", out, re.M).groups()
             return to_bytes(n, u)
-        # The largest of 4 stages x 2 tp slices holds well under a fifth of the model.
-        self.assertLess(parameters(four.stdout), parameters(one.stdout) / 5)
+        # The largest rank of 4 stages x 2 tp slices holds a quarter of the model: its
+        # stage's layers and half of the 38.6M-parameter embedding (tied, so the last
+        # stage holds half of it too).
+        self.assertLess(parameters(four.stdout), parameters(one.stdout) / 3)
 
 
 if __name__ == "__main__":
