@@ -66,22 +66,26 @@ BlockActivations bind_block_activations(const Arenas& arenas, const std::string&
 
 Model::Model(const ModelConfig& config, int micro_batch, const Backend& backend,
              const Arenas& arenas)
-    : Model(config, micro_batch, ModelShard{}, *make_single_rank_communicator("tp").release(),
-            backend, arenas) {
-  own_tp_.reset(&tp_.comm());  // the delegated constructor borrowed it; own it from here on
-}
+    : Model(config, micro_batch, ModelShard{}, nullptr, make_single_rank_communicator("tp"),
+            backend, arenas) {}
 
 Model::Model(const ModelConfig& config, int micro_batch, const ModelShard& shard,
              Communicator& tp, const Backend& backend, const Arenas& arenas)
+    : Model(config, micro_batch, shard, &tp, nullptr, backend, arenas) {}
+
+Model::Model(const ModelConfig& config, int micro_batch, const ModelShard& shard,
+             Communicator* tp, std::unique_ptr<Communicator> own_tp, const Backend& backend,
+             const Arenas& arenas)
     : config_(config),
       micro_batch_(micro_batch),
       shard_(shard),
       be_(backend),
-      tp_(tp, shard.sequence_parallel) {
+      own_tp_(std::move(own_tp)),
+      tp_(tp ? *tp : *own_tp_, shard.sequence_parallel) {
   check_model_config(config_, micro_batch_, shard_);
-  QJ_CHECK(tp.size() == shard.tp_size && tp.rank() == shard.tp_rank,
-           "model: the tensor-parallel group has rank " + std::to_string(tp.rank()) + " of " +
-               std::to_string(tp.size()) + ", the shard expects rank " +
+  QJ_CHECK(tp_.size() == shard.tp_size && tp_.rank() == shard.tp_rank,
+           "model: the tensor-parallel group has rank " + std::to_string(tp_.rank()) + " of " +
+               std::to_string(tp_.size()) + ", the shard expects rank " +
                std::to_string(shard.tp_rank) + " of " + std::to_string(shard.tp_size));
   const int64_t N = tokens_per_micro_batch();
   rope_ = {optional_tensor(arenas, "rope.cos"), optional_tensor(arenas, "rope.sin")};

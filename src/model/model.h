@@ -101,6 +101,9 @@ class Model {
   int64_t tokens_per_micro_batch() const { return int64_t(micro_batch_) * config_.seq_len; }
 
  private:
+  // tp or, when null, own_tp (the single-rank group of the one-device constructor).
+  Model(const ModelConfig& config, int micro_batch, const ModelShard& shard, Communicator* tp,
+        std::unique_ptr<Communicator> own_tp, const Backend& backend, const Arenas& arenas);
   struct Slot;  // the activations of one in-flight micro-batch
   void bind_parameters(const Arenas& arenas);
   void bind_slots(const Arenas& arenas);
