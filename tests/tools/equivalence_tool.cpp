@@ -16,7 +16,7 @@
 // contribution still changes the parameters by orders of magnitude more. With
 // eps 1e-8 the losses still agree to 1e-7 but single elements differ by ~1e-3.
 //
-//   mpirun -np 8 qj-equivalence --data DIR [--only SUBSTRING] [--tolerance 1e-5]
+//   mpirun -np 8 qj-equivalence --data DIR [--only SUBSTRING] [--tolerance 1e-5] [--steps 5]
 // Prints one line per layout and a summary; exits 1 if any layout differs.
 #include <cmath>
 #include <cstdio>
@@ -108,11 +108,11 @@ std::vector<Layout> layouts() {
 
 constexpr int kVocab = 97;
 
-std::string base_config(const std::string& data) {
+std::string base_config(const std::string& data, int steps) {
   return R"({
     "model": {"hidden": 64, "heads": 8, "kv_heads": 4, "vocab": 97, "vocab_pad_to": 1,
               "seq_len": 16},
-    "train": {"steps": 5, "global_batch": 8, "micro_batch": 2, "lr": 3e-3, "min_lr": 3e-4,
+    "train": {"steps": )" + std::to_string(steps) + R"(, "global_batch": 8, "micro_batch": 2, "lr": 3e-3, "min_lr": 3e-4,
               "warmup_steps": 1, "eval_every": 0, "seed": 7},
     "optim": {"weight_decay": 0.1, "eps": 1e-4},
     "data": {"train": ")" + data + R"(/train", "valid": ""},
@@ -203,6 +203,7 @@ struct Args {
   std::string data;
   std::string only;
   double tolerance = 1e-5;
+  int steps = 5;
 };
 
 int run(qj::World& world, const Args& args) {
@@ -220,12 +221,12 @@ int run(qj::World& world, const Args& args) {
     }
     std::vector<std::string> overrides = kModels.at(layout.model);
     overrides.insert(overrides.end(), layout.overrides.begin(), layout.overrides.end());
-    const qj::Config config = qj::parse_config(base_config(args.data), overrides, layout.name);
+    const qj::Config config = qj::parse_config(base_config(args.data, args.steps), overrides, layout.name);
     const std::string dump = args.data + "/dump";
     if (rank == 0 && !references.count(layout.model)) {  // the single-process run
       std::filesystem::create_directories(dump);
       std::vector<std::string> single = kModels.at(layout.model);
-      const qj::Config one = qj::parse_config(base_config(args.data), single, "reference");
+      const qj::Config one = qj::parse_config(base_config(args.data, args.steps), single, "reference");
       auto alone = qj::make_single_rank_communicator("world");
       RunResult ref = train(one, *alone, dump);
       ref.params = read_dump(dump, one);
@@ -287,6 +288,7 @@ int main(int argc, char** argv) {
       if (flag == "--data") args.data = value;
       else if (flag == "--only") args.only = value;
       else if (flag == "--tolerance") args.tolerance = std::stod(value);
+      else if (flag == "--steps") args.steps = std::stoi(value);
       else throw qj::Error("qj-equivalence: unknown flag " + flag);
     }
     if (args.data.empty()) throw qj::Error("qj-equivalence: --data DIR is required");
