@@ -223,7 +223,7 @@ int run_bubble(qj::World& world, const Args& a) {
     const double load = load_average();
     const StageTimes t = time_pipeline(config, comm, a.steps);
     if (!leader) continue;
-    std::vector<double> own(size_t(p)), span_based(size_t(p));
+    std::vector<double> own(size_t(p), 0.0), span_based(size_t(p), 0.0);
     double span = 0;
     for (int s = 0; s < p; ++s) span = std::max(span, t.busy[size_t(s)] + t.idle[size_t(s)]);
     for (int s = 0; s < p; ++s) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "comm/world.h"
 #include "qianjun/error.h"
 
 namespace qj {
@@ -21,7 +22,9 @@ Metrics::Metrics(int total_steps, double peak_flops, const std::string& jsonl_pa
     : total_steps_(total_steps),
       peak_flops_(peak_flops),
       log_every_(std::max(1, log_every)),
-      terminal_(isatty(fileno(stdout))),
+      // mpirun hands rank 0 a pseudo-terminal even when its own output goes to a
+      // file, so under a launcher the log is plain lines.
+      terminal_(isatty(fileno(stdout)) && !launched_by_mpi_launcher()),
       jsonl_path_(jsonl_path) {
   if (!jsonl_path.empty()) {
     jsonl_ = std::fopen(jsonl_path.c_str(), "w");

@@ -54,11 +54,18 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   stage_ = plan_stage(config, shape, rank % shape.tp, rank / shape.tp % shape.dp,
                       rank / (shape.tp * shape.dp), plan_);
 
-  train_data_ = std::make_unique<IndexedDataset>(config.data.train);
+  auto open = [](const std::string& field, const std::string& prefix) {
+    try {
+      return std::make_unique<IndexedDataset>(prefix);
+    } catch (const Error& e) {
+      throw Error(field + "='" + prefix + "': " + e.what());
+    }
+  };
+  train_data_ = open("data.train", config.data.train);
   train_sampler_ = std::make_unique<GptSampler>(*train_data_, config.model.seq_len,
                                                 config.data.shuffle, train.seed);
   if (!config.data.valid.empty()) {
-    valid_data_ = std::make_unique<IndexedDataset>(config.data.valid);
+    valid_data_ = open("data.valid", config.data.valid);
     valid_sampler_ = std::make_unique<GptSampler>(*valid_data_, config.model.seq_len, false, 0);
   }
 

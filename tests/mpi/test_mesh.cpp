@@ -91,7 +91,8 @@ TEST_CASE("every mesh that fills the world: coordinates and axis groups") {
 
     // Expected members: the ranks that share the other two coordinates, each at
     // its position on the axis.
-    std::vector<int32_t> tp_members(size_t(size)), dp_members(size_t(size)), pp_members(size_t(size));
+    const size_t n = static_cast<size_t>(size);
+    std::vector<int32_t> tp_members(n, 0), dp_members(n, 0), pp_members(n, 0);
     int32_t tp_sum = 0, dp_sum = 0, pp_sum = 0;
     for (int w = 0; w < size; ++w) {
       const Coord c = coords[size_t(w)];
