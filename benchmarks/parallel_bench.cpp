@@ -41,6 +41,7 @@
 #include "comm/collective_errors.h"
 #include "core/config.h"
 #include "data/indexed_dataset_writer.h"
+#include "model/model_shard.h"
 #include "parallel/mesh.h"
 #include "parallel/pipeline_schedule.h"
 #include "train/trainer.h"
@@ -54,10 +55,10 @@ struct Args {
   std::string json;
   std::string data;
   int steps = 4;
-  int layers = 8, hidden = 256, seq = 128;
+  int layers = 10, hidden = 256, seq = 128;  // 10: pp=2 stages hold 5 layers each (v = 1, 2)
   std::vector<int> micro = {2, 4, 8};
-  int overlap_micro = 2;      // micro-batches per dp rank in --overlap
-  double bucket_mb = 1.0;     // --overlap bucket size
+  int overlap_micro = 1;      // micro-batches per dp rank in --overlap: little compute per reduction
+  double bucket_mb = 4.0;     // --overlap bucket size: 8 buckets of the default model
 };
 
 std::vector<int> parse_list(const std::string& text) {
@@ -149,6 +150,7 @@ struct BubbleCase {
 
 struct StageTimes {
   std::vector<double> busy, idle;  // per stage, summed over the timed steps
+  std::vector<int> layers;         // transformer layers per stage, all its chunks
   double step_seconds = 0;         // median over the timed steps (rank 0's view)
 };
 
@@ -163,19 +165,26 @@ StageTimes time_pipeline(const qj::Config& config, qj::Communicator& world, int 
     idle += st.idle_seconds;
     seconds.push_back(st.seconds);
   }
-  // [stage, busy, idle] of every rank, in rank order.
-  float mine[3] = {float(trainer.mesh().stage()), float(busy), float(idle)};
-  std::vector<float> all(size_t(3 * world.size()));
-  world.all_gather(qj::Tensor(mine, qj::DType::F32, {3}),
+  int layers = 0;
+  for (const qj::ModelShard& chunk : trainer.stage_plan().chunks)
+    layers += chunk.layer_count(config.model);
+  // [stage, layers, busy, idle] of every rank, in rank order.
+  constexpr int kFields = 4;
+  float mine[kFields] = {float(trainer.mesh().stage()), float(layers), float(busy), float(idle)};
+  std::vector<float> all(size_t(kFields * world.size()));
+  world.all_gather(qj::Tensor(mine, qj::DType::F32, {kFields}),
                    qj::Tensor(all.data(), qj::DType::F32, {int64_t(all.size())}));
   StageTimes t;
-  const int p = world.size();
-  t.busy.assign(size_t(p), 0);
-  t.idle.assign(size_t(p), 0);
-  for (int r = 0; r < p; ++r) {
-    const size_t stage = size_t(all[size_t(3 * r)]);
-    t.busy[stage] = all[size_t(3 * r + 1)];
-    t.idle[stage] = all[size_t(3 * r + 2)];
+  const size_t p = size_t(world.size());
+  t.busy.assign(p, 0);
+  t.idle.assign(p, 0);
+  t.layers.assign(p, 0);
+  for (size_t r = 0; r < p; ++r) {
+    const float* row = all.data() + kFields * r;
+    const size_t stage = size_t(row[0]);
+    t.layers[stage] = int(row[1]);
+    t.busy[stage] = row[2];
+    t.idle[stage] = row[3];
   }
   t.step_seconds = median(seconds);
   return t;
@@ -187,6 +196,15 @@ std::string join(const std::vector<double>& v) {
   for (double x : v) {
     std::snprintf(buf, sizeof buf, "%s%.3f", s.empty() ? "" : " ", x);
     s += buf;
+  }
+  return s;
+}
+
+std::string join(const std::vector<int>& v) {  // "5,5"
+  std::string s;
+  for (int x : v) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(x);
   }
   return s;
 }
@@ -232,14 +250,15 @@ int run_bubble(qj::World& world, const Args& a) {
     }
     const double theory = qj::theoretical_bubble(schedule, p, c.m, c.v);
     char line[512];
-    std::snprintf(line, sizeof line, "%-11s %2d %2d %2d | %-*s %6.3f | %-*s %6.3f | %6.3f | %7.3f",
-                  c.schedule.c_str(), p, c.m, c.v, 6 * p, join(own).c_str(), mean(own),
+    std::snprintf(line, sizeof line, "%-11s %2d %2d %2d %-*s | %-*s %6.3f | %-*s %6.3f | %6.3f | %7.3f",
+                  c.schedule.c_str(), p, c.m, c.v, 3 * p, join(t.layers).c_str(), 6 * p,
+                  join(own).c_str(), mean(own),
                   6 * p, join(span_based).c_str(), mean(span_based), theory, t.step_seconds);
     std::printf("%s\n", line);
     std::fflush(stdout);
     table.push_back(line);
     append_json(a, {{"bench", "pipeline_bubble"}, {"schedule", c.schedule}, {"p", p}, {"m", c.m},
-                    {"v", c.v}, {"timed_steps", a.steps}, {"busy_s", t.busy}, {"idle_s", t.idle},
+                    {"v", c.v}, {"timed_steps", a.steps}, {"layers_per_stage", t.layers}, {"busy_s", t.busy}, {"idle_s", t.idle},
                     {"idle_fraction", own}, {"idle_fraction_mean", mean(own)},
                     {"span_idle_fraction", span_based},
                     {"span_idle_fraction_mean", mean(span_based)}, {"theory", theory},
@@ -252,8 +271,8 @@ int run_bubble(qj::World& world, const Args& a) {
     std::printf("\npipeline bubble, %d ranks (%d layers, hidden %d, seq %d, micro_batch 1, "
                 "1 thread per rank, %d timed steps)\n",
                 p, a.layers, a.hidden, a.seq, a.steps);
-    std::printf("%-11s %2s %2s %2s | %-*s %6s | %-*s %6s | %6s | %7s\n", "schedule", "p", "m", "v",
-                6 * p, "idle/(busy+idle)", "mean", 6 * p, "1-busy/span", "mean", "theory",
+    std::printf("%-11s %2s %2s %2s %-*s | %-*s %6s | %-*s %6s | %6s | %7s\n", "schedule", "p", "m",
+                "v", 3 * p, "layers", 6 * p, "idle/(busy+idle)", "mean", 6 * p, "1-busy/span", "mean", "theory",
                 "step s");
     for (const std::string& line : table) std::printf("%s\n", line.c_str());
   }
@@ -288,9 +307,12 @@ int run_overlap(qj::World& world, const Args& a) {
   if (!leader) return 0;
   const size_t buckets = on.stage_plan().buckets.size();
   const double on_med = median(on_s), off_med = median(off_s);
+  const double on_min = *std::min_element(on_s.begin(), on_s.end());
+  const double off_min = *std::min_element(off_s.begin(), off_s.end());
   char line[256];
-  std::snprintf(line, sizeof line, "dp=%d  buckets %zu (%.2g MB)  overlap on %.3f s  off %.3f s  "
-                "off/on %.3f", dp, buckets, a.bucket_mb, on_med, off_med, off_med / on_med);
+  std::snprintf(line, sizeof line, "dp=%d  buckets %zu (%.2g MB)  overlap on %.3f s (min %.3f)  "
+                "off %.3f s (min %.3f)  off/on %.3f", dp, buckets, a.bucket_mb, on_med, on_min,
+                off_med, off_min, off_med / on_med);
   std::printf("\ndata-parallel gradient overlap (%d layers, hidden %d, seq %d, %d micro-batches "
               "of 1 per rank, 1 thread per rank, median of %d steps)\n%s\n",
               a.layers, a.hidden, a.seq, a.overlap_micro, a.steps, line);
@@ -298,7 +320,8 @@ int run_overlap(qj::World& world, const Args& a) {
                   {"bucket_mb", a.bucket_mb}, {"micro_batches_per_rank", a.overlap_micro},
                   {"timed_steps", a.steps}, {"overlap_on_step_s", on_s},
                   {"overlap_off_step_s", off_s}, {"overlap_on_median_s", on_med},
-                  {"overlap_off_median_s", off_med}, {"off_over_on", off_med / on_med},
+                  {"overlap_off_median_s", off_med}, {"overlap_on_min_s", on_min},
+                  {"overlap_off_min_s", off_min}, {"off_over_on", off_med / on_med},
                   {"loadavg_1m_before", load},
                   {"model", {{"layers", a.layers}, {"hidden", a.hidden}, {"seq", a.seq},
                              {"vocab", kVocab}, {"micro_batch", 1}}},

@@ -99,6 +99,10 @@ void validate_parallel(const ParallelConfig& p, const ModelConfig& m) {
               show("parallel.schedule", std::string("interleaved")) + ", not " +
               show("parallel.schedule", p.schedule));
 
+  require(p.virtual_stages == 1 || p.pp > 1,
+          show("parallel.virtual_stages", p.virtual_stages) +
+              " needs parallel.pp > 1: one stage gains nothing from interleaving");
+
   // Megatron's splits: heads, kv groups and the MLP column-wise, the vocabulary
   // row-wise; each tp rank needs a whole share.
   ModelConfig r = m;
