@@ -3,10 +3,11 @@
 //
 //   --bubble   pp = world size (tp = dp = 1). For each schedule (gpipe, 1f1b,
 //              interleaved with 2 virtual stages) and m micro-batches per step,
-//              one warm-up step, then --steps timed steps. Every rank sums the
-//              busy and idle seconds its pipeline engine measured (idle: blocked
-//              receiving from a neighbour stage, plus the final wait for its
-//              sends) and rank 0 gathers them. Printed per stage:
+//              one warm-up step, then --steps timed steps. Every rank keeps the
+//              busy and idle seconds its pipeline engine measured in each step
+//              (idle: blocked receiving from a neighbour stage, plus the final
+//              wait for its sends) and rank 0 gathers them. Printed per stage,
+//              the median over the timed steps of:
 //                idle/(busy+idle)   the stage's own view of its step;
 //                1 - busy/span      idle against the pipeline's span, the
 //                                   longest busy+idle of any stage.
@@ -22,10 +23,14 @@
 //              runs). The two trainers take steps in turn, so a change of load
 //              on a shared machine hits both alike. Median step seconds of each.
 //
-// Common flags: --json PATH (one JSON object per case, appended; rank 0),
-// --steps N timed steps (default 4), --data DIR (where rank 0 writes a small
-// random corpus; default a folder under the system temp dir), --layers,
-// --hidden, --seq (model size), --micro LIST (micro-batch counts, "2,4,8").
+// Flags: --json PATH (one JSON object per case, appended; rank 0), --steps N
+// timed steps (default 4), --data DIR (where rank 0 writes a small random
+// corpus; default a folder under the system temp dir), --layers (default 10:
+// pp=2 stages then hold 5 layers each for v = 1 and 2), --hidden, --seq;
+// --bubble: --micro LIST (micro-batch counts, default 2,4,8); --overlap:
+// --overlap-micro N (micro-batches per rank, default 1), --bucket-mb X (4).
+// The model is GPT-2 style with a 256-token vocabulary, so the embedding and
+// the head cost little against the layers and a stage's work is its layers.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -57,8 +62,8 @@ struct Args {
   int steps = 4;
   int layers = 10, hidden = 256, seq = 128;  // 10: pp=2 stages hold 5 layers each (v = 1, 2)
   std::vector<int> micro = {2, 4, 8};
-  int overlap_micro = 1;      // micro-batches per dp rank in --overlap: little compute per reduction
-  double bucket_mb = 4.0;     // --overlap bucket size: 8 buckets of the default model
+  int overlap_micro = 1;   // --overlap: micro-batches per dp rank (little compute per reduction)
+  double bucket_mb = 4.0;  // --overlap bucket size: 8 buckets of the default model
 };
 
 std::vector<int> parse_list(const std::string& text) {
@@ -142,55 +147,72 @@ void append_json(const Args& a, const nlohmann::json& record) {
 
 // ---- --bubble ----
 
-struct BubbleCase {
-  std::string schedule;
-  int v;
-  int m;
+// One case's timers, per stage (index = pipeline stage) and timed step.
+struct StageTimes {
+  std::vector<int> layers;                      // transformer layers, all the stage's chunks
+  std::vector<std::vector<double>> busy, idle;  // [stage][step] seconds
+  double step_seconds = 0;                      // median over the steps (rank 0's view)
 };
 
-struct StageTimes {
-  std::vector<double> busy, idle;  // per stage, summed over the timed steps
-  std::vector<int> layers;         // transformer layers per stage, all its chunks
-  double step_seconds = 0;         // median over the timed steps (rank 0's view)
+// Idle fractions of every stage, the median over the timed steps (a step slowed
+// by another process on the machine moves a median less than a sum):
+//   own[s]:  idle / (busy + idle) of stage s;
+//   span[s]: 1 - busy / the step's longest busy + idle of any stage.
+struct BubbleFractions {
+  std::vector<double> own, span;
 };
+
+BubbleFractions idle_fractions(const StageTimes& t) {
+  const size_t p = t.busy.size(), steps = t.busy[0].size();
+  BubbleFractions f{std::vector<double>(p, 0.0), std::vector<double>(p, 0.0)};
+  std::vector<std::vector<double>> own(p), span(p);
+  for (size_t k = 0; k < steps; ++k) {
+    double longest = 0;
+    for (size_t s = 0; s < p; ++s) longest = std::max(longest, t.busy[s][k] + t.idle[s][k]);
+    for (size_t s = 0; s < p; ++s) {
+      own[s].push_back(t.idle[s][k] / (t.busy[s][k] + t.idle[s][k]));
+      span[s].push_back(1.0 - t.busy[s][k] / longest);
+    }
+  }
+  for (size_t s = 0; s < p; ++s) f.own[s] = median(own[s]), f.span[s] = median(span[s]);
+  return f;
+}
 
 StageTimes time_pipeline(const qj::Config& config, qj::Communicator& world, int steps) {
   qj::Trainer trainer(config, {}, &world);
   trainer.train_step(0);  // warm-up: first touches of every buffer
-  double busy = 0, idle = 0;
-  std::vector<double> seconds;
-  for (int s = 1; s <= steps; ++s) {
-    const qj::StepStats st = trainer.train_step(s);
-    busy += st.busy_seconds;
-    idle += st.idle_seconds;
-    seconds.push_back(st.seconds);
-  }
   int layers = 0;
   for (const qj::ModelShard& chunk : trainer.stage_plan().chunks)
     layers += chunk.layer_count(config.model);
-  // [stage, layers, busy, idle] of every rank, in rank order.
-  constexpr int kFields = 4;
-  float mine[kFields] = {float(trainer.mesh().stage()), float(layers), float(busy), float(idle)};
-  std::vector<float> all(size_t(kFields * world.size()));
-  world.all_gather(qj::Tensor(mine, qj::DType::F32, {kFields}),
+  // This rank's row: [stage, layers, busy of each step..., idle of each step...].
+  const size_t width = 2 + 2 * size_t(steps);
+  std::vector<float> mine(width);
+  mine[0] = float(trainer.mesh().stage());
+  mine[1] = float(layers);
+  std::vector<double> seconds;
+  for (int k = 0; k < steps; ++k) {
+    const qj::StepStats st = trainer.train_step(k + 1);
+    mine[2 + size_t(k)] = float(st.busy_seconds);
+    mine[2 + size_t(steps + k)] = float(st.idle_seconds);
+    seconds.push_back(st.seconds);
+  }
+  std::vector<float> all(width * size_t(world.size()));
+  world.all_gather(qj::Tensor(mine.data(), qj::DType::F32, {int64_t(width)}),
                    qj::Tensor(all.data(), qj::DType::F32, {int64_t(all.size())}));
-  StageTimes t;
   const size_t p = size_t(world.size());
-  t.busy.assign(p, 0);
-  t.idle.assign(p, 0);
-  t.layers.assign(p, 0);
+  StageTimes t{std::vector<int>(p, 0), std::vector<std::vector<double>>(p),
+               std::vector<std::vector<double>>(p), median(seconds)};
   for (size_t r = 0; r < p; ++r) {
-    const float* row = all.data() + kFields * r;
+    const float* row = all.data() + width * r;
     const size_t stage = size_t(row[0]);
     t.layers[stage] = int(row[1]);
-    t.busy[stage] = row[2];
-    t.idle[stage] = row[3];
+    t.busy[stage].assign(row + 2, row + 2 + steps);
+    t.idle[stage].assign(row + 2 + steps, row + 2 + 2 * steps);
   }
-  t.step_seconds = median(seconds);
   return t;
 }
 
-std::string join(const std::vector<double>& v) {
+std::string join(const std::vector<double>& v) {  // "0.123 0.456"
   std::string s;
   char buf[16];
   for (double x : v) {
@@ -215,65 +237,77 @@ double mean(const std::vector<double>& v) {
   return v.empty() ? 0 : sum / double(v.size());
 }
 
+struct BubbleCase {
+  std::string schedule;
+  int v;
+  int m;
+};
+
+std::vector<BubbleCase> bubble_cases(const Args& a) {
+  std::vector<BubbleCase> cases;
+  for (const char* schedule : {"gpipe", "1f1b", "interleaved"})
+    for (int m : a.micro)
+      cases.push_back({schedule, std::string(schedule) == "interleaved" ? 2 : 1, m});
+  return cases;
+}
+
+void print_bubble_header(const Args& a, int p) {
+  std::printf("\npipeline bubble, %d ranks (%d layers, hidden %d, seq %d, micro_batch 1, "
+              "1 thread per rank; idle fractions: median of %d timed steps)\n",
+              p, a.layers, a.hidden, a.seq, a.steps);
+  std::printf("%-11s %2s %2s %2s %-*s | %-*s %6s | %-*s %6s | %6s | %7s\n", "schedule", "p", "m",
+              "v", 3 * p, "layers", 6 * p, "idle/(busy+idle)", "mean", 6 * p, "1-busy/span",
+              "mean", "theory", "step s");
+}
+
 int run_bubble(qj::World& world, const Args& a) {
   qj::Communicator& comm = world.comm();
   const int p = comm.size();
   const bool leader = comm.rank() == 0;
-  std::vector<BubbleCase> cases;
-  for (const char* schedule : {"gpipe", "1f1b", "interleaved"})
-    for (int m : a.micro) cases.push_back({schedule, std::string(schedule) == "interleaved" ? 2 : 1, m});
   std::vector<std::string> table;
-  for (const BubbleCase& c : cases) {
+  for (const BubbleCase& c : bubble_cases(a)) {
     const qj::PipeSchedule schedule = qj::parse_pipe_schedule(c.schedule);
+    qj::Config config;
     try {  // the same answer on every rank: no rank goes on alone
       qj::check_schedule(schedule, p, c.m, c.v);
+      config = qj::parse_config(base_config(a),
+                                {"parallel.pp=" + std::to_string(p), "parallel.tp=1",
+                                 "parallel.dp=1", "parallel.schedule=\"" + c.schedule + "\"",
+                                 "parallel.virtual_stages=" + std::to_string(c.v),
+                                 "train.global_batch=" + std::to_string(c.m)},
+                                "bubble");
     } catch (const qj::Error& e) {
-      if (leader) std::printf("skip %s p=%d m=%d v=%d: %s\n", c.schedule.c_str(), p, c.m, c.v, e.what());
+      if (leader)
+        std::printf("skip %s p=%d m=%d v=%d: %s\n", c.schedule.c_str(), p, c.m, c.v, e.what());
       continue;
     }
-    const qj::Config config = qj::parse_config(
-        base_config(a),
-        {"parallel.pp=" + std::to_string(p), "parallel.tp=1", "parallel.dp=1",
-         "parallel.schedule=\"" + c.schedule + "\"",
-         "parallel.virtual_stages=" + std::to_string(c.v),
-         "train.global_batch=" + std::to_string(c.m)},
-        "bubble");
     const double load = load_average();
     const StageTimes t = time_pipeline(config, comm, a.steps);
     if (!leader) continue;
-    std::vector<double> own(size_t(p), 0.0), span_based(size_t(p), 0.0);
-    double span = 0;
-    for (int s = 0; s < p; ++s) span = std::max(span, t.busy[size_t(s)] + t.idle[size_t(s)]);
-    for (int s = 0; s < p; ++s) {
-      own[size_t(s)] = t.idle[size_t(s)] / (t.busy[size_t(s)] + t.idle[size_t(s)]);
-      span_based[size_t(s)] = 1.0 - t.busy[size_t(s)] / span;
-    }
+    const BubbleFractions f = idle_fractions(t);
     const double theory = qj::theoretical_bubble(schedule, p, c.m, c.v);
     char line[512];
-    std::snprintf(line, sizeof line, "%-11s %2d %2d %2d %-*s | %-*s %6.3f | %-*s %6.3f | %6.3f | %7.3f",
+    std::snprintf(line, sizeof line,
+                  "%-11s %2d %2d %2d %-*s | %-*s %6.3f | %-*s %6.3f | %6.3f | %7.3f",
                   c.schedule.c_str(), p, c.m, c.v, 3 * p, join(t.layers).c_str(), 6 * p,
-                  join(own).c_str(), mean(own),
-                  6 * p, join(span_based).c_str(), mean(span_based), theory, t.step_seconds);
+                  join(f.own).c_str(), mean(f.own), 6 * p, join(f.span).c_str(), mean(f.span),
+                  theory, t.step_seconds);
     std::printf("%s\n", line);
     std::fflush(stdout);
     table.push_back(line);
     append_json(a, {{"bench", "pipeline_bubble"}, {"schedule", c.schedule}, {"p", p}, {"m", c.m},
-                    {"v", c.v}, {"timed_steps", a.steps}, {"layers_per_stage", t.layers}, {"busy_s", t.busy}, {"idle_s", t.idle},
-                    {"idle_fraction", own}, {"idle_fraction_mean", mean(own)},
-                    {"span_idle_fraction", span_based},
-                    {"span_idle_fraction_mean", mean(span_based)}, {"theory", theory},
-                    {"step_s_median", t.step_seconds}, {"loadavg_1m_before", load},
+                    {"v", c.v}, {"timed_steps", a.steps}, {"layers_per_stage", t.layers},
+                    {"busy_s", t.busy}, {"idle_s", t.idle},
+                    {"idle_fraction", f.own}, {"idle_fraction_mean", mean(f.own)},
+                    {"span_idle_fraction", f.span}, {"span_idle_fraction_mean", mean(f.span)},
+                    {"theory", theory}, {"step_s_median", t.step_seconds},
+                    {"loadavg_1m_before", load},
                     {"model", {{"layers", a.layers}, {"hidden", a.hidden}, {"seq", a.seq},
                                {"vocab", kVocab}, {"micro_batch", 1}}},
                     {"threads_per_rank", 1}});
   }
   if (leader) {
-    std::printf("\npipeline bubble, %d ranks (%d layers, hidden %d, seq %d, micro_batch 1, "
-                "1 thread per rank, %d timed steps)\n",
-                p, a.layers, a.hidden, a.seq, a.steps);
-    std::printf("%-11s %2s %2s %2s %-*s | %-*s %6s | %-*s %6s | %6s | %7s\n", "schedule", "p", "m",
-                "v", 3 * p, "layers", 6 * p, "idle/(busy+idle)", "mean", 6 * p, "1-busy/span", "mean", "theory",
-                "step s");
+    print_bubble_header(a, p);
     for (const std::string& line : table) std::printf("%s\n", line.c_str());
   }
   return 0;
