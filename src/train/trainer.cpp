@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cmath>
 
-#include "checkpoint/hf_weights.h"
 #include "core/log.h"
 #include "data/gpt_sampler.h"
 #include "data/indexed_dataset.h"
@@ -17,6 +16,7 @@
 #include "parallel/pipeline_engine.h"
 #include "qianjun/backend.h"
 #include "qianjun/comm.h"
+#include "train/distributed_weights.h"
 #include "train/run_plan.h"
 
 namespace qj {
@@ -44,9 +44,6 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
                 "' is not supported yet: every backend trains in fp32 for now");
   const MeshShape shape = resolve_mesh(config.parallel, world_->size());
   const int rank = world_->rank();
-  if (shape.world() > 1 && (!train.init_from.empty() || !train.export_path.empty()))
-    throw Error("train.init_from and train.export_path work on one process only for now; "
-                "this run has " + std::to_string(shape.world()) + " ranks");
   if (shape.world() > 1 && backend_.device() != Device::Host)
     throw Error("backend.device='" + config.backend.device + "' with " +
                 std::to_string(shape.world()) +
@@ -76,13 +73,12 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
     chunks_.push_back(std::make_unique<Model>(config.model, train.micro_batch, shard, mesh_->tp(),
                                               backend_, *arenas_));
     Model& chunk = *chunks_.back();
-    if (!train.init_from.empty()) {
-      import_hf_safetensors(train.init_from, config.model, chunk.params(), backend_);
-      QJ_INFO("loaded initial weights from %s", train.init_from.c_str());
-    } else {
-      chunk.init_weights(train.seed);
-    }
+    if (train.init_from.empty()) chunk.init_weights(train.seed);
     params.insert(params.end(), chunk.params().begin(), chunk.params().end());
+  }
+  if (!train.init_from.empty()) {
+    import_weights(train.init_from, config, chunks_, backend_);
+    if (rank == 0) QJ_INFO("loaded initial weights from %s", train.init_from.c_str());
   }
   optimizer_ = std::make_unique<DistributedOptimizer>(config, stage_, *mesh_, std::move(params),
                                                       backend_, *arenas_);
@@ -209,8 +205,8 @@ void Trainer::run() {
   }
   if (metrics) metrics->summary();
   if (!train.export_path.empty()) {
-    export_hf_safetensors(train.export_path, config_.model, model().params(), backend_);
-    QJ_INFO("exported weights to %s", train.export_path.c_str());
+    export_weights(train.export_path, config_, *mesh_, chunks_, backend_);
+    if (leader) QJ_INFO("exported weights to %s", train.export_path.c_str());
   }
 }
 

@@ -1,0 +1,128 @@
+#include "train/distributed_weights.h"
+
+#include <algorithm>
+#include <map>
+
+#include "checkpoint/hf_weights.h"
+#include "model/param_shard.h"
+
+namespace qj {
+
+namespace {
+
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+// The whole model in host memory, one-device layout: what the safetensors
+// functions read and write (with the cpu backend, whose memory is the host's).
+struct HostModel {
+  std::vector<ParamSpec> specs;
+  std::vector<std::vector<float>> values;
+  std::vector<ParamRef> refs;
+
+  explicit HostModel(const ModelConfig& config) : specs(parameter_specs(config)) {
+    values.reserve(specs.size());
+    for (const ParamSpec& s : specs) {
+      values.emplace_back(size_t(numel(s.shape)), 0.f);
+      float* data = values.back().data();
+      const Tensor t = s.shape.size() == 1 ? Tensor(data, DType::F32, {s.shape[0]})
+                                           : Tensor(data, DType::F32, {s.shape[0], s.shape[1]});
+      refs.push_back({s.name, t, t, s.weight_decay});
+    }
+  }
+  std::vector<float>& value(const std::string& name) {
+    for (size_t i = 0; i < specs.size(); ++i)
+      if (specs[i].name == name) return values[i];
+    throw Error("weights: no parameter '" + name + "' in the one-device model");
+  }
+  // A global tensor of a shard's layout: the same values, up to the rows of
+  // vocabulary padding, which are zero. (Copied: refs point into values.)
+  void store(const std::string& name, const std::vector<float>& global) {
+    std::vector<float>& target = value(name);
+    std::copy_n(global.begin(), std::min(global.size(), target.size()), target.begin());
+  }
+};
+
+// The global tensor of a shard's layout (its vocabulary padded for tp) from the
+// one-device one, or back: the rows differ only in zero padding.
+std::vector<float> resize_rows(std::vector<float> v, const std::vector<int64_t>& shape) {
+  v.resize(size_t(numel(shape)), 0.f);
+  return v;
+}
+
+std::vector<float> to_host(const Backend& backend, const Tensor& t) {
+  std::vector<float> host(size_t(t.numel()));
+  backend.copy_to_host(host.data(), t.data, t.nbytes());
+  return host;
+}
+
+bool is_tied_copy(const Model& chunk, const ParamRef& p) {
+  return p.name == "wte" && !chunk.shard().embedding;
+}
+
+}  // namespace
+
+void import_weights(const std::string& path, const Config& config,
+                    const std::vector<std::unique_ptr<Model>>& chunks, const Backend& backend) {
+  HostModel whole(config.model);
+  import_hf_safetensors(path, config.model, whole.refs, get_backend("cpu"));
+  for (const auto& chunk : chunks) {
+    const ModelShard& shard = chunk->shard();
+    for (size_t i = 0; i < chunk->params().size(); ++i) {
+      const ParamSpec& spec = chunk->param_specs()[i];
+      const std::vector<float> global = resize_rows(whole.value(spec.name), spec.global_shape);
+      const std::vector<float> local = take_shard(spec, shard.tp_size, shard.tp_rank, global);
+      backend.copy_to_device(chunk->params()[i].value.data, local.data(), local.size() * 4);
+    }
+  }
+}
+
+void export_weights(const std::string& path, const Config& config, const Mesh& mesh,
+                    const std::vector<std::unique_ptr<Model>>& chunks, const Backend& backend) {
+  const MeshShape& shape = mesh.shape();
+  const bool stage_leader = mesh.tp_rank() == 0 && mesh.dp_rank() == 0;
+  const bool writer = mesh.world().rank() == 0;
+  std::unique_ptr<HostModel> whole;
+  if (writer) whole = std::make_unique<HostModel>(config.model);
+  // Every stage's leader sends its parameters, gathered over tp, in its order; rank
+  // 0 knows that order from the stage's plan. The tied copy of wte stays home.
+  for (int stage = 0; stage < shape.pp; ++stage) {
+    const int leader = stage * shape.tp * shape.dp;
+    if (mesh.stage() == stage && mesh.dp_rank() == 0) {  // the tp group of the leader
+      for (const auto& chunk : chunks) {
+        for (size_t i = 0; i < chunk->params().size(); ++i) {
+          const ParamRef& p = chunk->params()[i];
+          if (is_tied_copy(*chunk, p)) continue;
+          std::vector<float> local = to_host(backend, p.value);
+          std::vector<float> parts(local.size() * size_t(shape.tp));
+          mesh.tp().all_gather(Tensor(local.data(), DType::F32, {int64_t(local.size())}),
+                               Tensor(parts.data(), DType::F32, {int64_t(parts.size())}));
+          if (!stage_leader) continue;
+          std::vector<float> global = join_shards(chunk->param_specs()[i], shape.tp, parts);
+          if (writer) {
+            whole->store(p.name, global);
+          } else {
+            mesh.world().send(Tensor(global.data(), DType::F32, {int64_t(global.size())}), 0, 2);
+          }
+        }
+      }
+    }
+    if (writer && leader != 0) {
+      MemoryPlan unused;
+      const StagePlan plan = plan_stage(config, shape, 0, 0, stage, unused);
+      for (const ParamSpec& spec : plan.params) {
+        if (spec.name == "wte" && stage != 0) continue;  // the tied copy
+        std::vector<float> global(size_t(numel(spec.global_shape)));
+        mesh.world().recv(Tensor(global.data(), DType::F32, {int64_t(global.size())}), leader, 2);
+        whole->store(spec.name, global);
+      }
+    }
+  }
+  if (writer) export_hf_safetensors(path, config.model, whole->refs, get_backend("cpu"));
+  mesh.world().barrier();
+}
+
+}  // namespace qj
