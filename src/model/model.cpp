@@ -12,7 +12,7 @@ struct Model::Slot {
   Tensor input, grad_input;  // pipeline boundary (other shards)
   std::vector<BlockActivations> layers;
   NormActivations norm_f;
-  Tensor norm_f_full, logits, lse;
+  Tensor logits, lse;
 };
 
 namespace {
@@ -49,13 +49,11 @@ BlockActivations bind_block_activations(const Arenas& arenas, const std::string&
   };
   BlockActivations a;
   a.norm1 = {get("norm1"), get("norm1_mean"), get("norm1_rstd")};
-  a.norm1_full = get("norm1_full");
   a.qkv = get("qkv");
   a.attn_lse = get("attn_lse");
   a.attn_out = get("attn_out");
   a.residual_mid = get("residual_mid");
   a.norm2 = {get("norm2"), get("norm2_mean"), get("norm2_rstd")};
-  a.norm2_full = get("norm2_full");
   a.fc = get("fc");
   a.fc_act = get("fc_act");
   a.residual_out = get("residual_out");
@@ -150,7 +148,6 @@ void Model::bind_slots(const Arenas& arenas) {
       s.layers.push_back(bind_block_activations(arenas, p + layer_prefix(i)));
     s.targets = get("targets");
     s.norm_f = {get("norm_f"), get("norm_f_mean"), get("norm_f_rstd")};
-    s.norm_f_full = get("norm_f_full");
     s.logits = get("logits"), s.lse = get("lse");
   }
 }
@@ -220,7 +217,7 @@ float Model::forward(int slot_index, const int32_t* tokens, const int32_t* targe
 // every tp rank's row statistics (vocab_parallel_loss.h): logits never gathered.
 float Model::head_forward(Slot& slot, const Tensor& x, const int32_t* targets) {
   norm_forward(be_, config_, x, norm_f_weight_, norm_f_bias_, slot.norm_f);
-  const Tensor ln = tp_.gather_tokens(slot.norm_f.out, slot.norm_f_full);
+  const Tensor ln = tp_.gather_tokens(slot.norm_f.out, scratch_.tp_full);
   linear_forward(be_, ln, head_weight_, Tensor{}, slot.logits);
   if (!targets) return 0.f;
   have_targets_[size_t(&slot - slots_.data())] = true;
@@ -250,7 +247,7 @@ void Model::head_backward(Slot& slot, const Tensor& x, float dloss) {
   be_.cross_entropy_backward(slot.logits, slot.targets, slot.lse, dloss, config_.vocab,
                              shard_.vocab_start(config_), kIgnoreIndex);
   // Head (tied: its gradient adds into grad.wte), then the final norm.
-  const Tensor ln = tp_.sequence_parallel() ? slot.norm_f_full : slot.norm_f.out;
+  const Tensor ln = tp_.gather_tokens(slot.norm_f.out, scratch_.tp_full);  // again, not kept
   linear_backward(be_, slot.logits, ln, head_weight_, scratch_.d_norm_out, d_head_weight_,
                   Tensor{});
   const Tensor d_ln = tp_.sequence_parallel() ? scratch_.tp_reduced : scratch_.d_norm_out;

@@ -129,7 +129,6 @@ static std::vector<ActivationSpec> layer_activations(const ModelConfig& c, const
     add(n, {Nl, C});
     if (layernorm) add(n + "_mean", {Nl});
     add(n + "_rstd", {Nl});
-    if (s.sequence_sharded()) add(n + "_full", {N, C});  // all-gathered input of the next matmul
   }
   add("qkv", {N, qkv_width(c, s)});  // after RoPE
   add("attn_lse", {B, s.heads(c), c.seq_len});
@@ -176,7 +175,6 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
       add(p + "norm_f", DType::F32, {Nl, C});
       if (layernorm) add(p + "norm_f_mean", DType::F32, {Nl});
       add(p + "norm_f_rstd", DType::F32, {Nl});
-      if (s.sequence_sharded()) add(p + "norm_f_full", DType::F32, {N, C});
       add(p + "logits", DType::F32, {N, s.vocab_rows(c)});  // becomes dlogits in backward
       add(p + "lse", DType::F32, {N});
     }

@@ -50,7 +50,7 @@ Tensor TransformerBlock::reduce_input_grad() {
 void TransformerBlock::attention_forward(const Tensor& x, const BlockActivations& a) {
   const BlockParams& p = params_;
   norm_forward(be_, config_, x, p.norm1_weight, p.norm1_bias, a.norm1);
-  const Tensor ln = tp_.gather_tokens(a.norm1.out, a.norm1_full);
+  const Tensor ln = tp_.gather_tokens(a.norm1.out, scratch_.tp_full);
   linear_forward(be_, ln, p.qkv_weight, p.qkv_bias, a.qkv);
   const Tensor qkv = as_btc(a.qkv);
   if (rope_.cos.defined()) be_.rope_forward(qkv, rope_.cos, rope_.sin, heads_, kv_heads_);
@@ -62,7 +62,7 @@ void TransformerBlock::attention_forward(const Tensor& x, const BlockActivations
 void TransformerBlock::mlp_forward(const BlockActivations& a) {
   const BlockParams& p = params_;
   norm_forward(be_, config_, a.residual_mid, p.norm2_weight, p.norm2_bias, a.norm2);
-  const Tensor ln = tp_.gather_tokens(a.norm2.out, a.norm2_full);
+  const Tensor ln = tp_.gather_tokens(a.norm2.out, scratch_.tp_full);
   linear_forward(be_, ln, p.fc_weight, p.fc_bias, a.fc);
   if (config_.activation == "swiglu") be_.swiglu_forward(a.fc, a.fc_act);
   else be_.gelu_forward(a.fc, a.fc_act);
@@ -80,7 +80,8 @@ void TransformerBlock::mlp_backward(const BlockActivations& a, const Tensor& dre
                   grads_.mlp_proj_bias);
   if (config_.activation == "swiglu") be_.swiglu_backward(s.d_fc_act, a.fc, s.d_fc);
   else be_.gelu_backward(s.d_fc_act, a.fc, s.d_fc);
-  const Tensor ln = tp_.sequence_parallel() ? a.norm2_full : a.norm2.out;
+  // Gathered again rather than kept (dy, which used the buffer, is consumed).
+  const Tensor ln = tp_.gather_tokens(a.norm2.out, s.tp_full);
   linear_backward(be_, s.d_fc, ln, p.fc_weight, s.d_norm_out, grads_.fc_weight, grads_.fc_bias);
   norm_backward(be_, config_, reduce_input_grad(), a.residual_mid, p.norm2_weight, a.norm2,
                 s.d_norm_in, grads_.norm2_weight, grads_.norm2_bias);
@@ -101,7 +102,7 @@ void TransformerBlock::attention_backward(const Tensor& x, const BlockActivation
   be_.attention_backward(as_btc(s.d_attn_out), as_btc(a.qkv), as_btc(a.attn_out), a.attn_lse,
                          d_qkv, heads_, kv_heads_);
   if (rope_.cos.defined()) be_.rope_backward(d_qkv, rope_.cos, rope_.sin, heads_, kv_heads_);
-  const Tensor ln = tp_.sequence_parallel() ? a.norm1_full : a.norm1.out;
+  const Tensor ln = tp_.gather_tokens(a.norm1.out, s.tp_full);
   linear_backward(be_, s.d_qkv, ln, p.qkv_weight, s.d_norm_out, grads_.qkv_weight, grads_.qkv_bias);
   norm_backward(be_, config_, reduce_input_grad(), x, p.norm1_weight, a.norm1, s.d_norm_in,
                 grads_.norm1_weight, grads_.norm1_bias);

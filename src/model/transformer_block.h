@@ -26,16 +26,16 @@ struct BlockParams {
 
 // What one layer's forward saves for its backward (N tokens, Nl = the rows of the
 // residual stream this rank holds). With recomputation some of these are shared
-// by every layer and rebuilt in backward.
+// by every layer and rebuilt in backward. Under sequence parallelism the norms'
+// outputs are kept as this rank's rows and all-gathered again in backward
+// (Megatron's trade: one more all-gather for N/tp instead of N rows of memory).
 struct BlockActivations {
   NormActivations norm1;
-  Tensor norm1_full;    // [N, C] gathered norm1 output (sequence parallel only)
   Tensor qkv;           // [N, (H+2Hkv)*D], after RoPE
   Tensor attn_lse;      // [B, H, T]
   Tensor attn_out;      // [N, H*D], before the output projection
   Tensor residual_mid;  // [Nl, C]
   NormActivations norm2;
-  Tensor norm2_full;    // [N, C] (sequence parallel only)
   Tensor fc;            // [N, F or 2F], MLP pre-activation
   Tensor fc_act;        // [N, F]
   Tensor residual_out;  // [Nl, C], the next layer's input
