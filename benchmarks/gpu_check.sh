@@ -100,7 +100,7 @@ cmake -S . -B "$BUILD_DIR" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
 jobs=${QJ_JOBS:-$(nproc 2>/dev/null || echo 4)}
 cmake --build "$BUILD_DIR" -j "$jobs" --target qj-backend-test ||
   { echo "gpu_check: building qj-backend-test FAILED"; exit 4; }
-cmake --build "$BUILD_DIR" -j "$jobs" --target qj-train qj-make-corpus ||
+cmake --build "$BUILD_DIR" -j "$jobs" --target qj-train qj-make-corpus qj-equivalence ||
   echo "gpu_check: building qj-train FAILED (the conformance test runs anyway)"
 
 # ---- 1. every op of the cuda backend against the cpu backend ----
@@ -144,6 +144,21 @@ for preset in ("gpt2", "llama"):
           f"last step {tps[0]:.0f} tok/s on cuda, {tps[1]:.0f} on cpu")
 sys.exit(0 if worst_all < 1e-4 else 1)
 PY
+fi
+
+# ---- 2b. parallel layouts on the GPU: 8 ranks share it, device tensors travel ----
+# through host buffers over MPI (staged_comm.h); every layout against one process
+# on the same GPU, as the CPU equivalence matrix does.
+equivalence_status=1
+equivalence_report="$BUILD_DIR/equivalence_cuda.txt"
+if [ -x "$BUILD_DIR/qj-equivalence" ] && command -v mpirun >/dev/null 2>&1; then
+  OMPI_MCA_mpi_yield_when_idle=1 timeout 300 mpirun --allow-run-as-root --oversubscribe -np 8 \
+    "$BUILD_DIR/qj-equivalence" --data "$BUILD_DIR/equivalence" --device cuda \
+    >"$equivalence_report" 2>&1 && equivalence_status=0
+  cat "$equivalence_report"
+  [ -n "${OUT:-}" ] && [ -d "${OUT}" ] && cp "$equivalence_report" "$OUT/" 2>/dev/null
+else
+  echo "gpu_check: qj-equivalence or mpirun missing: parallel layouts on cuda not checked" | tee "$equivalence_report"
 fi
 
 # ---- 3. benchmarks (they never change the exit status) ----
@@ -199,4 +214,5 @@ python3 benchmarks/gpu_summary.py --conformance "$(tail -n 1 "$report")" --confo
   echo "  conformance (qj-backend-test --backend cuda): $(tail -n 1 "$report")  -> $(verdict $status)"
   echo "  whole model, cuda fp32 vs cpu, 10 steps, both presets: $(verdict $model_status)"
 }
-[ $status = 0 ] && [ $model_status = 0 ]
+echo "  parallel layouts on cuda (qj-equivalence, 8 ranks on one GPU): $(tail -n 1 "$equivalence_report")  -> $(verdict $equivalence_status)"
+[ $status = 0 ] && [ $model_status = 0 ] && [ $equivalence_status = 0 ]

@@ -1,13 +1,16 @@
 #include "comm/world.h"
 
-#include <mpi.h>
-
 #include <cstdio>
 #include <cstdlib>
 
-#include "comm/mpi_comm.h"
-#include "comm/mpi_support.h"
 #include "core/log.h"
+
+#if QJ_HAVE_MPI
+#include <mpi.h>
+
+#include "comm/mpi/mpi_comm.h"
+#include "comm/mpi/mpi_support.h"
+#endif
 
 namespace qj {
 
@@ -29,6 +32,7 @@ World& World::init(int& argc, char**& argv) {
 
 World::World(int& argc, char**& argv) {
   if (launched_by_mpi_launcher()) {
+#if QJ_HAVE_MPI
     // Only the thread that initialised MPI calls it (OpenMP threads never do).
     int provided = 0;
     check_mpi(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided), "initialisation");
@@ -37,6 +41,10 @@ World::World(int& argc, char**& argv) {
     rank_ = world->rank();
     size_ = world->size();
     comm_ = std::move(world);
+#else
+    throw Error("this process was started by an MPI launcher, but Qianjun was built without "
+                "MPI (CMake found none; install libopenmpi-dev and rebuild)");
+#endif
   } else {
     comm_ = make_single_rank_communicator("world");
   }
@@ -53,10 +61,12 @@ Communicator& World::comm() {
 void World::abort(int exit_code) {
   std::fflush(stdout);
   std::fflush(stderr);
+#if QJ_HAVE_MPI
   if (uses_mpi_ && !finalized_ && size_ > 1) {
     MPI_Abort(MPI_COMM_WORLD, exit_code);
     std::_Exit(exit_code);  // MPI_Abort does not return; never run exit handlers after it
   }
+#endif
   std::exit(exit_code);
 }
 
@@ -64,10 +74,12 @@ void World::finalize() {
   if (finalized_) return;
   finalized_ = true;
   comm_.reset();
+#if QJ_HAVE_MPI
   if (!uses_mpi_) return;
   int done = 0;
   MPI_Finalized(&done);
   if (!done) MPI_Finalize();
+#endif
 }
 
 }  // namespace qj

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "comm/staged_comm.h"
 #include "core/log.h"
 #include "data/gpt_sampler.h"
 #include "data/indexed_dataset.h"
@@ -44,10 +45,6 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
                 "' is not supported yet: every backend trains in fp32 for now");
   const MeshShape shape = resolve_mesh(config.parallel, world_->size());
   const int rank = world_->rank();
-  if (shape.world() > 1 && backend_.device() != Device::Host)
-    throw Error("backend.device='" + config.backend.device + "' with " +
-                std::to_string(shape.world()) +
-                " ranks needs the NCCL communicator, which is not built yet; use backend.device=cpu");
   stage_ = plan_stage(config, shape, rank % shape.tp, rank / shape.tp % shape.dp,
                       rank / (shape.tp * shape.dp), plan_);
 
@@ -66,7 +63,11 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
     valid_sampler_ = std::make_unique<GptSampler>(*valid_data_, config.model.seq_len, false, 0);
   }
 
-  mesh_ = std::make_unique<Mesh>(*world_, shape);
+  // A device backend without collectives of its own: its tensors travel through
+  // host memory over the world's (MPI) communicator.
+  if (backend_.device() != Device::Host)
+    staged_world_ = make_staged_communicator(*world_, backend_);
+  mesh_ = std::make_unique<Mesh>(staged_world_ ? *staged_world_ : *world_, shape);
   arenas_ = std::make_unique<Arenas>(plan_, backend_);
   std::vector<ParamRef> params;
   for (const ModelShard& shard : stage_.chunks) {

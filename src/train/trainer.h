@@ -61,6 +61,7 @@ class Trainer {
   const Backend& backend_;
   std::unique_ptr<Communicator> own_world_;
   Communicator* world_;
+  std::unique_ptr<Communicator> staged_world_;  // device backends: world through host buffers
   MemoryPlan plan_;
   StagePlan stage_;
   std::unique_ptr<Mesh> mesh_;

@@ -17,6 +17,9 @@
 // eps 1e-8 the losses still agree to 1e-7 but single elements differ by ~1e-3.
 //
 //   mpirun -np 8 qj-equivalence --data DIR [--only SUBSTRING] [--tolerance 1e-5] [--steps 5]
+//                               [--device cpu|cuda]
+// With --device cuda every rank (and the reference) trains on the GPU; ranks
+// sharing one GPU exchange device tensors through host buffers (staged_comm.h).
 // Prints one line per layout and a summary; exits 1 if any layout differs.
 #include <cmath>
 #include <cstdio>
@@ -108,7 +111,7 @@ std::vector<Layout> layouts() {
 
 constexpr int kVocab = 97;
 
-std::string base_config(const std::string& data, int steps) {
+std::string base_config(const std::string& data, int steps, const std::string& device) {
   return R"({
     "model": {"hidden": 64, "heads": 8, "kv_heads": 4, "vocab": 97, "vocab_pad_to": 1,
               "seq_len": 16},
@@ -116,7 +119,7 @@ std::string base_config(const std::string& data, int steps) {
               "warmup_steps": 1, "eval_every": 0, "seed": 7},
     "optim": {"weight_decay": 0.1, "eps": 1e-4},
     "data": {"train": ")" + data + R"(/train", "valid": ""},
-    "backend": {"device": "cpu", "threads": 1}
+    "backend": {"device": ")" + device + R"(", "threads": 1}
   })";
 }
 
@@ -204,6 +207,7 @@ struct Args {
   std::string only;
   double tolerance = 1e-5;
   int steps = 5;
+  std::string device = "cpu";
 };
 
 int run(qj::World& world, const Args& args) {
@@ -221,12 +225,12 @@ int run(qj::World& world, const Args& args) {
     }
     std::vector<std::string> overrides = kModels.at(layout.model);
     overrides.insert(overrides.end(), layout.overrides.begin(), layout.overrides.end());
-    const qj::Config config = qj::parse_config(base_config(args.data, args.steps), overrides, layout.name);
+    const qj::Config config = qj::parse_config(base_config(args.data, args.steps, args.device), overrides, layout.name);
     const std::string dump = args.data + "/dump";
     if (rank == 0 && !references.count(layout.model)) {  // the single-process run
       std::filesystem::create_directories(dump);
       std::vector<std::string> single = kModels.at(layout.model);
-      const qj::Config one = qj::parse_config(base_config(args.data, args.steps), single, "reference");
+      const qj::Config one = qj::parse_config(base_config(args.data, args.steps, args.device), single, "reference");
       auto alone = qj::make_single_rank_communicator("world");
       RunResult ref = train(one, *alone, dump);
       ref.params = read_dump(dump, one);
@@ -289,6 +293,7 @@ int main(int argc, char** argv) {
       else if (flag == "--only") args.only = value;
       else if (flag == "--tolerance") args.tolerance = std::stod(value);
       else if (flag == "--steps") args.steps = std::stoi(value);
+      else if (flag == "--device") args.device = value;
       else throw qj::Error("qj-equivalence: unknown flag " + flag);
     }
     if (args.data.empty()) throw qj::Error("qj-equivalence: --data DIR is required");

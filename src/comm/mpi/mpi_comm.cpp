@@ -1,7 +1,7 @@
-#include "comm/mpi_comm.h"
+#include "comm/mpi/mpi_comm.h"
 
 #include "comm/comm_checks.h"
-#include "comm/mpi_support.h"
+#include "comm/mpi/mpi_support.h"
 
 namespace qj {
 

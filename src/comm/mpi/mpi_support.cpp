@@ -1,4 +1,4 @@
-#include "comm/mpi_support.h"
+#include "comm/mpi/mpi_support.h"
 
 #include <climits>
 
