@@ -86,6 +86,7 @@ void DistributedOptimizer::build_pieces() {
 void DistributedOptimizer::begin_step() {
   std::fill(ready_in_bucket_.begin(), ready_in_bucket_.end(), 0);
   std::fill(launched_.begin(), launched_.end(), false);
+  started_in_backward_ = 0;
 }
 
 void DistributedOptimizer::launch(size_t b) {
@@ -107,8 +108,10 @@ void DistributedOptimizer::grad_ready(size_t index) {
     mesh_.tp().all_reduce(params_[index].grad, ReduceOp::Sum);
   const int b = bucket_of_[index];
   if (++ready_in_bucket_[size_t(b)] == plan_.buckets[size_t(b)].params.size() &&
-      parallel_.overlap_grad_reduce && !plan_.buckets[size_t(b)].tied_embedding)
+      parallel_.overlap_grad_reduce && !plan_.buckets[size_t(b)].tied_embedding) {
     launch(size_t(b));
+    ++started_in_backward_;
+  }
   for (CommHandle& h : pending_) h.test();  // lets MPI progress the reductions in flight
 }
 

@@ -34,6 +34,8 @@ class DistributedOptimizer {
   void grad_ready(size_t index);
   // After the last backward: every reduction done.
   void finish_gradients();
+  // Buckets whose reduction the last step started during backward (overlap).
+  int buckets_started_in_backward() const { return started_in_backward_; }
   // Global L2 norm of the gradient (after finish_gradients).
   float grad_norm();
   void step(float lr, float grad_scale);
@@ -66,6 +68,7 @@ class DistributedOptimizer {
   std::vector<Tensor> norm_grads_;           // what this rank counts in the norm
   Tensor grad_shard_, sum_squares_;
   int step_ = 0;
+  int started_in_backward_ = 0;
 };
 
 }  // namespace qj

@@ -50,6 +50,7 @@ class Trainer {
   const Mesh& mesh() const { return *mesh_; }
   const MemoryPlan& plan() const { return plan_; }
   const StagePlan& stage_plan() const { return stage_; }
+  const DistributedOptimizer& optimizer() const { return *optimizer_; }
   const Backend& backend() const { return backend_; }
 
  private:

@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "data/indexed_dataset_writer.h"
 #include "model/model.h"
+#include "parallel/distributed_optimizer.h"
 #include "train/trainer.h"
 #include "unit/allocation_counter.h"
 
@@ -93,4 +94,18 @@ TEST_CASE("two runs with the same seed are bit-identical") {
   qj::Trainer a(tiny_config("llama")), b(tiny_config("llama"));
   for (int step = 0; step < 3; ++step) CHECK(a.train_step(step).loss == b.train_step(step).loss);
   CHECK(all_parameters(a) == all_parameters(b));
+}
+
+TEST_CASE("with overlap, every bucket's reduction starts during backward; without, none does") {
+  qj::Config config = tiny_config("gpt2");
+  config.parallel.bucket_mb = 0.001;  // a bucket per parameter or so
+  qj::Trainer on(config);
+  on.train_step(0);
+  const size_t buckets = on.stage_plan().buckets.size();
+  REQUIRE(buckets > 4);
+  CHECK(on.optimizer().buckets_started_in_backward() == int(buckets));
+  config.parallel.overlap_grad_reduce = false;
+  qj::Trainer off(config);
+  off.train_step(0);
+  CHECK(off.optimizer().buckets_started_in_backward() == 0);
 }
