@@ -22,12 +22,11 @@ PipelineEngine::PipelineEngine(const StagePlan& plan, const Mesh& mesh,
   micro_tokens_ = chunks[0]->tokens_per_micro_batch();
   total_chunks_ = v * mesh.shape().pp;
   backwards_done_.assign(size_t(v), 0);
-  const int slots = chunks[0]->shard().slots;
   forward_sends_.resize(size_t(v));
   backward_sends_.resize(size_t(v));
   for (int c = 0; c < v; ++c) {
-    forward_sends_[size_t(c)].resize(size_t(slots));
-    backward_sends_[size_t(c)].resize(size_t(slots));
+    forward_sends_[size_t(c)].resize(size_t(chunks[size_t(c)]->shard().slots));
+    backward_sends_[size_t(c)].resize(size_t(chunks[size_t(c)]->shard().slots));
   }
 }
 

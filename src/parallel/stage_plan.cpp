@@ -1,5 +1,6 @@
 #include "parallel/stage_plan.h"
 
+#include <algorithm>
 #include <string>
 
 #include "parallel/stage_layout.h"
@@ -108,8 +109,14 @@ StagePlan plan_stage(const Config& config, MeshShape mesh, int tp_rank, int dp_r
   if (config.optim.zero != 0 && config.optim.zero != 1)
     throw Error("optim.zero=" + std::to_string(config.optim.zero) + ": only 0 and 1 exist");
   const std::vector<ChunkRange> ranges = split_layers(config.model.layers, mesh.pp, v);
-  const int slots =
-      activation_slots(stage.schedule, stage_index, mesh.pp, stage.micro_batches, v);
+  // Each chunk keeps as many activation sets as its schedule has micro-batches in
+  // flight through it at once.
+  const std::vector<PipeAction> actions =
+      stage_actions(stage.schedule, stage_index, mesh.pp, stage.micro_batches, v);
+  const std::vector<int> slot_of = assign_slots(actions, v);
+  std::vector<int> slots(size_t(v), 1);
+  for (size_t a = 0; a < actions.size(); ++a)
+    slots[size_t(actions[a].chunk)] = std::max(slots[size_t(actions[a].chunk)], slot_of[a] + 1);
   for (int c = 0; c < v; ++c) {
     const ChunkRange& r = ranges[size_t(c * mesh.pp + stage_index)];
     ModelShard shard;
@@ -117,7 +124,7 @@ StagePlan plan_stage(const Config& config, MeshShape mesh, int tp_rank, int dp_r
     shard.sequence_parallel = par.sequence_parallel;
     shard.first_layer = r.first_layer, shard.end_layer = r.end_layer;
     shard.embedding = r.embedding, shard.head = r.head;
-    shard.slots = slots, shard.chunk = c;
+    shard.slots = slots[size_t(c)], shard.chunk = c;
     check_model_config(config.model, config.train.micro_batch, shard);
     stage.chunks.push_back(shard);
     stage.chunk_param_begin.push_back(stage.params.size());
