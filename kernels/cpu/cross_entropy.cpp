@@ -14,7 +14,7 @@
 // softmax's and must not be combined (the caller gives these rows loss 0),
 // and a zero gradient row (their lse is not read).
 //
-// exp is vector_exp (vectorised by the compiler; relative error < 8e-8 against
+// exp is fast_exp (vectorised by the compiler; relative error < 8e-8 against
 // exp in double), and the sum of exponentials is kept in double, so 50k terms
 // lose no precision. Each row is one thread's, and the vector lanes' partial
 // sums are combined in a fixed order: the results do not depend on the thread
@@ -24,7 +24,7 @@
 
 #include "kernels/common/token_args.h"
 #include "kernels/common/vocab_shard.h"
-#include "kernels/cpu/vector_exp.h"
+#include "kernels/cpu/fast_exp.h"
 #include "kernels/cpu/kernels.h"
 #include "kernels/cpu/tensor_checks.h"
 
@@ -66,7 +66,7 @@ bool parallel_worth_it(const CrossEntropyRows& r) {
 constexpr int64_t kExpBlock = 256;
 
 // sum_v exp(x_v - m) over n values, in double. Every x - m is <= 0; below
-// -87.3 vector_exp returns ~1e-38 instead of underflowing, which is nothing
+// -87.3 fast_exp returns ~1e-38 instead of underflowing, which is nothing
 // next to the max's own term exp(0) = 1.
 double sum_exp(const float* x, int64_t n, float m) {
   float e[kExpBlock];
@@ -74,7 +74,7 @@ double sum_exp(const float* x, int64_t n, float m) {
   for (int64_t v0 = 0; v0 < n; v0 += kExpBlock) {
     const int64_t len = std::min(kExpBlock, n - v0);
 #pragma omp simd
-    for (int64_t j = 0; j < len; ++j) e[j] = vector_exp(x[v0 + j] - m);
+    for (int64_t j = 0; j < len; ++j) e[j] = fast_exp(x[v0 + j] - m);
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < len; ++j) sum += double(e[j]);
   }
@@ -95,7 +95,7 @@ void softmax_share(const float* x, int64_t real, float* stats) {
 void row_gradient(float* x, int64_t real, int64_t width, int64_t target, float lse,
                   float dloss) {
 #pragma omp simd
-  for (int64_t v = 0; v < real; ++v) x[v] = vector_exp(x[v] - lse) * dloss;
+  for (int64_t v = 0; v < real; ++v) x[v] = fast_exp(x[v] - lse) * dloss;
   if (target >= 0) x[target] -= dloss;
   std::fill(x + real, x + width, 0.f);
 }
