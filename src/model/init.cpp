@@ -43,9 +43,7 @@ void Model::init_weights(uint64_t seed) {
   for (size_t i = 0; i < params_.size(); ++i) {
     const ParamRef& p = params_[i];
     const ParamSpec& spec = specs_[i];
-    int64_t n = 1;
-    for (int64_t d : spec.global_shape) n *= d;
-    global.assign(size_t(n), 0.f);
+    global.assign(size_t(numel(spec.global_shape)), 0.f);
     if (is_norm_weight(p.name)) {
       global.assign(global.size(), 1.f);
     } else if (p.weight_decay) {  // matrices and embeddings

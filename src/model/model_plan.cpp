@@ -5,6 +5,12 @@
 
 namespace qj {
 
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
 std::string layer_prefix(int layer) { return "layers." + std::to_string(layer) + "."; }
 std::string slot_prefix(int chunk, int slot) {
   return "act.c" + std::to_string(chunk) + ".s" + std::to_string(slot) + ".";

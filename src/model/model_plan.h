@@ -49,6 +49,8 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& config, const ModelSha
 std::vector<ActivationSpec> activation_specs(const ModelConfig& config, int micro_batch,
                                              const ModelShard& shard = {});
 
+// Elements of a tensor of this shape (ParamSpec shapes).
+int64_t numel(const std::vector<int64_t>& shape);
 // "layers.<i>."
 std::string layer_prefix(int layer);
 // "act.c<chunk>.s<slot>.": the activations of one in-flight micro-batch of a chunk.

@@ -8,12 +8,6 @@ namespace qj {
 
 namespace {
 
-int64_t numel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
 int64_t row_width(const std::vector<int64_t>& shape) { return shape.size() > 1 ? shape[1] : 1; }
 
 }  // namespace

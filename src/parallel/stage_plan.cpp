@@ -9,12 +9,6 @@ namespace qj {
 
 namespace {
 
-size_t numel(const std::vector<int64_t>& shape) {
-  size_t n = 1;
-  for (int64_t d : shape) n *= size_t(d);
-  return n;
-}
-
 // Buckets of about bucket_mb, filled from the last parameter backwards (the order
 // backward completes them). A tied wte of a pipelined model gets a bucket of its
 // own on both end stages, so both reduce it identically.
@@ -31,7 +25,7 @@ std::vector<GradBucket> form_buckets(const std::vector<ParamSpec>& params, doubl
     }
     buckets.back().params.insert(buckets.back().params.begin(), i);
     buckets.back().tied_embedding = tied;
-    bytes += numel(params[i].shape) * sizeof(float);
+    bytes += size_t(numel(params[i].shape)) * sizeof(float);
   }
   return buckets;
 }

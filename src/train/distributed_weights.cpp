@@ -10,12 +10,6 @@ namespace qj {
 
 namespace {
 
-int64_t numel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
 // The whole model in host memory, one-device layout: what the safetensors
 // functions read and write (with the cpu backend, whose memory is the host's).
 struct HostModel {

@@ -212,12 +212,6 @@ ShardKind expected_kind(const std::string& name, bool swiglu) {
   return ShardKind::Replicated;  // norms, wpe, row-parallel biases
 }
 
-int64_t numel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
-
 }  // namespace
 
 TEST_CASE("parameter_specs: local shapes, kinds, padded vocabulary for tp 1, 2, 4") {
