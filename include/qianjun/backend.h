@@ -6,7 +6,14 @@
 //
 // Conventions shared by every op:
 // - Tensors are contiguous and row-major; activations are [N, C] with N = B*T
-//   tokens unless an op says otherwise. fp32 unless an op says otherwise.
+//   tokens unless an op says otherwise.
+// - Precision (train.precision bf16): activations, weights and the gradients of
+//   activations may be fp32 or bf16, each tensor independently; a kernel reads
+//   them into fp32, computes in fp32 and rounds once when it stores (round to
+//   nearest even). Parameter gradients (dw, db, dwte, dwpe, the c of a
+//   weight-gradient matmul) may be either too and accumulate in fp32 when fp32.
+//   Statistics (mean, rstd, lse, cross-entropy stats), the rope tables, the
+//   optimizer's tensors and sum_squares are fp32 only; token ids int32.
 // - Gradients of *parameters* accumulate (+=) so micro-batches add up;
 //   gradients of *inputs* are overwritten (=).
 // - Nothing allocates: scratch memory comes in as arguments.
@@ -34,6 +41,9 @@ struct BackendOps {
   void (*add)(void* ctx, const Tensor& a, const Tensor& b, const Tensor& out);
   // x *= alpha
   void (*scale)(void* ctx, const Tensor& x, float alpha);
+  // dst = src converted to dst's dtype (fp32 <-> bf16, or the same dtype); same
+  // element count, shapes may differ. Must not overlap.
+  void (*copy)(void* ctx, const Tensor& src, const Tensor& dst);
 
   // ---- GEMM ----
   // c = alpha * op(a) @ op(b) + beta * c, op(x) = x or x^T.
@@ -157,6 +167,7 @@ class Backend {
   void fill(const Tensor& x, float v) const { ops_->fill(ctx_, x, v); }
   void add(const Tensor& a, const Tensor& b, const Tensor& out) const { ops_->add(ctx_, a, b, out); }
   void scale(const Tensor& x, float alpha) const { ops_->scale(ctx_, x, alpha); }
+  void copy(const Tensor& src, const Tensor& dst) const { ops_->copy(ctx_, src, dst); }
   void matmul(const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b,
               float alpha = 1.f, float beta = 0.f) const {
     ops_->matmul(ctx_, a, b, c, trans_a, trans_b, alpha, beta);

@@ -1,11 +1,37 @@
 #pragma once
-// The CPU backend's state, passed as `ctx` to every kernel. It holds only
-// values fixed when the backend is created.
+// The CPU backend's state, passed as `ctx` to every kernel: the peak measured
+// when the backend is created, and the fp32 buffers bf16 arguments are widened
+// into (bf16_widening.h), kept between calls so that a training step allocates
+// only the first time it runs.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
 namespace qj::cpu {
+
+// Buffers handed out in order during one op and returned together after it.
+// Ops on one backend run one at a time (the backend's contract), so one pool
+// serves them all.
+class WideningPool {
+ public:
+  float* acquire(int64_t elements);
+  void release_all() { in_use_ = 0; }
+
+ private:
+  struct Buffer {
+    std::unique_ptr<float[]> data;
+    int64_t capacity = 0;
+  };
+  std::vector<Buffer> buffers_;
+  size_t in_use_ = 0;
+};
 
 struct CpuContext {
   double peak_flops = 0.0;  // measured fp32 GEMM FLOP/s, used for MFU
+  WideningPool widening;
 };
+
+inline CpuContext& context(void* ctx) { return *static_cast<CpuContext*>(ctx); }
 
 // Times a few sgemm calls (about 0.2 s) and returns the best FLOP/s seen.
 double measure_peak_flops();

@@ -57,6 +57,7 @@ void Model::init_weights(uint64_t seed) {
     const std::vector<float> local = take_shard(spec, shard_.tp_size, shard_.tp_rank, global);
     be_.copy_to_device(p.value.data, local.data(), p.value.nbytes());
   }
+  refresh_weights(be_, params_);
 }
 
 }  // namespace qj

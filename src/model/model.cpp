@@ -110,8 +110,8 @@ void Model::bind_parameters(const Arenas& arenas) {
   specs_ = parameter_specs(config_, shard_);
   for (const ParamSpec& spec : specs_)
     params_.push_back({spec.name, arenas.tensor(spec.name), arenas.tensor("grad." + spec.name),
-                       spec.weight_decay});
-  auto value = [&](const std::string& n) { return optional_tensor(arenas, n); };
+                       arenas.tensor(weight_name(spec.name, shard_)), spec.weight_decay});
+  auto value = [&](const std::string& n) { return optional_tensor(arenas, weight_name(n, shard_)); };
   auto grad = [&](const std::string& n) { return optional_tensor(arenas, "grad." + n); };
   wte_ = value("wte"), d_wte_ = grad("wte");
   wpe_ = value("wpe"), d_wpe_ = grad("wpe");
@@ -161,7 +161,7 @@ void Model::bind_blocks(const Arenas& arenas) {
   for (int i = shard_.first_layer; i < shard_.end(config_); ++i) {
     const std::string prefix = layer_prefix(i);
     blocks_.emplace_back(config_, micro_batch_, shard_.heads(config_), shard_.kv_heads(config_),
-                         be_, tp_, bind_block_params(arenas, prefix),
+                         be_, tp_, bind_block_params(arenas, weight_name(prefix, shard_)),
                          bind_block_params(arenas, "grad." + prefix), scratch_, rope_);
   }
 }
@@ -279,8 +279,7 @@ void Model::backward(int slot_index, float dloss, const GradReadyFn& on_ready) {
                            shard_.vocab_start(config_));
     finished(embedding_params_);
   } else {
-    be_.fill(slot.grad_input, 0.f);  // a device-to-device copy: 0 + x is exact
-    be_.add(slot.grad_input, d_residual_, slot.grad_input);
+    be_.copy(d_residual_, slot.grad_input);
   }
 }
 

@@ -12,6 +12,16 @@ int64_t numel(const std::vector<int64_t>& shape) {
 }
 
 std::string layer_prefix(int layer) { return "layers." + std::to_string(layer) + "."; }
+DType compute_dtype(const std::string& precision) {
+  if (precision == "fp32") return DType::F32;
+  if (precision == "bf16") return DType::BF16;
+  throw Error("train.precision must be fp32 or bf16, got '" + precision + "'");
+}
+
+std::string weight_name(const std::string& param, const ModelShard& s) {
+  return s.mixed_precision() ? "bf16." + param : param;
+}
+
 std::string slot_prefix(int chunk, int slot) {
   return "act.c" + std::to_string(chunk) + ".s" + std::to_string(slot) + ".";
 }
@@ -126,23 +136,24 @@ static std::vector<ActivationSpec> layer_activations(const ModelConfig& c, const
   const int64_t C = c.hidden, HD = int64_t(s.heads(c)) * c.head_dim();
   const int64_t Nl = s.local_tokens(N);
   const bool layernorm = c.norm == "layernorm";
+  const DType act = s.compute_dtype, stat = DType::F32;
   std::vector<ActivationSpec> specs;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-    specs.push_back({name, DType::F32, std::move(shape)});
+  auto add = [&](const std::string& name, DType dtype, std::vector<int64_t> shape) {
+    specs.push_back({name, dtype, std::move(shape)});
   };
   for (const char* norm : {"norm1", "norm2"}) {
     const std::string n = norm;
-    add(n, {Nl, C});
-    if (layernorm) add(n + "_mean", {Nl});
-    add(n + "_rstd", {Nl});
+    add(n, act, {Nl, C});
+    if (layernorm) add(n + "_mean", stat, {Nl});
+    add(n + "_rstd", stat, {Nl});
   }
-  add("qkv", {N, qkv_width(c, s)});  // after RoPE
-  add("attn_lse", {B, s.heads(c), c.seq_len});
-  add("attn_out", {N, HD});
-  add("residual_mid", {Nl, C});
-  add("fc", {N, fc_width(c, s)});
-  add("fc_act", {N, s.ffn_hidden(c)});
-  add("residual_out", {Nl, C});
+  add("qkv", act, {N, qkv_width(c, s)});  // after RoPE
+  add("attn_lse", stat, {B, s.heads(c), c.seq_len});
+  add("attn_out", act, {N, HD});
+  add("residual_mid", act, {Nl, C});
+  add("fc", act, {N, fc_width(c, s)});
+  add("fc_act", act, {N, s.ffn_hidden(c)});
+  add("residual_out", act, {Nl, C});
   return specs;
 }
 
@@ -159,6 +170,7 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
   const int64_t B = micro_batch, N = B * c.seq_len, C = c.hidden, Nl = s.local_tokens(N);
   const int64_t HD = int64_t(s.heads(c)) * c.head_dim();
   const bool layernorm = c.norm == "layernorm";
+  const DType act = s.compute_dtype;  // statistics, tables and token ids keep their types
   std::vector<ActivationSpec> specs;
   auto add = [&](const std::string& name, DType dtype, std::vector<int64_t> shape) {
     specs.push_back({name, dtype, std::move(shape)});
@@ -167,10 +179,10 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
     const std::string p = slot_prefix(s.chunk, slot);
     if (s.embedding) {
       add(p + "tokens", DType::I32, {N});
-      add(p + "encoded", DType::F32, {Nl, C});
+      add(p + "encoded", act, {Nl, C});
     } else {
-      add(p + "input", DType::F32, {Nl, C});       // received from the previous stage
-      add(p + "grad_input", DType::F32, {Nl, C});  // sent back to it
+      add(p + "input", act, {Nl, C});       // received from the previous stage
+      add(p + "grad_input", act, {Nl, C});  // sent back to it
     }
     for (int i = s.first_layer; i < s.end(c); ++i)
       for (const ActivationSpec& a : layer_activations(c, s, B, N))
@@ -178,10 +190,10 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
           add(p + layer_prefix(i) + a.name, a.dtype, a.shape);
     if (s.head) {
       add(p + "targets", DType::I32, {N});
-      add(p + "norm_f", DType::F32, {Nl, C});
+      add(p + "norm_f", act, {Nl, C});
       if (layernorm) add(p + "norm_f_mean", DType::F32, {Nl});
       add(p + "norm_f_rstd", DType::F32, {Nl});
-      add(p + "logits", DType::F32, {N, s.vocab_rows(c)});  // becomes dlogits in backward
+      add(p + "logits", act, {N, s.vocab_rows(c)});  // becomes dlogits in backward
       add(p + "lse", DType::F32, {N});
     }
   }
@@ -198,20 +210,27 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
     add("rope.sin", DType::F32, {c.seq_len, c.head_dim() / 2});
   }
   // Backward scratch, shared by all layers and slots (one backward at a time).
-  add("act.grad.residual", DType::F32, {Nl, C});
-  add("act.grad.norm_out", DType::F32, {N, C});  // full tokens: the partial sums of a column-parallel input
-  add("act.grad.norm_in", DType::F32, {Nl, C});
-  add("act.grad.attn_out", DType::F32, {N, HD});
-  add("act.grad.qkv", DType::F32, {N, qkv_width(c, s)});
-  add("act.grad.fc_act", DType::F32, {N, s.ffn_hidden(c)});
-  add("act.grad.fc", DType::F32, {N, fc_width(c, s)});
+  add("act.grad.residual", act, {Nl, C});
+  add("act.grad.norm_out", act, {N, C});  // full tokens: the partial sums of a column-parallel input
+  add("act.grad.norm_in", act, {Nl, C});
+  add("act.grad.attn_out", act, {N, HD});
+  add("act.grad.qkv", act, {N, qkv_width(c, s)});
+  add("act.grad.fc_act", act, {N, s.ffn_hidden(c)});
+  add("act.grad.fc", act, {N, fc_width(c, s)});
   // Full-token transients of tensor parallelism: a row-parallel matmul's partial
   // output before its reduce-scatter, an output gradient after its all-gather.
   if (s.sequence_sharded()) {
-    add("act.tp.full", DType::F32, {N, C});
-    add("act.tp.reduced", DType::F32, {Nl, C});
+    add("act.tp.full", act, {N, C});
+    add("act.tp.reduced", act, {Nl, C});
   }
   return specs;
+}
+
+void add_weight_copies(const std::vector<ParamSpec>& params, const ModelShard& shard,
+                       MemoryPlan& plan) {
+  if (!shard.mixed_precision()) return;
+  for (const ParamSpec& p : params)
+    plan.add(ArenaKind::Params, weight_name(p.name, shard), shard.compute_dtype, p.shape);
 }
 
 void Model::plan(const ModelConfig& config, int micro_batch, MemoryPlan& plan,
@@ -220,6 +239,7 @@ void Model::plan(const ModelConfig& config, int micro_batch, MemoryPlan& plan,
   const std::vector<ParamSpec> params = parameter_specs(config, shard);
   for (const ParamSpec& p : params) plan.add(ArenaKind::Params, p.name, DType::F32, p.shape);
   for (const ParamSpec& p : params) plan.add(ArenaKind::Grads, "grad." + p.name, DType::F32, p.shape);
+  add_weight_copies(params, shard, plan);
   for (const ActivationSpec& a : activation_specs(config, micro_batch, shard))
     plan.add(ArenaKind::Activations, a.name, a.dtype, a.shape);
 }

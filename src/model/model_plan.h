@@ -13,6 +13,8 @@
 
 namespace qj {
 
+class MemoryPlan;
+
 // How a parameter is split over the tensor-parallel ranks (rank order).
 enum class ShardKind {
   Replicated,  // every rank holds all of it
@@ -49,10 +51,22 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& config, const ModelSha
 std::vector<ActivationSpec> activation_specs(const ModelConfig& config, int micro_batch,
                                              const ModelShard& shard = {});
 
+// Mixed precision: registers the bf16 copy of every parameter (weight_name) in
+// the Params arena. Call it after the fp32 values, so that their layout stays
+// the Grads arena's (the data-parallel buckets rely on it).
+void add_weight_copies(const std::vector<ParamSpec>& params, const ModelShard& shard,
+                       MemoryPlan& plan);
+
+// What train.precision computes in: "fp32" -> F32, "bf16" -> BF16.
+DType compute_dtype(const std::string& precision);
+
 // Elements of a tensor of this shape (ParamSpec shapes).
 int64_t numel(const std::vector<int64_t>& shape);
 // "layers.<i>."
 std::string layer_prefix(int layer);
+// Where forward reads a parameter: its fp32 value ("wte") or, in mixed precision,
+// the bf16 copy of it ("bf16.wte") refreshed from the fp32 master after each update.
+std::string weight_name(const std::string& param, const ModelShard& shard);
 // "act.c<chunk>.s<slot>.": the activations of one in-flight micro-batch of a chunk.
 std::string slot_prefix(int chunk, int slot);
 // Width of the fused qkv projection: (heads + 2 kv_heads) * head_dim (this rank's heads).

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "core/config.h"
+#include "qianjun/tensor.h"
 
 namespace qj {
 
@@ -21,10 +22,14 @@ struct ModelShard {
   // Index of this chunk among the chunks one rank holds (interleaved pipeline
   // schedules give a rank several); chunk 0 also registers the shared scratch.
   int chunk = 0;
+  // What forward and backward compute in (train.precision): fp32, or bf16 with
+  // fp32 master weights, fp32 gradients and fp32 statistics (backend.h, "Precision").
+  DType compute_dtype = DType::F32;
 
   int end(const ModelConfig& c) const { return end_layer < 0 ? c.layers : end_layer; }
   int layer_count(const ModelConfig& c) const { return end(c) - first_layer; }
   bool sequence_sharded() const { return sequence_parallel && tp_size > 1; }
+  bool mixed_precision() const { return compute_dtype != DType::F32; }
 
   int heads(const ModelConfig& c) const { return c.heads / tp_size; }
   int kv_heads(const ModelConfig& c) const { return c.kv_heads / tp_size; }

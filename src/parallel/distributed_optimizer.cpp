@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "optim/adamw.h"
 
 namespace qj {
 
@@ -136,7 +135,9 @@ float DistributedOptimizer::grad_norm() {
 }
 
 float DistributedOptimizer::clip_scale(float norm, float max_norm) {
-  return AdamW::clip_scale(norm, max_norm);
+  if (max_norm <= 0.f) return 1.f;
+  const float scale = max_norm / (norm + 1e-6f);
+  return scale < 1.f ? scale : 1.f;
 }
 
 void DistributedOptimizer::step(float lr, float grad_scale) {
@@ -145,13 +146,15 @@ void DistributedOptimizer::step(float lr, float grad_scale) {
     backend_.adamw_update(p.value, p.grad, p.m, p.v, lr, float(optim_.beta1), float(optim_.beta2),
                           float(optim_.eps), p.weight_decay ? float(optim_.weight_decay) : 0.f,
                           step_, grad_scale);
-  if (!zero_) return;
-  Communicator& dp = mesh_.dp();
-  for (const GradBucket& b : plan_.buckets) {
-    const size_t share = b.elems / size_t(dp.size());
-    const Tensor all = flat(ArenaKind::Params, b.begin, b.elems);
-    dp.all_gather(view_1d(all, size_t(dp.rank()) * share, share), all);  // in place
+  if (zero_) {
+    Communicator& dp = mesh_.dp();
+    for (const GradBucket& b : plan_.buckets) {
+      const size_t share = b.elems / size_t(dp.size());
+      const Tensor all = flat(ArenaKind::Params, b.begin, b.elems);
+      dp.all_gather(view_1d(all, size_t(dp.rank()) * share, share), all);  // in place
+    }
   }
+  refresh_weights(backend_, params_);  // mixed precision: the bf16 copies forward reads
 }
 
 }  // namespace qj

@@ -119,6 +119,7 @@ StagePlan plan_stage(const Config& config, MeshShape mesh, int tp_rank, int dp_r
     shard.first_layer = r.first_layer, shard.end_layer = r.end_layer;
     shard.embedding = r.embedding, shard.head = r.head;
     shard.slots = slots[size_t(c)], shard.chunk = c;
+    shard.compute_dtype = compute_dtype(config.train.precision);
     check_model_config(config.model, config.train.micro_batch, shard);
     stage.chunks.push_back(shard);
     stage.chunk_param_begin.push_back(stage.params.size());
@@ -127,6 +128,7 @@ StagePlan plan_stage(const Config& config, MeshShape mesh, int tp_rank, int dp_r
   const bool tied_across_stages = config.model.tied_embeddings && mesh.pp > 1;
   stage.buckets = form_buckets(stage.params, par.bucket_mb, tied_across_stages);
   add_parameters(stage, memory);
+  add_weight_copies(stage.params, stage.chunks.front(), memory);
   for (const ModelShard& shard : stage.chunks)
     for (const ActivationSpec& a : activation_specs(config.model, config.train.micro_batch, shard))
       memory.add(ArenaKind::Activations, a.name, a.dtype, a.shape);

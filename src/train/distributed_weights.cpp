@@ -24,7 +24,7 @@ struct HostModel {
       float* data = values.back().data();
       const Tensor t = s.shape.size() == 1 ? Tensor(data, DType::F32, {s.shape[0]})
                                            : Tensor(data, DType::F32, {s.shape[0], s.shape[1]});
-      refs.push_back({s.name, t, t, s.weight_decay});
+      refs.push_back({s.name, t, t, t, s.weight_decay});
     }
   }
   std::vector<float>& value(const std::string& name) {
@@ -71,6 +71,7 @@ void import_weights(const std::string& path, const Config& config,
       const std::vector<float> local = take_shard(spec, shard.tp_size, shard.tp_rank, global);
       backend.copy_to_device(chunk->params()[i].value.data, local.data(), local.size() * 4);
     }
+    refresh_weights(backend, chunk->params());
   }
 }
 

@@ -40,9 +40,6 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   if (!world) own_world_ = make_single_rank_communicator("world");
   world_ = world ? world : own_world_.get();
   const TrainConfig& train = config.train;
-  if (train.precision != "fp32")
-    throw Error("train.precision='" + train.precision +
-                "' is not supported yet: every backend trains in fp32 for now");
   const MeshShape shape = resolve_mesh(config.parallel, world_->size());
   const int rank = world_->rank();
   stage_ = plan_stage(config, shape, rank % shape.tp, rank / shape.tp % shape.dp,

@@ -2,7 +2,11 @@
 // gets, on 1..4 ranks of the MPI communicator.
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <numeric>
+#include <vector>
+
+#include "kernels/common/bf16.h"
 
 #include "mpi_test_helpers.h"
 
@@ -162,7 +166,7 @@ TEST_CASE("wrong arguments fail with the operation and the communicator named") 
                                                         Contains("overlaps"));
 }
 
-TEST_CASE("device memory and bf16 reductions are refused by the MPI communicator") {
+TEST_CASE("device memory is refused by the MPI communicator") {
   if (!world().uses_mpi()) return;  // the single-rank world never touches these buffers
   std::vector<float> host(8);
   Tensor device_tensor(host.data(), DType::F32, {8}, Device::Cuda);
@@ -171,7 +175,29 @@ TEST_CASE("device memory and bf16 reductions are refused by the MPI communicator
                         Contains("needs host memory"));
   std::vector<float> out(8 * size_t(comm().size()));
   CHECK_THROWS_WITH(comm().all_gather_async(device_tensor, view(out)), Contains("host memory"));
-  Tensor bf16(host.data(), DType::BF16, {8});
-  CHECK_THROWS_WITH(comm().all_reduce(bf16, ReduceOp::Sum), Contains("cannot reduce bf16"));
   CHECK_THROWS_WITH(comm().split(-1, 0, "x"), Contains("split on 'world'") && Contains("color -1"));
+}
+
+// Each rank contributes small multiples of 1/4: every partial sum is exact in
+// bf16 (8 significant bits), so any reduction order must give exactly the sum.
+TEST_CASE("bf16 sums and maxima over MPI combine in fp32 and round to bf16") {
+  const int size = comm().size(), rank = comm().rank();
+  std::vector<uint16_t> x(64), y(64);
+  for (size_t i = 0; i < x.size(); ++i) {
+    x[i] = kernels::float_to_bf16(float((rank + 1) * int(i % 7)) * 0.25f);
+    y[i] = kernels::float_to_bf16(float(rank * 3 - int(i)));
+  }
+  comm().all_reduce(Tensor(x.data(), DType::BF16, {64}), ReduceOp::Sum);
+  comm().all_reduce(Tensor(y.data(), DType::BF16, {64}), ReduceOp::Max);
+  const float ranks_sum = float(size * (size + 1) / 2);
+  for (size_t i = 0; i < x.size(); ++i) {
+    CHECK(kernels::bf16_to_float(x[i]) == ranks_sum * float(i % 7) * 0.25f);
+    CHECK(kernels::bf16_to_float(y[i]) == float((size - 1) * 3 - int(i)));
+  }
+  std::vector<uint16_t> shards(size_t(size) * 4), mine(4);
+  for (size_t i = 0; i < shards.size(); ++i) shards[i] = kernels::float_to_bf16(float(i) * 0.5f);
+  comm().reduce_scatter(Tensor(shards.data(), DType::BF16, {int64_t(shards.size())}),
+                        Tensor(mine.data(), DType::BF16, {4}), ReduceOp::Sum);
+  for (size_t i = 0; i < 4; ++i)
+    CHECK(kernels::bf16_to_float(mine[i]) == float(size) * float(size_t(rank) * 4 + i) * 0.5f);
 }

@@ -1,7 +1,9 @@
-// The CPU backend: its op table points at the kernels in kernels/cpu, and its
+// The CPU backend: its op table points at the kernels in kernels/cpu (through
+// their bf16 widening entry points where an op may take bf16 tensors), and its
 // context holds the peak FLOP/s measured when it is created.
 #include "backends/cpu/cpu_backend.h"
 
+#include "kernels/cpu/bf16_ops.h"
 #include "kernels/cpu/context.h"
 #include "kernels/cpu/kernels.h"
 
@@ -15,29 +17,30 @@ const BackendOps kCpuOps = {
     .copy_to_host = cpu::copy_to_host,
     .synchronize = cpu::synchronize,
     .peak_flops = cpu::peak_flops,
-    .fill = cpu::fill,
-    .add = cpu::add,
-    .scale = cpu::scale,
-    .matmul = cpu::matmul,
-    .add_bias = cpu::add_bias,
-    .bias_backward = cpu::bias_backward,
-    .layernorm_forward = cpu::layernorm_forward,
-    .layernorm_backward = cpu::layernorm_backward,
-    .rmsnorm_forward = cpu::rmsnorm_forward,
-    .rmsnorm_backward = cpu::rmsnorm_backward,
-    .gelu_forward = cpu::gelu_forward,
-    .gelu_backward = cpu::gelu_backward,
-    .swiglu_forward = cpu::swiglu_forward,
-    .swiglu_backward = cpu::swiglu_backward,
+    .fill = cpu::bf16::fill,
+    .add = cpu::bf16::add,
+    .scale = cpu::bf16::scale,
+    .copy = cpu::copy,
+    .matmul = cpu::bf16::matmul,
+    .add_bias = cpu::bf16::add_bias,
+    .bias_backward = cpu::bf16::bias_backward,
+    .layernorm_forward = cpu::bf16::layernorm_forward,
+    .layernorm_backward = cpu::bf16::layernorm_backward,
+    .rmsnorm_forward = cpu::bf16::rmsnorm_forward,
+    .rmsnorm_backward = cpu::bf16::rmsnorm_backward,
+    .gelu_forward = cpu::bf16::gelu_forward,
+    .gelu_backward = cpu::bf16::gelu_backward,
+    .swiglu_forward = cpu::bf16::swiglu_forward,
+    .swiglu_backward = cpu::bf16::swiglu_backward,
     .rope_tables = cpu::rope_tables,
-    .rope_forward = cpu::rope_forward,
-    .rope_backward = cpu::rope_backward,
-    .attention_forward = cpu::attention_forward,
-    .attention_backward = cpu::attention_backward,
-    .embedding_forward = cpu::embedding_forward,
-    .embedding_backward = cpu::embedding_backward,
-    .cross_entropy_stats = cpu::cross_entropy_stats,
-    .cross_entropy_backward = cpu::cross_entropy_backward,
+    .rope_forward = cpu::bf16::rope_forward,
+    .rope_backward = cpu::bf16::rope_backward,
+    .attention_forward = cpu::bf16::attention_forward,
+    .attention_backward = cpu::bf16::attention_backward,
+    .embedding_forward = cpu::bf16::embedding_forward,
+    .embedding_backward = cpu::bf16::embedding_backward,
+    .cross_entropy_stats = cpu::bf16::cross_entropy_stats,
+    .cross_entropy_backward = cpu::bf16::cross_entropy_backward,
     .sum_squares = cpu::sum_squares,
     .adamw_update = cpu::adamw_update,
 };

@@ -1,8 +1,10 @@
 #include "comm/mpi/mpi_support.h"
 
 #include <climits>
+#include <cstdint>
 
 #include "comm/comm_checks.h"
+#include "kernels/common/bf16.h"
 
 namespace qj {
 
@@ -11,15 +13,45 @@ MPI_Datatype mpi_datatype(DType dtype) {
     case DType::F32: return MPI_FLOAT;
     case DType::I32: return MPI_INT32_T;
     case DType::U16: return MPI_UINT16_T;
-    case DType::BF16: return MPI_UINT16_T;  // moved bit for bit, never reduced
+    case DType::BF16: return MPI_UINT16_T;  // moved bit for bit; reduced by the ops below
   }
   throw Error("mpi_datatype: unknown dtype");
 }
 
-MPI_Op mpi_reduce_op(const Communicator& comm, const char* what, ReduceOp op, DType dtype) {
-  if (dtype == DType::BF16)
-    throw Error(comm_context(comm, what) + ": the MPI communicator cannot reduce bf16 tensors "
-                          "(reduce in fp32, or move bf16 with all_gather/broadcast/send)");
+namespace {
+
+// MPI has no bf16: these user operations combine two bf16 values in fp32 and
+// round the result once, as a bf16 NCCL reduction does at each step.
+template <class Combine>
+void combine_bf16(void* in, void* inout, int* len, Combine combine) {
+  const auto* a = static_cast<const uint16_t*>(in);
+  auto* b = static_cast<uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i)
+    b[i] = kernels::float_to_bf16(combine(kernels::bf16_to_float(a[i]), kernels::bf16_to_float(b[i])));
+}
+
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  combine_bf16(in, inout, len, [](float x, float y) { return x + y; });
+}
+
+void bf16_max(void* in, void* inout, int* len, MPI_Datatype*) {
+  combine_bf16(in, inout, len, [](float x, float y) { return x > y ? x : y; });
+}
+
+MPI_Op create_op(MPI_User_function* function) {
+  MPI_Op op = MPI_OP_NULL;
+  check_mpi(MPI_Op_create(function, /*commute=*/1, &op), "MPI_Op_create (bf16 reduction)");
+  return op;
+}
+
+}  // namespace
+
+MPI_Op mpi_reduce_op(const Communicator& /*comm*/, const char* /*what*/, ReduceOp op, DType dtype) {
+  if (dtype == DType::BF16) {
+    // Created on first use, after MPI_Init; MPI_Finalize releases them.
+    static const MPI_Op sum = create_op(bf16_sum), max = create_op(bf16_max);
+    return op == ReduceOp::Sum ? sum : max;
+  }
   return op == ReduceOp::Sum ? MPI_SUM : MPI_MAX;
 }
 

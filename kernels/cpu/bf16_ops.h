@@ -1,0 +1,32 @@
+#pragma once
+// The CPU backend's bf16-capable entry points (bf16_ops.cpp): the signatures of
+// their slots in qj::BackendOps, each widening bf16 arguments around the fp32
+// kernel of the same name in kernels.h.
+#include "qianjun/backend.h"
+
+namespace qj::cpu::bf16 {
+
+void fill(void* ctx, const Tensor& x, float value);
+void add(void* ctx, const Tensor& a, const Tensor& b, const Tensor& out);
+void scale(void* ctx, const Tensor& x, float alpha);
+void matmul(void* ctx, const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, float alpha, float beta);
+void add_bias(void* ctx, const Tensor& y, const Tensor& bias);
+void bias_backward(void* ctx, const Tensor& dy, const Tensor& dbias);
+void layernorm_forward(void* ctx, const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y, const Tensor& mean, const Tensor& rstd, float eps);
+void layernorm_backward(void* ctx, const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd, const Tensor& dx, const Tensor& dw, const Tensor& db);
+void rmsnorm_forward(void* ctx, const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& rstd, float eps);
+void rmsnorm_backward(void* ctx, const Tensor& dy, const Tensor& x, const Tensor& w, const Tensor& rstd, const Tensor& dx, const Tensor& dw);
+void gelu_forward(void* ctx, const Tensor& x, const Tensor& y);
+void gelu_backward(void* ctx, const Tensor& dy, const Tensor& x, const Tensor& dx);
+void swiglu_forward(void* ctx, const Tensor& h, const Tensor& y);
+void swiglu_backward(void* ctx, const Tensor& dy, const Tensor& h, const Tensor& dh);
+void rope_forward(void* ctx, const Tensor& qkv, const Tensor& cos, const Tensor& sin, int heads, int kv_heads);
+void rope_backward(void* ctx, const Tensor& dqkv, const Tensor& cos, const Tensor& sin, int heads, int kv_heads);
+void attention_forward(void* ctx, const Tensor& qkv, const Tensor& out, const Tensor& lse, int heads, int kv_heads);
+void attention_backward(void* ctx, const Tensor& dout, const Tensor& qkv, const Tensor& out, const Tensor& lse, const Tensor& dqkv, int heads, int kv_heads);
+void embedding_forward(void* ctx, const Tensor& tokens, const Tensor& wte, const Tensor& wpe, const Tensor& out, int seq_len, int64_t vocab_start);
+void embedding_backward(void* ctx, const Tensor& dout, const Tensor& tokens, const Tensor& dwte, const Tensor& dwpe, int seq_len, int64_t vocab_start);
+void cross_entropy_stats(void* ctx, const Tensor& logits, const Tensor& targets, const Tensor& stats, int vocab, int64_t vocab_start, int ignore_index);
+void cross_entropy_backward(void* ctx, const Tensor& logits, const Tensor& targets, const Tensor& lse, float dloss, int vocab, int64_t vocab_start, int ignore_index);
+
+}  // namespace qj::cpu::bf16
