@@ -4,6 +4,10 @@
 // every backend: each function checks every tensor's dtype, memory and
 // contiguity, then the shapes, and throws a qj::Error naming the op, the
 // argument and the shapes. `device` is the memory the calling backend reads.
+//
+// Precision (backend.h): activations, weights, their gradients and parameter
+// gradients may be fp32 or bf16, each tensor independently (float_arg);
+// statistics (mean, rstd) and the optimizer's tensors are fp32 only (f32_arg).
 #include <cstdint>
 #include <string>
 
@@ -11,12 +15,20 @@
 
 namespace qj::kernels {
 
+// Throws unless `t` is defined, fp32 or bf16, in `device` memory and contiguous.
+inline void float_arg(const Tensor& t, Device device, const char* op, const char* arg) {
+  QJ_CHECK(t.defined(), arg_where(op, arg) + " is undefined (null data)");
+  QJ_CHECK(t.dtype == DType::F32 || t.dtype == DType::BF16,
+           arg_where(op, arg) + " must be fp32 or bf16, got " + dtype_name(t.dtype));
+  check_tensor(t, t.dtype, device, op, arg);
+}
+
 // ---- elementwise ----
 
 inline void check_add_args(Device device, const Tensor& a, const Tensor& b, const Tensor& out) {
-  f32_arg(a, device, "add", "a");
-  f32_arg(b, device, "add", "b");
-  f32_arg(out, device, "add", "out");
+  float_arg(a, device, "add", "a");
+  float_arg(b, device, "add", "b");
+  float_arg(out, device, "add", "out");
   check_same_shape(a, b, "add", "a", "b");
   check_same_shape(a, out, "add", "a", "out");
 }
@@ -38,9 +50,9 @@ inline std::string describe_matmul(const Tensor& a, const Tensor& b, const Tenso
 // Backends add their own limits (BLAS's 32-bit int, cuBLASLt's batch count).
 inline GemmShape check_matmul_args(Device device, const Tensor& a, const Tensor& b,
                                    const Tensor& c, bool trans_a, bool trans_b) {
-  f32_arg(a, device, "matmul", "a");
-  f32_arg(b, device, "matmul", "b");
-  f32_arg(c, device, "matmul", "c");
+  float_arg(a, device, "matmul", "a");
+  float_arg(b, device, "matmul", "b");
+  float_arg(c, device, "matmul", "c");
   // The description is built only when a check fails: matmul runs in the training loop.
   const auto what = [&] { return describe_matmul(a, b, c, trans_a, trans_b); };
   QJ_CHECK((a.ndim == 2 || a.ndim == 3) && a.ndim == b.ndim && a.ndim == c.ndim,
@@ -66,16 +78,16 @@ inline GemmShape check_matmul_args(Device device, const Tensor& a, const Tensor&
 // ---- bias: y [.., C], bias [C] ----
 
 inline RowView check_add_bias_args(Device device, const Tensor& y, const Tensor& bias) {
-  f32_arg(y, device, "add_bias", "y");
-  f32_arg(bias, device, "add_bias", "bias");
+  float_arg(y, device, "add_bias", "y");
+  float_arg(bias, device, "add_bias", "bias");
   const RowView v = as_rows(y);
   check_vector(bias, v.cols, "add_bias", "bias");
   return v;
 }
 
 inline RowView check_bias_backward_args(Device device, const Tensor& dy, const Tensor& dbias) {
-  f32_arg(dy, device, "bias_backward", "dy");
-  f32_arg(dbias, device, "bias_backward", "dbias");
+  float_arg(dy, device, "bias_backward", "dy");
+  float_arg(dbias, device, "bias_backward", "dbias");
   const RowView v = as_rows(dy);
   check_vector(dbias, v.cols, "bias_backward", "dbias");
   return v;
@@ -87,10 +99,10 @@ inline RowView check_layernorm_forward_args(Device device, const Tensor& x, cons
                                             const Tensor& b, const Tensor& y, const Tensor& mean,
                                             const Tensor& rstd) {
   const char* op = "layernorm_forward";
-  f32_arg(x, device, op, "x");
-  f32_arg(w, device, op, "w");
-  if (b.defined()) f32_arg(b, device, op, "b");
-  f32_arg(y, device, op, "y");
+  float_arg(x, device, op, "x");
+  float_arg(w, device, op, "w");
+  if (b.defined()) float_arg(b, device, op, "b");
+  float_arg(y, device, op, "y");
   f32_arg(mean, device, op, "mean");
   f32_arg(rstd, device, op, "rstd");
   const RowView v = as_rows(x);
@@ -107,14 +119,14 @@ inline RowView check_layernorm_backward_args(Device device, const Tensor& dy, co
                                              const Tensor& rstd, const Tensor& dx,
                                              const Tensor& dw, const Tensor& db) {
   const char* op = "layernorm_backward";
-  f32_arg(dy, device, op, "dy");
-  f32_arg(x, device, op, "x");
-  f32_arg(w, device, op, "w");
+  float_arg(dy, device, op, "dy");
+  float_arg(x, device, op, "x");
+  float_arg(w, device, op, "w");
   f32_arg(mean, device, op, "mean");
   f32_arg(rstd, device, op, "rstd");
-  f32_arg(dx, device, op, "dx");
-  f32_arg(dw, device, op, "dw");
-  if (db.defined()) f32_arg(db, device, op, "db");
+  float_arg(dx, device, op, "dx");
+  float_arg(dw, device, op, "dw");
+  if (db.defined()) float_arg(db, device, op, "db");
   const RowView v = as_rows(x);
   check_same_shape(x, dy, op, "x", "dy");
   check_same_shape(x, dx, op, "x", "dx");
@@ -129,9 +141,9 @@ inline RowView check_layernorm_backward_args(Device device, const Tensor& dy, co
 inline RowView check_rmsnorm_forward_args(Device device, const Tensor& x, const Tensor& w,
                                           const Tensor& y, const Tensor& rstd) {
   const char* op = "rmsnorm_forward";
-  f32_arg(x, device, op, "x");
-  f32_arg(w, device, op, "w");
-  f32_arg(y, device, op, "y");
+  float_arg(x, device, op, "x");
+  float_arg(w, device, op, "w");
+  float_arg(y, device, op, "y");
   f32_arg(rstd, device, op, "rstd");
   const RowView v = as_rows(x);
   check_same_shape(x, y, op, "x", "y");
@@ -144,12 +156,12 @@ inline RowView check_rmsnorm_backward_args(Device device, const Tensor& dy, cons
                                            const Tensor& w, const Tensor& rstd, const Tensor& dx,
                                            const Tensor& dw) {
   const char* op = "rmsnorm_backward";
-  f32_arg(dy, device, op, "dy");
-  f32_arg(x, device, op, "x");
-  f32_arg(w, device, op, "w");
+  float_arg(dy, device, op, "dy");
+  float_arg(x, device, op, "x");
+  float_arg(w, device, op, "w");
   f32_arg(rstd, device, op, "rstd");
-  f32_arg(dx, device, op, "dx");
-  f32_arg(dw, device, op, "dw");
+  float_arg(dx, device, op, "dx");
+  float_arg(dw, device, op, "dw");
   const RowView v = as_rows(x);
   check_same_shape(x, dy, op, "x", "dy");
   check_same_shape(x, dx, op, "x", "dx");
@@ -162,16 +174,16 @@ inline RowView check_rmsnorm_backward_args(Device device, const Tensor& dy, cons
 // ---- activations ----
 
 inline void check_gelu_forward_args(Device device, const Tensor& x, const Tensor& y) {
-  f32_arg(x, device, "gelu_forward", "x");
-  f32_arg(y, device, "gelu_forward", "y");
+  float_arg(x, device, "gelu_forward", "x");
+  float_arg(y, device, "gelu_forward", "y");
   check_same_shape(x, y, "gelu_forward", "x", "y");
 }
 
 inline void check_gelu_backward_args(Device device, const Tensor& dy, const Tensor& x,
                                      const Tensor& dx) {
-  f32_arg(dy, device, "gelu_backward", "dy");
-  f32_arg(x, device, "gelu_backward", "x");
-  f32_arg(dx, device, "gelu_backward", "dx");
+  float_arg(dy, device, "gelu_backward", "dy");
+  float_arg(x, device, "gelu_backward", "x");
+  float_arg(dx, device, "gelu_backward", "dx");
   check_same_shape(x, dy, "gelu_backward", "x", "dy");
   check_same_shape(x, dx, "gelu_backward", "x", "dx");
 }
@@ -188,17 +200,17 @@ inline RowView check_swiglu_rows(const Tensor& h, const Tensor& y, const char* o
 
 // Returns the [N, F] view of y.
 inline RowView check_swiglu_forward_args(Device device, const Tensor& h, const Tensor& y) {
-  f32_arg(h, device, "swiglu_forward", "h");
-  f32_arg(y, device, "swiglu_forward", "y");
+  float_arg(h, device, "swiglu_forward", "h");
+  float_arg(y, device, "swiglu_forward", "y");
   return check_swiglu_rows(h, y, "swiglu_forward", "y");
 }
 
 // Returns the [N, F] view of dy.
 inline RowView check_swiglu_backward_args(Device device, const Tensor& dy, const Tensor& h,
                                           const Tensor& dh) {
-  f32_arg(dy, device, "swiglu_backward", "dy");
-  f32_arg(h, device, "swiglu_backward", "h");
-  f32_arg(dh, device, "swiglu_backward", "dh");
+  float_arg(dy, device, "swiglu_backward", "dy");
+  float_arg(h, device, "swiglu_backward", "h");
+  float_arg(dh, device, "swiglu_backward", "dh");
   const RowView v = check_swiglu_rows(h, dy, "swiglu_backward", "dy");
   check_same_shape(h, dh, "swiglu_backward", "h", "dh");
   return v;

@@ -6,13 +6,15 @@
 // sums one chunk (each lane its rows in order, then the 8 lanes in order) into
 // partials[chunk][c]. Pass 2 adds the chunk sums in chunk order. Sums are in
 // double, no atomics, and the chunking depends only on the shape, so the bits
-// are the same on every run.
+// are the same on every run. `out` may be fp32 or bf16: it is read, the total
+// added in fp32 and the result rounded once.
 #include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
+#include "kernels/cuda/dtype.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "qianjun/error.h"
 
@@ -45,11 +47,11 @@ __global__ void column_partial_sums_kernel(int64_t rows, int64_t cols, int64_t r
 
 // Pass 2: out[c] += sum of partials[chunk][c] in chunk order (column_sums.cu).
 void add_column_totals(CudaContext& ctx, int64_t chunks, int64_t cols, const double* partials,
-                       float* out);
+                       FloatVec out);
 
 // out [cols] += column sums of value(r, c) over rows. Uses ctx.scratch.
 template <class Value>
-void add_column_sums(CudaContext& ctx, int64_t rows, int64_t cols, Value value, float* out,
+void add_column_sums(CudaContext& ctx, int64_t rows, int64_t cols, Value value, FloatVec out,
                      const char* op) {
   if (rows == 0 || cols == 0) return;
   const int64_t fit = int64_t(ctx.scratch_bytes / (sizeof(double) * size_t(cols)));

@@ -6,8 +6,14 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <memory>
 
 namespace qj::cuda {
+
+class GemmCache;  // kernels/cuda/gemm_cache.h
+struct GemmCacheDeleter {
+  void operator()(GemmCache* cache) const;  // defined beside GemmCache
+};
 
 struct CudaContext {
   int device = 0;
@@ -22,6 +28,9 @@ struct CudaContext {
   void* scratch = nullptr;
   size_t scratch_bytes = 0;
   double peak_flops = 0.0;  // dense bf16 tensor-core FLOP/s, the MFU denominator
+  // cuBLASLt descriptors and algorithms per GEMM problem, created by the first
+  // matmul (kernels/cuda/gemm_cache.h) and destroyed with the context.
+  std::unique_ptr<GemmCache, GemmCacheDeleter> gemm_cache;
 };
 
 inline CudaContext& context(void* ctx) { return *static_cast<CudaContext*>(ctx); }

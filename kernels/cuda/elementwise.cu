@@ -1,7 +1,10 @@
-// Elementwise ops on contiguous fp32 tensors of any shape: fill, add, scale.
+// Elementwise ops on contiguous tensors of any shape, each fp32 or bf16:
+// fill, add, scale. Values are computed in fp32 and rounded once on store;
+// 16-byte aligned tensors move in packs of 8 elements (dtype.cuh).
 #include "kernels/common/op_args.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
+#include "kernels/cuda/dtype.cuh"
 #include "kernels/cuda/kernels.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/tensor_args.h"
@@ -9,32 +12,61 @@
 namespace qj::cuda {
 namespace {
 
-__global__ void fill_kernel(float* x, int64_t n, float value) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    x[i] = value;
+template <class T>
+__global__ void fill_kernel(T* x, int64_t n, float value, bool vectorized) {
+  for_each_pack(
+      n, vectorized,
+      [=](int64_t i) {
+        Pack v;
+        for (int k = 0; k < kPack; ++k) v[k] = value;
+        store_pack(x + i, v);
+      },
+      [=](int64_t i) { store(x + i, value); });
 }
 
 // out may alias a or b: element i is read before it is written, by one thread.
-__global__ void add_kernel(const float* a, const float* b, float* out, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = a[i] + b[i];
+template <class A, class B, class O>
+__global__ void add_kernel(const A* a, const B* b, O* out, int64_t n, bool vectorized) {
+  for_each_pack(
+      n, vectorized,
+      [=](int64_t i) {
+        Pack va, vb;
+        load_pack(a + i, va);
+        load_pack(b + i, vb);
+        for (int k = 0; k < kPack; ++k) va[k] += vb[k];
+        store_pack(out + i, va);
+      },
+      [=](int64_t i) { store(out + i, load(a + i) + load(b + i)); });
 }
 
-__global__ void scale_kernel(float* x, int64_t n, float alpha) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    x[i] *= alpha;
+template <class T>
+__global__ void scale_kernel(T* x, int64_t n, float alpha, bool vectorized) {
+  for_each_pack(
+      n, vectorized,
+      [=](int64_t i) {
+        Pack v;
+        load_pack(x + i, v);
+        for (int k = 0; k < kPack; ++k) v[k] *= alpha;
+        store_pack(x + i, v);
+      },
+      [=](int64_t i) { store(x + i, load(x + i) * alpha); });
 }
 
 }  // namespace
 
 void fill(void* ctx, const Tensor& x, float value) {
-  float* px = kernels::f32_arg(x, kDevice, "fill", "x");
+  kernels::float_arg(x, kDevice, "fill", "x");
   const int64_t n = x.numel();
   if (n == 0) return;
-  fill_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(px, n, value);
+  const bool vec = all_aligned16(x.data);
+  dispatch_floats(
+      "fill",
+      [&](auto xt) {
+        using X = elem_t<decltype(xt)>;
+        fill_kernel<X><<<grid_for(pack_work(n, vec)), kThreads, 0, context(ctx).stream>>>(
+            data_as<X>(x), n, value, vec);
+      },
+      x);
   QJ_CUDA_CHECK_LAUNCH("fill_kernel");
 }
 
@@ -42,15 +74,33 @@ void add(void* ctx, const Tensor& a, const Tensor& b, const Tensor& out) {
   kernels::check_add_args(kDevice, a, b, out);
   const int64_t n = a.numel();
   if (n == 0) return;
-  add_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(a.f32(), b.f32(), out.f32(), n);
+  const bool vec = all_aligned16(a.data, b.data, out.data);
+  dispatch_floats(
+      "add",
+      [&](auto at, auto bt, auto ot) {
+        using A = elem_t<decltype(at)>;
+        using B = elem_t<decltype(bt)>;
+        using O = elem_t<decltype(ot)>;
+        add_kernel<A, B, O><<<grid_for(pack_work(n, vec)), kThreads, 0, context(ctx).stream>>>(
+            data_as<const A>(a), data_as<const B>(b), data_as<O>(out), n, vec);
+      },
+      a, b, out);
   QJ_CUDA_CHECK_LAUNCH("add_kernel");
 }
 
 void scale(void* ctx, const Tensor& x, float alpha) {
-  float* px = kernels::f32_arg(x, kDevice, "scale", "x");
+  kernels::float_arg(x, kDevice, "scale", "x");
   const int64_t n = x.numel();
   if (n == 0) return;
-  scale_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(px, n, alpha);
+  const bool vec = all_aligned16(x.data);
+  dispatch_floats(
+      "scale",
+      [&](auto xt) {
+        using X = elem_t<decltype(xt)>;
+        scale_kernel<X><<<grid_for(pack_work(n, vec)), kThreads, 0, context(ctx).stream>>>(
+            data_as<X>(x), n, alpha, vec);
+      },
+      x);
   QJ_CUDA_CHECK_LAUNCH("scale_kernel");
 }
 

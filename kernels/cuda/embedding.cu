@@ -11,12 +11,19 @@
 // v % kRowGroups == g walks all tokens in ascending n and adds the ones in its
 // group. Each element of dwte is therefore summed by one thread in token order:
 // no atomics, the same bits on every run, and the same order as the CPU backend.
+//
+// wte, wpe, out, dout, dwte and dwpe are each fp32 or bf16; sums are in fp32.
+// A bf16 dwte is loaded, added to and rounded once per token that hits the
+// row (the scatter has no register to hold a row's sum), a bf16 dwpe once per
+// call.
 #include <algorithm>
 
+#include "kernels/common/op_args.h"
 #include "kernels/common/token_args.h"
 #include "kernels/common/vocab_shard.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
+#include "kernels/cuda/dtype.cuh"
 #include "kernels/cuda/index_check.h"
 #include "kernels/cuda/kernels.cuh"
 #include "kernels/cuda/launch.cuh"
@@ -40,21 +47,23 @@ struct TableShard {
   int64_t vocab_start, rows;
 };
 
-__global__ void embedding_forward_kernel(const int32_t* ids, const float* wte, const float* wpe,
-                                         float* out, int64_t n_tokens, int64_t channels,
-                                         int64_t seq_len, TableShard shard) {
+template <class W, class P, class O>
+__global__ void embedding_forward_kernel(const int32_t* ids, const W* wte, const P* wpe, O* out,
+                                         int64_t n_tokens, int64_t channels, int64_t seq_len,
+                                         TableShard shard) {
   const int64_t n = n_tokens * channels;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t token = i / channels, c = i % channels;
     const int64_t row = kernels::shard_row(ids[token], shard.vocab_start, shard.rows);
-    const float w = row >= 0 ? wte[row * channels + c] : 0.f;
-    out[i] = wpe ? w + wpe[(token % seq_len) * channels + c] : w;
+    const float w = row >= 0 ? load(wte + row * channels + c) : 0.f;
+    store(out + i, wpe ? w + load(wpe + (token % seq_len) * channels + c) : w);
   }
 }
 
 // Grid: (channel blocks, kRowGroups). See the file comment for the ordering.
-__global__ void embedding_table_grad_kernel(const int32_t* ids, const float* dout, float* dwte,
+template <class DO, class DT>
+__global__ void embedding_table_grad_kernel(const int32_t* ids, const DO* dout, DT* dwte,
                                             int64_t n_tokens, int64_t channels,
                                             TableShard table) {
   const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -62,21 +71,24 @@ __global__ void embedding_table_grad_kernel(const int32_t* ids, const float* dou
   if (c >= channels) return;
   for (int64_t n = 0; n < n_tokens; ++n) {
     const int64_t row = kernels::shard_row(ids[n], table.vocab_start, table.rows);
-    if (row >= 0 && uint32_t(row) % kRowGroups == group)
-      dwte[row * channels + c] += dout[n * channels + c];
+    if (row >= 0 && uint32_t(row) % kRowGroups == group) {
+      DT* d = dwte + row * channels + c;
+      store(d, load(d) + load(dout + n * channels + c));
+    }
   }
 }
 
 // One thread per (t, c) of dwpe, summing the batch in order.
-__global__ void embedding_position_grad_kernel(const float* dout, float* dwpe, int64_t n_tokens,
+template <class DO, class DP>
+__global__ void embedding_position_grad_kernel(const DO* dout, DP* dwpe, int64_t n_tokens,
                                                int64_t channels, int64_t seq_len) {
   const int64_t n = seq_len * channels;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t t = i / channels, c = i % channels;
-    float acc = dwpe[i];
-    for (int64_t row = t; row < n_tokens; row += seq_len) acc += dout[row * channels + c];
-    dwpe[i] = acc;
+    float acc = load(dwpe + i);
+    for (int64_t row = t; row < n_tokens; row += seq_len) acc += load(dout + row * channels + c);
+    store(dwpe + i, acc);
   }
 }
 
@@ -84,40 +96,71 @@ __global__ void embedding_position_grad_kernel(const float* dout, float* dwpe, i
 
 void embedding_forward(void* ctx, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
                        const Tensor& out, int seq_len, int64_t vocab_start) {
-  const kernels::EmbeddingShape s = kernels::check_embedding_forward_args(
-      kDevice, tokens, wte, wpe, out, seq_len, vocab_start);
-  const int32_t* ids = tokens.i32();
+  const char* op = "embedding_forward";
+  // token_args.h's check_embedding_forward_args still asks for fp32 tables:
+  // the dtypes are checked here, the shapes by the shared check.
+  const int32_t* ids = kernels::i32_arg(tokens, kDevice, op, "tokens");
+  kernels::float_arg(wte, kDevice, op, "wte");
+  if (wpe.defined()) kernels::float_arg(wpe, kDevice, op, "wpe");
+  kernels::float_arg(out, kDevice, op, "out");
+  const kernels::EmbeddingShape s =
+      kernels::check_embedding_shapes(op, tokens.numel(), out, wte, wpe, seq_len, vocab_start);
   CudaContext& c = context(ctx);
-  check_ids(c, "embedding_forward", ids, s, seq_len);
+  check_ids(c, op, ids, s, seq_len);
   const int64_t n = s.tokens * s.channels;
   if (n == 0) return;
-  embedding_forward_kernel<<<grid_for(n), kThreads, 0, c.stream>>>(
-      ids, wte.f32(), wpe.defined() ? wpe.f32() : nullptr, out.f32(), s.tokens, s.channels,
-      seq_len, TableShard{s.vocab_start, s.vocab_rows});
+  dispatch_floats(
+      op,
+      [&](auto wt, auto pt, auto ot) {
+        using W = elem_t<decltype(wt)>;
+        using P = elem_t<decltype(pt)>;
+        using O = elem_t<decltype(ot)>;
+        embedding_forward_kernel<W, P, O><<<grid_for(n), kThreads, 0, c.stream>>>(
+            ids, data_as<const W>(wte), data_as<const P>(wpe), data_as<O>(out), s.tokens,
+            s.channels, seq_len, TableShard{s.vocab_start, s.vocab_rows});
+      },
+      wte, wpe, out);
   QJ_CUDA_CHECK_LAUNCH("embedding_forward_kernel");
 }
 
 void embedding_backward(void* ctx, const Tensor& dout, const Tensor& tokens, const Tensor& dwte,
                         const Tensor& dwpe, int seq_len, int64_t vocab_start) {
-  const kernels::EmbeddingShape s = kernels::check_embedding_backward_args(
-      kDevice, dout, tokens, dwte, dwpe, seq_len, vocab_start);
-  const int32_t* ids = tokens.i32();
+  const char* op = "embedding_backward";
+  // As in embedding_forward: dtypes here, shapes by the shared check.
+  const int32_t* ids = kernels::i32_arg(tokens, kDevice, op, "tokens");
+  kernels::float_arg(dout, kDevice, op, "dout");
+  kernels::float_arg(dwte, kDevice, op, "dwte");
+  if (dwpe.defined()) kernels::float_arg(dwpe, kDevice, op, "dwpe");
+  const kernels::EmbeddingShape s =
+      kernels::check_embedding_shapes(op, tokens.numel(), dout, dwte, dwpe, seq_len, vocab_start);
   CudaContext& c = context(ctx);
-  check_ids(c, "embedding_backward", ids, s, seq_len);
-  const float* dy = dout.f32();
-  float *dtable = dwte.f32(), *dpositions = dwpe.defined() ? dwpe.f32() : nullptr;
+  check_ids(c, op, ids, s, seq_len);
   const int64_t n_tokens = s.tokens, channels = s.channels;
   if (n_tokens == 0 || channels == 0) return;
   const dim3 grid(unsigned((channels + kChannelThreads - 1) / kChannelThreads), kRowGroups);
-  embedding_table_grad_kernel<<<grid, kChannelThreads, 0, c.stream>>>(
-      ids, dy, dtable, n_tokens, channels, TableShard{s.vocab_start, s.vocab_rows});
+  dispatch_floats(
+      op,
+      [&](auto dot, auto dtt) {
+        using DO = elem_t<decltype(dot)>;
+        using DT = elem_t<decltype(dtt)>;
+        embedding_table_grad_kernel<DO, DT><<<grid, kChannelThreads, 0, c.stream>>>(
+            ids, data_as<const DO>(dout), data_as<DT>(dwte), n_tokens, channels,
+            TableShard{s.vocab_start, s.vocab_rows});
+      },
+      dout, dwte);
   QJ_CUDA_CHECK_LAUNCH("embedding_table_grad_kernel");
-  if (dpositions) {
-    const int64_t n = int64_t(seq_len) * channels;
-    embedding_position_grad_kernel<<<grid_for(n), kThreads, 0, c.stream>>>(
-        dy, dpositions, n_tokens, channels, seq_len);
-    QJ_CUDA_CHECK_LAUNCH("embedding_position_grad_kernel");
-  }
+  if (!dwpe.defined()) return;
+  const int64_t n = int64_t(seq_len) * channels;
+  dispatch_floats(
+      op,
+      [&](auto dot, auto dpt) {
+        using DO = elem_t<decltype(dot)>;
+        using DP = elem_t<decltype(dpt)>;
+        embedding_position_grad_kernel<DO, DP><<<grid_for(n), kThreads, 0, c.stream>>>(
+            data_as<const DO>(dout), data_as<DP>(dwpe), n_tokens, channels, seq_len);
+      },
+      dout, dwpe);
+  QJ_CUDA_CHECK_LAUNCH("embedding_position_grad_kernel");
 }
 
 }  // namespace qj::cuda

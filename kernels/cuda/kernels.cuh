@@ -16,6 +16,7 @@ double peak_flops(void* ctx);
 void fill(void* ctx, const Tensor& x, float value);
 void add(void* ctx, const Tensor& a, const Tensor& b, const Tensor& out);
 void scale(void* ctx, const Tensor& x, float alpha);
+void copy(void* ctx, const Tensor& src, const Tensor& dst);
 void matmul(void* ctx, const Tensor& a, const Tensor& b, const Tensor& c, bool trans_a, bool trans_b, float alpha, float beta);
 void add_bias(void* ctx, const Tensor& y, const Tensor& bias);
 void bias_backward(void* ctx, const Tensor& dy, const Tensor& dbias);

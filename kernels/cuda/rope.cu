@@ -6,10 +6,13 @@
 //   x_{i+D/2}' = x_{i+D/2} cos + x_i sin
 // Backward applies the inverse rotation (sin -> -sin) to the gradient. Only
 // the q and k heads of the fused qkv rows rotate; v passes through.
-// One thread per (token, rotated head, pair).
+// One thread per (token, rotated head, pair). qkv (dqkv) is fp32 or bf16; the
+// rotation is computed in fp32 and the tables are fp32.
 #include "kernels/common/attention_args.h"
+#include "kernels/common/op_args.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
+#include "kernels/cuda/dtype.cuh"
 #include "kernels/cuda/kernels.cuh"
 #include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/tensor_args.h"
@@ -33,7 +36,8 @@ __global__ void rope_tables_kernel(float* cos_table, float* sin_table, int64_t p
 }
 
 // sign = +1 rotates forward, -1 applies the inverse rotation.
-__global__ void rope_rotate_kernel(float* x, const float* cos_table, const float* sin_table,
+template <class T>
+__global__ void rope_rotate_kernel(T* x, const float* cos_table, const float* sin_table,
                                    RopeShape s, float sign) {
   const int64_t n = s.tokens * s.rotated * s.half;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -42,21 +46,35 @@ __global__ void rope_rotate_kernel(float* x, const float* cos_table, const float
     const int64_t head = (i / s.half) % s.rotated;
     const int64_t token = i / (s.half * s.rotated);
     const int64_t table = (token % s.seq_len) * s.half + pair;
-    float* lo = x + token * s.row_width + head * 2 * s.half + pair;
-    float* hi = lo + s.half;
-    const float a = *lo, b = *hi, c = cos_table[table], sn = sign * sin_table[table];
-    *lo = a * c - b * sn;
-    *hi = b * c + a * sn;
+    T* lo = x + token * s.row_width + head * 2 * s.half + pair;
+    T* hi = lo + s.half;
+    const float a = load(lo), b = load(hi), c = cos_table[table], sn = sign * sin_table[table];
+    store(lo, a * c - b * sn);
+    store(hi, b * c + a * sn);
   }
+}
+
+// The shared check with qkv allowed to be bf16 as well: attention_args.h
+// still asks for fp32, so it sees qkv typed fp32 after float_arg checked it.
+RopeShape check_args(const char* op, const Tensor& qkv, const Tensor& cos, const Tensor& sin,
+                     int heads, int kv_heads) {
+  kernels::float_arg(qkv, kDevice, op, "qkv");
+  return kernels::check_rope_args(kDevice, op, fp32_typed(qkv), cos, sin, heads, kv_heads);
 }
 
 void rotate(void* ctx, const Tensor& qkv, const Tensor& cos, const Tensor& sin,
             const RopeShape& s, float sign) {
   const int64_t n = s.tokens * s.rotated * s.half;
   if (n == 0) return;
-  rope_rotate_kernel<<<grid_for(n), kThreads, 0, context(ctx).stream>>>(
-      static_cast<float*>(qkv.data), static_cast<const float*>(cos.data),
-      static_cast<const float*>(sin.data), s, sign);
+  dispatch_floats(
+      "rope",
+      [&](auto qt) {
+        using Q = elem_t<decltype(qt)>;
+        rope_rotate_kernel<Q><<<grid_for(n), kThreads, 0, context(ctx).stream>>>(
+            data_as<Q>(qkv), static_cast<const float*>(cos.data),
+            static_cast<const float*>(sin.data), s, sign);
+      },
+      qkv);
   QJ_CUDA_CHECK_LAUNCH("rope_rotate_kernel");
 }
 
@@ -73,15 +91,13 @@ void rope_tables(void* ctx, const Tensor& cos, const Tensor& sin, float theta) {
 
 void rope_forward(void* ctx, const Tensor& qkv, const Tensor& cos, const Tensor& sin, int heads,
                   int kv_heads) {
-  const RopeShape s =
-      kernels::check_rope_args(kDevice, "rope_forward", qkv, cos, sin, heads, kv_heads);
+  const RopeShape s = check_args("rope_forward", qkv, cos, sin, heads, kv_heads);
   rotate(ctx, qkv, cos, sin, s, 1.f);
 }
 
 void rope_backward(void* ctx, const Tensor& dqkv, const Tensor& cos, const Tensor& sin, int heads,
                    int kv_heads) {
-  const RopeShape s =
-      kernels::check_rope_args(kDevice, "rope_backward", dqkv, cos, sin, heads, kv_heads);
+  const RopeShape s = check_args("rope_backward", dqkv, cos, sin, heads, kv_heads);
   rotate(ctx, dqkv, cos, sin, s, -1.f);
 }
 

@@ -22,6 +22,7 @@ const BackendOps kCudaOps = {
     .fill = cuda::fill,
     .add = cuda::add,
     .scale = cuda::scale,
+    .copy = cuda::copy,
     .matmul = cuda::matmul,
     .add_bias = cuda::add_bias,
     .bias_backward = cuda::bias_backward,
