@@ -17,10 +17,15 @@
 // These simple kernels are the fallback: head dimensions the tiled kernels
 // (attention_forward_tiled.cu, attention_backward_tiled.cu) do not specialise
 // run here, and QJ_ATTENTION_SIMPLE=1 in the environment sends every shape here.
+//
+// bf16 tensors (qkv, out, dout, dqkv bf16; lse fp32) go to the tensor-core
+// kernels of attention_bf16_forward.cu and attention_bf16_backward.cu.
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
 #include "kernels/common/attention_args.h"
+#include "kernels/cuda/attention_bf16.h"
 #include "kernels/cuda/attention_tiled.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
@@ -182,10 +187,61 @@ unsigned warp_blocks(int64_t rows) {
   return unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
 }
 
+// ---- bf16 ----
+
+bool is_bf16(const Tensor& qkv) { return qkv.dtype == DType::BF16; }
+
+// The same tensor seen as fp32, for the shared shape checks below.
+Tensor relabelled_f32(const Tensor& t) {
+  Tensor view = t;
+  view.dtype = DType::F32;
+  return view;
+}
+
+// The tensor-core kernels read 16-byte vectors of every head row.
+void check_aligned(const Tensor& t, const char* op, const char* arg) {
+  QJ_CHECK(reinterpret_cast<uintptr_t>(t.data) % 16 == 0,
+           kernels::arg_where(op, arg) + " must be 16-byte aligned for the cuda bf16 kernels");
+}
+
+// kernels::check_attention_args demands fp32 tensors: the bf16 dtypes are
+// checked here, then the shapes by the shared check on fp32-relabelled views.
+AttnLayout check_bf16_attention_args(const char* op, const Tensor& qkv, const Tensor& out,
+                                     const Tensor& lse, int heads, int kv_heads) {
+  kernels::check_tensor(qkv, DType::BF16, kDevice, op, "qkv");
+  kernels::check_tensor(out, DType::BF16, kDevice, op, "out");
+  check_aligned(qkv, op, "qkv");
+  check_aligned(out, op, "out");
+  return kernels::check_attention_args(kDevice, op, relabelled_f32(qkv), relabelled_f32(out), lse,
+                                       heads, kv_heads, bf16attn::kMaxHeadDim);
+}
+
+void attention_forward_bf16(void* ctx, const Tensor& qkv, const Tensor& out, const Tensor& lse,
+                            int heads, int kv_heads) {
+  const AttnLayout a =
+      check_bf16_attention_args("attention_forward", qkv, out, lse, heads, kv_heads);
+  bf16attn::attention_forward(context(ctx), a, qkv.data, out.data, lse.f32());
+}
+
+void attention_backward_bf16(void* ctx, const Tensor& dout, const Tensor& qkv, const Tensor& out,
+                             const Tensor& lse, const Tensor& dqkv, int heads, int kv_heads) {
+  const char* op = "attention_backward";
+  const AttnLayout a = check_bf16_attention_args(op, qkv, out, lse, heads, kv_heads);
+  kernels::check_tensor(dout, DType::BF16, kDevice, op, "dout");
+  kernels::check_tensor(dqkv, DType::BF16, kDevice, op, "dqkv");
+  check_aligned(dout, op, "dout");
+  check_aligned(dqkv, op, "dqkv");
+  kernels::check_attention_grads(kDevice, op, relabelled_f32(dout), out, qkv,
+                                 relabelled_f32(dqkv));
+  bf16attn::attention_backward(context(ctx), a, qkv.data, out.data, dout.data, lse.f32(),
+                               dqkv.data);
+}
+
 }  // namespace
 
 void attention_forward(void* ctx, const Tensor& qkv, const Tensor& out, const Tensor& lse,
                        int heads, int kv_heads) {
+  if (is_bf16(qkv)) return attention_forward_bf16(ctx, qkv, out, lse, heads, kv_heads);
   const AttnLayout a = kernels::check_attention_args(kDevice, "attention_forward", qkv, out, lse,
                                                      heads, kv_heads, kMaxHeadDim);
   const int64_t rows = a.batch * a.heads * a.seq;
@@ -201,6 +257,8 @@ void attention_forward(void* ctx, const Tensor& qkv, const Tensor& out, const Te
 
 void attention_backward(void* ctx, const Tensor& dout, const Tensor& qkv, const Tensor& out,
                         const Tensor& lse, const Tensor& dqkv, int heads, int kv_heads) {
+  if (is_bf16(qkv))
+    return attention_backward_bf16(ctx, dout, qkv, out, lse, dqkv, heads, kv_heads);
   const char* op = "attention_backward";
   const AttnLayout a =
       kernels::check_attention_args(kDevice, op, qkv, out, lse, heads, kv_heads, kMaxHeadDim);
