@@ -121,7 +121,7 @@ def main():
     print("gpu_check summary" + (f" ({a.elapsed_s:.0f} s)" if a.elapsed_s is not None else ""))
     print(f"  conformance (qj-backend-test --backend cuda): {a.conformance}  -> "
           f"{verdict[a.conformance_status == 0]}")
-    print(f"  whole model, cuda fp32 vs cpu, 10 steps, both presets: {verdict[a.model_status == 0]}")
+    print(f"  whole model, cuda vs cpu in fp32 and bf16, 10 steps, both presets: {verdict[a.model_status == 0]}")
     if a.model_report:
         try:
             with open(a.model_report) as f:
