@@ -30,11 +30,14 @@ class Plan(unittest.TestCase):
                 parts = sum(to_bytes(n, u) for _, n, u in arenas)
                 self.assertAlmostEqual(parts / to_bytes(*total.groups()), 1.0, delta=0.01)
                 # Adam keeps two fp32 moments per fp32 parameter; ZeRO-1 keeps a
-                # gradient shard and two moment shards (a 1/dp share each).
+                # gradient shard and two moment shards (a 1/dp share each). In
+                # bf16 the parameters arena also holds a 2-byte copy of each.
                 sizes = {name: to_bytes(n, u) for name, n, u in arenas}
                 with open(config) as f:
-                    zero = json.load(f).get("optim", {}).get("zero", 0)
-                ratio = 3.0 if zero else 2.0
+                    settings = json.load(f)
+                zero = settings.get("optim", {}).get("zero", 0)
+                bf16 = settings.get("train", {}).get("precision", "fp32") == "bf16"
+                ratio = (12.0 if zero else 8.0) / (6.0 if bf16 else 4.0)
                 self.assertAlmostEqual(sizes["optimizer"] / sizes["parameters"], ratio, delta=0.02)
 
     def test_recomputation_shrinks_the_activations(self):

@@ -69,8 +69,8 @@ struct HostParams {
     std::normal_distribution<float> dist(0.f, 1.f);
     for (float& x : value) x = dist(rng);
     for (float& x : grad) x = dist(rng);
-    params.push_back({name, qj::Tensor(value.data(), qj::DType::F32, shape),
-                      qj::Tensor(grad.data(), qj::DType::F32, shape), true});
+    const qj::Tensor v(value.data(), qj::DType::F32, shape);
+    params.push_back({name, v, qj::Tensor(grad.data(), qj::DType::F32, shape), v, true});
   }
   const ParamRef& get(const std::string& name) const {
     for (const ParamRef& p : params)
@@ -430,8 +430,8 @@ TEST_CASE("unknown parameter names and shapes the config does not explain are re
   HostParams p = make_params(c, 15);
   std::vector<float> buf(10);
   std::vector<ParamRef> params = p.params;
-  params.push_back({"layers.0.attn.q_norm.weight", qj::Tensor(buf.data(), qj::DType::F32, {10}),
-                    qj::Tensor(buf.data(), qj::DType::F32, {10}), false});
+  const qj::Tensor extra(buf.data(), qj::DType::F32, {10});
+  params.push_back({"layers.0.attn.q_norm.weight", extra, extra, extra, false});
   REQUIRE_THROWS_WITH(qj::export_hf_safetensors(temp_path("x.safetensors"), c, params, cpu()),
                       Contains("'layers.0.attn.q_norm.weight' has no Hugging Face name"));
   ModelConfig wrong = c;
