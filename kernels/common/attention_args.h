@@ -5,11 +5,15 @@
 //
 // qkv [B, T, (H + 2 Hkv) * D] holds per token [q heads | k heads | v heads],
 // each head D wide; query head h reads kv head h / (H / Hkv).
+//
+// Precision (backend.h): qkv, out and their gradients are fp32 or bf16
+// (float_arg); the rope tables and the attention lse are fp32 only.
 #include <cmath>
 #include <cstdint>
 #include <string>
 
 #include "kernels/common/host_device.h"
+#include "kernels/common/op_args.h"
 #include "kernels/common/tensor_args.h"
 
 namespace qj::kernels {
@@ -38,7 +42,7 @@ inline void check_rope_tables_args(Device device, const Tensor& cos, const Tenso
 // For rope_forward and rope_backward (`qkv` is dqkv there).
 inline RopeShape check_rope_args(Device device, const char* op, const Tensor& qkv,
                                  const Tensor& cos, const Tensor& sin, int heads, int kv_heads) {
-  f32_arg(qkv, device, op, "qkv");
+  float_arg(qkv, device, op, "qkv");
   f32_arg(cos, device, op, "cos");
   f32_arg(sin, device, op, "sin");
   QJ_CHECK(heads > 0 && kv_heads > 0, std::string(op) + ": heads=" + std::to_string(heads) +
@@ -66,11 +70,11 @@ inline RopeShape check_rope_args(Device device, const char* op, const Tensor& qk
 // ---- attention ----
 
 // Where each head's rows live inside the fused tensors: qkv as above, out
-// [B, T, H*D], lse [B, H, T]. Offsets are in floats.
+// [B, T, H*D], lse [B, H, T]. Offsets are in elements.
 struct AttnLayout {
   int64_t batch, seq, heads, kv_heads, head_dim;
   int64_t group;    // H / Hkv query heads share one kv head
-  int64_t qkv_row;  // (H + 2 Hkv) * D floats per token
+  int64_t qkv_row;  // (H + 2 Hkv) * D elements per token
   float scale;      // 1 / sqrt(D)
 
   QJ_HOST_DEVICE int64_t token(int64_t b, int64_t t) const { return b * seq + t; }
@@ -100,8 +104,8 @@ inline std::string attn_error(const char* op, const std::string& what) {
 inline AttnLayout check_attention_args(Device device, const char* op, const Tensor& qkv,
                                        const Tensor& out, const Tensor& lse, int heads,
                                        int kv_heads, int64_t max_head_dim) {
-  f32_arg(qkv, device, op, "qkv");
-  f32_arg(out, device, op, "out");
+  float_arg(qkv, device, op, "qkv");
+  float_arg(out, device, op, "out");
   f32_arg(lse, device, op, "lse");
   QJ_CHECK(heads > 0 && kv_heads > 0 && heads % kv_heads == 0,
            attn_error(op, "kv_heads=" + std::to_string(kv_heads) + " must divide heads=" +
@@ -135,8 +139,8 @@ inline AttnLayout check_attention_args(Device device, const char* op, const Tens
 // The gradients of attention_backward: dout like out, dqkv like qkv.
 inline void check_attention_grads(Device device, const char* op, const Tensor& dout,
                                   const Tensor& out, const Tensor& qkv, const Tensor& dqkv) {
-  f32_arg(dout, device, op, "dout");
-  f32_arg(dqkv, device, op, "dqkv");
+  float_arg(dout, device, op, "dout");
+  float_arg(dqkv, device, op, "dqkv");
   check_same_shape(qkv, dqkv, op, "qkv", "dqkv");
   const RowView dv = as_rows(dout), ov = as_rows(out);
   QJ_CHECK(dv.rows == ov.rows && dv.cols == ov.cols,

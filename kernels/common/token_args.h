@@ -5,12 +5,17 @@
 // finds the first bad one its own way (a host loop, a device scan) and hands
 // it to check_token_ids / check_targets, which throw the error.
 //
+// Precision (backend.h): the tables, activations and their gradients are fp32
+// or bf16 (float_arg); token ids are int32 and the cross-entropy statistics
+// fp32 only.
+//
 // Both op families are vocabulary-parallel (kernels/common/vocab_shard.h): a
 // call sees one shard of the vocabulary, starting at global id vocab_start.
 #include <cstdint>
 #include <limits>
 #include <string>
 
+#include "kernels/common/op_args.h"
 #include "kernels/common/tensor_args.h"
 #include "kernels/common/vocab_shard.h"
 
@@ -66,9 +71,9 @@ inline EmbeddingShape check_embedding_forward_args(Device device, const Tensor& 
                                                    int64_t vocab_start) {
   const char* op = "embedding_forward";
   i32_arg(tokens, device, op, "tokens");
-  f32_arg(wte, device, op, "wte");
-  if (wpe.defined()) f32_arg(wpe, device, op, "wpe");
-  f32_arg(out, device, op, "out");
+  float_arg(wte, device, op, "wte");
+  if (wpe.defined()) float_arg(wpe, device, op, "wpe");
+  float_arg(out, device, op, "out");
   return check_embedding_shapes(op, tokens.numel(), out, wte, wpe, seq_len, vocab_start);
 }
 
@@ -78,9 +83,9 @@ inline EmbeddingShape check_embedding_backward_args(Device device, const Tensor&
                                                     int64_t vocab_start) {
   const char* op = "embedding_backward";
   i32_arg(tokens, device, op, "tokens");
-  f32_arg(dout, device, op, "dout");
-  f32_arg(dwte, device, op, "dwte");
-  if (dwpe.defined()) f32_arg(dwpe, device, op, "dwpe");
+  float_arg(dout, device, op, "dout");
+  float_arg(dwte, device, op, "dwte");
+  if (dwpe.defined()) float_arg(dwpe, device, op, "dwpe");
   return check_embedding_shapes(op, tokens.numel(), dout, dwte, dwpe, seq_len, vocab_start);
 }
 
@@ -111,7 +116,7 @@ struct CrossEntropyShape {
 inline CrossEntropyShape check_cross_entropy_args(Device device, const char* op,
                                                   const Tensor& logits, const Tensor& targets,
                                                   int vocab, int64_t vocab_start) {
-  f32_arg(logits, device, op, "logits");
+  float_arg(logits, device, op, "logits");
   i32_arg(targets, device, op, "targets");
   check_vocab_start(op, vocab_start);
   const RowView r = as_rows(logits);

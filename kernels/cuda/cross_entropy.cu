@@ -12,7 +12,6 @@
 // gradient rounded once on store); stats and lse are fp32.
 #include <cmath>
 
-#include "kernels/common/op_args.h"
 #include "kernels/common/token_args.h"
 #include "kernels/common/vocab_shard.h"
 #include "kernels/cuda/check.h"
@@ -35,14 +34,11 @@ struct CeShape {
   }
 };
 
-// The shared contract, then every target, scanned on the device. token_args.h
-// still asks for fp32 logits, so it sees them typed fp32 after float_arg
-// checked them.
+// The shared contract, then every target, scanned on the device.
 CeShape check_ce_args(CudaContext& ctx, const char* op, const Tensor& logits,
                       const Tensor& targets, int vocab, int64_t vocab_start, int ignore_index) {
-  kernels::float_arg(logits, kDevice, op, "logits");
-  const kernels::CrossEntropyShape s = kernels::check_cross_entropy_args(
-      kDevice, op, fp32_typed(logits), targets, vocab, vocab_start);
+  const kernels::CrossEntropyShape s =
+      kernels::check_cross_entropy_args(kDevice, op, logits, targets, vocab, vocab_start);
   const BadIndex bad = find_bad_index(ctx, targets.i32(), s.rows, vocab, true, ignore_index);
   kernels::check_targets(op, bad, vocab, ignore_index);
   return {s.rows, s.width, s.real_width, vocab_start};

@@ -174,13 +174,4 @@ void dispatch_floats(const char* op, F&& f, const Ts&... tensors) {
   detail::dispatch_floats(op, f, std::tuple<>{}, tensors...);
 }
 
-// The same tensor, typed fp32: for the shared shape checks of token_args.h
-// and attention_args.h, which still insist on fp32 (the dtype is checked by the
-// caller, before).
-inline Tensor fp32_typed(const Tensor& t) {
-  Tensor view = t;
-  view.dtype = DType::F32;
-  return view;
-}
-
 }  // namespace qj::cuda

@@ -18,7 +18,6 @@
 // call.
 #include <algorithm>
 
-#include "kernels/common/op_args.h"
 #include "kernels/common/token_args.h"
 #include "kernels/common/vocab_shard.h"
 #include "kernels/cuda/check.h"
@@ -97,14 +96,9 @@ __global__ void embedding_position_grad_kernel(const DO* dout, DP* dwpe, int64_t
 void embedding_forward(void* ctx, const Tensor& tokens, const Tensor& wte, const Tensor& wpe,
                        const Tensor& out, int seq_len, int64_t vocab_start) {
   const char* op = "embedding_forward";
-  // token_args.h's check_embedding_forward_args still asks for fp32 tables:
-  // the dtypes are checked here, the shapes by the shared check.
-  const int32_t* ids = kernels::i32_arg(tokens, kDevice, op, "tokens");
-  kernels::float_arg(wte, kDevice, op, "wte");
-  if (wpe.defined()) kernels::float_arg(wpe, kDevice, op, "wpe");
-  kernels::float_arg(out, kDevice, op, "out");
   const kernels::EmbeddingShape s =
-      kernels::check_embedding_shapes(op, tokens.numel(), out, wte, wpe, seq_len, vocab_start);
+      kernels::check_embedding_forward_args(kDevice, tokens, wte, wpe, out, seq_len, vocab_start);
+  const int32_t* ids = tokens.i32();
   CudaContext& c = context(ctx);
   check_ids(c, op, ids, s, seq_len);
   const int64_t n = s.tokens * s.channels;
@@ -126,13 +120,9 @@ void embedding_forward(void* ctx, const Tensor& tokens, const Tensor& wte, const
 void embedding_backward(void* ctx, const Tensor& dout, const Tensor& tokens, const Tensor& dwte,
                         const Tensor& dwpe, int seq_len, int64_t vocab_start) {
   const char* op = "embedding_backward";
-  // As in embedding_forward: dtypes here, shapes by the shared check.
-  const int32_t* ids = kernels::i32_arg(tokens, kDevice, op, "tokens");
-  kernels::float_arg(dout, kDevice, op, "dout");
-  kernels::float_arg(dwte, kDevice, op, "dwte");
-  if (dwpe.defined()) kernels::float_arg(dwpe, kDevice, op, "dwpe");
-  const kernels::EmbeddingShape s =
-      kernels::check_embedding_shapes(op, tokens.numel(), dout, dwte, dwpe, seq_len, vocab_start);
+  const kernels::EmbeddingShape s = kernels::check_embedding_backward_args(
+      kDevice, dout, tokens, dwte, dwpe, seq_len, vocab_start);
+  const int32_t* ids = tokens.i32();
   CudaContext& c = context(ctx);
   check_ids(c, op, ids, s, seq_len);
   const int64_t n_tokens = s.tokens, channels = s.channels;

@@ -9,7 +9,6 @@
 // One thread per (token, rotated head, pair). qkv (dqkv) is fp32 or bf16; the
 // rotation is computed in fp32 and the tables are fp32.
 #include "kernels/common/attention_args.h"
-#include "kernels/common/op_args.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/dtype.cuh"
@@ -54,14 +53,6 @@ __global__ void rope_rotate_kernel(T* x, const float* cos_table, const float* si
   }
 }
 
-// The shared check with qkv allowed to be bf16 as well: attention_args.h
-// still asks for fp32, so it sees qkv typed fp32 after float_arg checked it.
-RopeShape check_args(const char* op, const Tensor& qkv, const Tensor& cos, const Tensor& sin,
-                     int heads, int kv_heads) {
-  kernels::float_arg(qkv, kDevice, op, "qkv");
-  return kernels::check_rope_args(kDevice, op, fp32_typed(qkv), cos, sin, heads, kv_heads);
-}
-
 void rotate(void* ctx, const Tensor& qkv, const Tensor& cos, const Tensor& sin,
             const RopeShape& s, float sign) {
   const int64_t n = s.tokens * s.rotated * s.half;
@@ -91,13 +82,15 @@ void rope_tables(void* ctx, const Tensor& cos, const Tensor& sin, float theta) {
 
 void rope_forward(void* ctx, const Tensor& qkv, const Tensor& cos, const Tensor& sin, int heads,
                   int kv_heads) {
-  const RopeShape s = check_args("rope_forward", qkv, cos, sin, heads, kv_heads);
+  const RopeShape s =
+      kernels::check_rope_args(kDevice, "rope_forward", qkv, cos, sin, heads, kv_heads);
   rotate(ctx, qkv, cos, sin, s, 1.f);
 }
 
 void rope_backward(void* ctx, const Tensor& dqkv, const Tensor& cos, const Tensor& sin, int heads,
                    int kv_heads) {
-  const RopeShape s = check_args("rope_backward", dqkv, cos, sin, heads, kv_heads);
+  const RopeShape s =
+      kernels::check_rope_args(kDevice, "rope_backward", dqkv, cos, sin, heads, kv_heads);
   rotate(ctx, dqkv, cos, sin, s, -1.f);
 }
 

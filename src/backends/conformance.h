@@ -1,7 +1,8 @@
 #pragma once
 // Backend conformance: every op of a backend run against the CPU backend on
 // random inputs, output by output (saved statistics and accumulated parameter
-// gradients included). Used by qj-backend-test; any backend, built in or a
+// gradients included), in fp32 and in the bf16 dtype combinations training
+// uses (the CPU backend is the bf16 reference). Used by qj-backend-test; any backend, built in or a
 // plugin, must pass it.
 #include <cstdio>
 #include <string>
@@ -15,7 +16,7 @@ namespace qj::conformance {
 struct Row {
   std::string op;      // the BackendOps slot, e.g. "layernorm_backward"
   std::string output;  // which output, e.g. "dw"
-  std::string shape;   // e.g. "N=512 C=768"
+  std::string shape;   // e.g. "N=512 C=768"; " bf16" ends the rows run in bf16
   double error = 0.0;  // max over elements of |got - ref| / (|ref| + rms(ref))
   double tolerance = 0.0;
   bool passed = false;

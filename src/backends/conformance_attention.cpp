@@ -1,5 +1,7 @@
 // Conformance cases: RoPE tables and rotations, and causal GQA attention
 // (forward with its saved log-sum-exp; backward from the reference's forward).
+// Rotations and attention run in fp32 and in bf16 (qkv, out, dout, dqkv bf16;
+// rope tables and lse fp32, as in training).
 #include <cmath>
 #include <string>
 #include <tuple>
@@ -10,6 +12,16 @@ namespace qj::conformance {
 namespace {
 
 const float kNaN = std::nanf("");
+
+// RoPE: fp32 sums of two products, perhaps fused differently (FMA); a bf16
+// output rounded from them is at most one bf16 ulp off, < 2^-7 = 7.8e-3.
+const Tolerance kRope{1e-6, 1e-2};
+// Attention: the lse (fp32) agrees to fp32 sums in another order. bf16 out
+// and dqkv: the CUDA tensor-core kernels round the probabilities (and dS) to
+// bf16 before multiplying them (up to 2^-9 each, a few 1e-3 of the output's
+// rms once summed), on top of the one-ulp rounding of the store (< 7.8e-3):
+// hence 2e-2.
+const Tolerance kAttention{1e-4, 2e-2};
 
 struct HeadShape {
   int64_t b, t, h, hkv, d;
@@ -31,7 +43,7 @@ void rope_table_cases(Report& report) {
       Tensor cos = d.upload(filled({positions, half}, kNaN));
       Tensor sin = d.upload(filled({positions, half}, kNaN));
       be.rope_tables(cos, sin, theta);
-      return Outputs{{"cos", d.download(cos)}, {"sin", d.download(sin)}};
+      return Outputs{d.output("cos", cos), d.output("sin", sin)};
     });
   }
 }
@@ -54,17 +66,19 @@ void rope_cases(Report& report) {
           sin.values = d.download(ts);
         }))
       continue;
-    for (bool backward : {false, true}) {
-      report.check(backward ? "rope_backward" : "rope_forward", shape, 1e-6,
-                   [&](const Backend& be) {
-                     DeviceTensors d(be);
-                     Tensor x = d.upload(qkv);
-                     if (backward)
-                       be.rope_backward(x, d.upload(cos), d.upload(sin), int(s.h), int(s.hkv));
-                     else
-                       be.rope_forward(x, d.upload(cos), d.upload(sin), int(s.h), int(s.hkv));
-                     return Outputs{{backward ? "dqkv" : "qkv", d.download(x)}};
-                   });
+    for (Precision p : kPrecisions) {
+      for (bool backward : {false, true}) {
+        report.check(backward ? "rope_backward" : "rope_forward", p.label(shape), kRope,
+                     [&](const Backend& be) {
+                       DeviceTensors d(be);
+                       Tensor x = d.upload(p.act(qkv));
+                       if (backward)
+                         be.rope_backward(x, d.upload(cos), d.upload(sin), int(s.h), int(s.hkv));
+                       else
+                         be.rope_forward(x, d.upload(cos), d.upload(sin), int(s.h), int(s.hkv));
+                       return Outputs{d.output(backward ? "dqkv" : "qkv", x)};
+                     });
+      }
     }
   }
 }
@@ -73,37 +87,48 @@ constexpr HeadShape kAttentionShapes[] = {
     {1, 1, 1, 1, 4},   {2, 7, 4, 2, 8},    {1, 37, 6, 2, 16},  {1, 33, 3, 3, 5},
     {2, 65, 2, 1, 64}, {1, 100, 8, 2, 128}, {1, 256, 12, 12, 64}, {1, 40, 2, 2, 256}};
 
+void attention_case(Report& report, const HeadShape& s, const HostTensor& qkv,
+                    const HostTensor& dout, const Precision& p) {
+  const std::string shape = p.label(describe(s));
+  report.check("attention_forward", shape, kAttention, [&](const Backend& be) {
+    DeviceTensors d(be);
+    Tensor out = d.upload(p.act(filled({s.b, s.t, s.h * s.d}, kNaN)));
+    Tensor lse = d.upload(filled({s.b, s.h, s.t}, kNaN));
+    be.attention_forward(d.upload(p.act(qkv)), out, lse, int(s.h), int(s.hkv));
+    return Outputs{d.output("out", out), d.output("lse", lse)};
+  });
+  if (!report.wants("attention_backward")) return;
+  // out (in the precision's dtype) and lse from the reference's forward.
+  HostTensor out = p.act(filled({s.b, s.t, s.h * s.d}, kNaN));
+  HostTensor lse = filled({s.b, s.h, s.t}, kNaN);
+  if (!report.prepare("attention_backward", shape, [&] {
+        const Backend& ref = report.reference();
+        DeviceTensors d(ref);
+        Tensor tout = d.upload(out), tlse = d.upload(lse);
+        ref.attention_forward(d.upload(p.act(qkv)), tout, tlse, int(s.h), int(s.hkv));
+        out.values = d.download(tout);
+        lse.values = d.download(tlse);
+      }))
+    return;
+  report.check("attention_backward", shape, kAttention, [&](const Backend& be) {
+    DeviceTensors d(be);
+    Tensor dqkv = d.upload(p.act(filled({s.b, s.t, qkv_width(s)}, kNaN)));
+    be.attention_backward(d.upload(p.act(dout)), d.upload(p.act(qkv)), d.upload(out),
+                          d.upload(lse), dqkv, int(s.h), int(s.hkv));
+    return Outputs{d.output("dqkv", dqkv)};
+  });
+}
+
 void attention_cases(Report& report) {
   for (const HeadShape& s : kAttentionShapes) {
     Random rng = report.random();
     const HostTensor qkv = rng.uniform({s.b, s.t, qkv_width(s)}, -2.f, 2.f);
     const HostTensor dout = rng.uniform({s.b, s.t, s.h * s.d});
-    const std::string shape = describe(s);
-    report.check("attention_forward", shape, 1e-4, [&](const Backend& be) {
-      DeviceTensors d(be);
-      Tensor out = d.upload(filled({s.b, s.t, s.h * s.d}, kNaN));
-      Tensor lse = d.upload(filled({s.b, s.h, s.t}, kNaN));
-      be.attention_forward(d.upload(qkv), out, lse, int(s.h), int(s.hkv));
-      return Outputs{{"out", d.download(out)}, {"lse", d.download(lse)}};
-    });
-    if (!report.wants("attention_backward")) continue;
-    HostTensor out = filled({s.b, s.t, s.h * s.d}, kNaN), lse = filled({s.b, s.h, s.t}, kNaN);
-    if (!report.prepare("attention_backward", shape, [&] {
-          const Backend& ref = report.reference();
-          DeviceTensors d(ref);
-          Tensor tout = d.upload(out), tlse = d.upload(lse);
-          ref.attention_forward(d.upload(qkv), tout, tlse, int(s.h), int(s.hkv));
-          out.values = d.download(tout);
-          lse.values = d.download(tlse);
-        }))
-      continue;
-    report.check("attention_backward", shape, 1e-4, [&](const Backend& be) {
-      DeviceTensors d(be);
-      Tensor dqkv = d.upload(filled({s.b, s.t, qkv_width(s)}, kNaN));
-      be.attention_backward(d.upload(dout), d.upload(qkv), d.upload(out), d.upload(lse), dqkv,
-                            int(s.h), int(s.hkv));
-      return Outputs{{"dqkv", d.download(dqkv)}};
-    });
+    for (Precision p : kPrecisions) {
+      // The CUDA bf16 kernels take head dimensions that are multiples of 8.
+      if (p.bf16 && s.d % 8 != 0) continue;
+      attention_case(report, s, qkv, dout, p);
+    }
   }
 }
 

@@ -1,5 +1,13 @@
-// Conformance cases: memory, copies and the elementwise ops.
+// Conformance cases: memory, copies and the elementwise ops, each elementwise
+// op in fp32 and in bf16.
+//
+// bf16 tolerance 0: every element is one fp32 operation on identical inputs
+// (a constant, one product, one sum, a conversion), then one round to nearest
+// even with kernels/common/bf16.h on both backends, so the bits must match; a
+// kernel that truncates, or rounds twice, fails.
+#include <cfloat>
 #include <cmath>
+#include <utility>
 
 #include "backends/conformance_harness.h"
 
@@ -19,32 +27,86 @@ void alloc_cases(Report& report) {
   }
 }
 
-void copy_cases(Report& report) {
+// copy_to_device then copy_to_host.
+void round_trip_cases(Report& report) {
   for (int64_t n : {1, 1000, (1 << 20) + 3}) {
     const HostTensor x = report.random().uniform({n});
     report.check("copy", dims({{"n", n}}), 0.0, [&](const Backend& be) {
       DeviceTensors d(be);
-      return Outputs{{"x", d.download(d.upload(x))}};
+      return Outputs{d.output("x", d.upload(x))};
     });
   }
+}
+
+// The copy op: src (already in its dtype) converted into a fresh `to` tensor.
+// With `offset`, src and dst are views one element into their buffers, so that
+// neither is 16-byte aligned.
+void convert_case(Report& report, const std::string& shape, const HostTensor& src, DType to,
+                  bool offset = false) {
+  const std::string label = shape + " " + dtype_name(src.dtype) + "->" + dtype_name(to) +
+                            (offset ? " offset views" : "");
+  const int64_t n = src.shape[0], skip = offset ? 1 : 0;
+  HostTensor buffer = src;  // src behind `skip` leading zeros
+  buffer.values.insert(buffer.values.begin(), size_t(skip), 0.f);
+  buffer.shape[0] += skip;
+  report.check("copy", label, 0.0, [&](const Backend& be) {
+    DeviceTensors d(be);
+    Tensor dst = d.upload(as_dtype(filled({n + skip}, kNaN), to));
+    be.copy(d.upload(buffer).slice_rows(skip, n + skip), dst.slice_rows(skip, n + skip));
+    return Outputs{d.output("dst", dst)};
+  });
+}
+
+// fp32 values where rounding to bf16 is delicate: exact ties (to the even
+// neighbour, down and up), values just off a tie, the largest float (rounds to
+// infinity), infinities, NaN, subnormals.
+HostTensor rounding_edge_values() {
+  const float half = std::ldexp(1.f, -8);   // half a bf16 ulp at 1
+  const float tiny = std::ldexp(1.f, -20);  // a few fp32 ulps at 1
+  const std::vector<float> v = {0.f,         -0.f,          1.f + half,         1.f + 3 * half,
+                                -1.f - half, 1.f + half + tiny, 1.f + half - tiny, 0.1f,
+                                -1.f / 3.f,  FLT_MAX,       -FLT_MAX,           INFINITY,
+                                -INFINITY,   kNaN,          1e-40f,             -1e-45f};
+  HostTensor h = filled({int64_t(v.size())}, 0.f);
+  h.values = v;
+  return h;
+}
+
+void convert_cases(Report& report) {
+  constexpr std::pair<DType, DType> kDtypes[] = {{DType::F32, DType::BF16},
+                                                 {DType::BF16, DType::F32},
+                                                 {DType::BF16, DType::BF16},
+                                                 {DType::F32, DType::F32}};
+  for (int64_t n : {1, 1000, (1 << 20) + 3}) {
+    // fp32 sources keep all their bits: rounding them is what fp32->bf16 tests.
+    const HostTensor x = report.random().uniform({n}, -3.f, 3.f);
+    for (auto [from, to] : kDtypes) convert_case(report, dims({{"n", n}}), as_dtype(x, from), to);
+    if (n > 1000) {
+      convert_case(report, dims({{"n", n}}), x, DType::BF16, true);
+      convert_case(report, dims({{"n", n}}), as_dtype(x, DType::BF16), DType::F32, true);
+    }
+  }
+  convert_case(report, "rounding edges", rounding_edge_values(), DType::BF16);
 }
 
 void fill_scale_cases(Report& report) {
   for (auto shape : {std::vector<int64_t>{1}, {7, 13}, {512, 768}}) {
     const HostTensor x = report.random().uniform(shape);
-    const std::string s = dims({{"numel", int64_t(x.values.size())}});
-    report.check("fill", s, 0.0, [&](const Backend& be) {
-      DeviceTensors d(be);
-      Tensor t = d.upload(filled(shape, kNaN));
-      be.fill(t, 0.375f);
-      return Outputs{{"x", d.download(t)}};
-    });
-    report.check("scale", s, 0.0, [&](const Backend& be) {
-      DeviceTensors d(be);
-      Tensor t = d.upload(x);
-      be.scale(t, -1.75f);
-      return Outputs{{"x", d.download(t)}};
-    });
+    for (Precision p : kPrecisions) {
+      const std::string s = p.label(dims({{"numel", int64_t(x.values.size())}}));
+      report.check("fill", s, 0.0, [&](const Backend& be) {
+        DeviceTensors d(be);
+        Tensor t = d.upload(p.act(filled(shape, kNaN)));
+        be.fill(t, 0.1f);  // not a bf16 value: truncating instead of rounding differs
+        return Outputs{d.output("x", t)};
+      });
+      report.check("scale", s, 0.0, [&](const Backend& be) {
+        DeviceTensors d(be);
+        Tensor t = d.upload(p.act(x));
+        be.scale(t, -1.75f);
+        return Outputs{d.output("x", t)};
+      });
+    }
   }
 }
 
@@ -52,19 +114,21 @@ void add_cases(Report& report) {
   for (auto shape : {std::vector<int64_t>{1}, {7, 13}, {512, 768}, {3, 5, 7}}) {
     Random rng = report.random();
     const HostTensor a = rng.uniform(shape), b = rng.uniform(shape);
-    const std::string s = dims({{"numel", int64_t(a.values.size())}});
-    report.check("add", s, 0.0, [&](const Backend& be) {
-      DeviceTensors d(be);
-      Tensor out = d.upload(filled(shape, kNaN));
-      be.add(d.upload(a), d.upload(b), out);
-      return Outputs{{"out", d.download(out)}};
-    });
-    report.check("add", s + " out=a", 0.0, [&](const Backend& be) {
-      DeviceTensors d(be);
-      Tensor ta = d.upload(a);
-      be.add(ta, d.upload(b), ta);
-      return Outputs{{"out", d.download(ta)}};
-    });
+    for (Precision p : kPrecisions) {
+      const std::string s = dims({{"numel", int64_t(a.values.size())}});
+      report.check("add", p.label(s), 0.0, [&](const Backend& be) {
+        DeviceTensors d(be);
+        Tensor out = d.upload(p.act(filled(shape, kNaN)));
+        be.add(d.upload(p.act(a)), d.upload(p.act(b)), out);
+        return Outputs{d.output("out", out)};
+      });
+      report.check("add", p.label(s + " out=a"), 0.0, [&](const Backend& be) {
+        DeviceTensors d(be);
+        Tensor ta = d.upload(p.act(a));
+        be.add(ta, d.upload(p.act(b)), ta);
+        return Outputs{d.output("out", ta)};
+      });
+    }
   }
 }
 
@@ -72,7 +136,8 @@ void add_cases(Report& report) {
 
 void memory_elementwise_cases(Report& report) {
   alloc_cases(report);
-  copy_cases(report);
+  round_trip_cases(report);
+  convert_cases(report);
   fill_scale_cases(report);
   add_cases(report);
 }

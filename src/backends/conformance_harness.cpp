@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "backends/conformance_harness.h"
+#include "kernels/common/bf16.h"
 
 namespace qj::conformance {
 namespace {
@@ -45,6 +46,16 @@ HostTensor filled(std::vector<int64_t> shape, float value) {
   return h;
 }
 
+HostTensor as_dtype(HostTensor h, DType dtype) {
+  QJ_CHECK(!h.is_int && (dtype == DType::F32 || dtype == DType::BF16),
+           std::string("conformance: float host data is uploaded as fp32 or bf16, not ") +
+               dtype_name(dtype));
+  if (dtype == DType::BF16)
+    for (float& v : h.values) v = kernels::round_to_bf16(v);
+  h.dtype = dtype;
+  return h;
+}
+
 HostTensor Random::uniform(std::vector<int64_t> shape, float lo, float hi) {
   std::uniform_real_distribution<float> dist(lo, hi);
   HostTensor h;
@@ -72,56 +83,78 @@ DeviceTensors::~DeviceTensors() {
 }
 
 Tensor DeviceTensors::upload(const HostTensor& host) {
-  const size_t bytes = host.is_int ? host.ids.size() * sizeof(int32_t)
-                                   : host.values.size() * sizeof(float);
+  const DType dtype = host.is_int ? DType::I32 : host.dtype;
+  std::vector<uint16_t> halves;  // the bf16 encoding of host.values
+  const void* src = host.is_int ? static_cast<const void*>(host.ids.data())
+                                : static_cast<const void*>(host.values.data());
+  if (dtype == DType::BF16) {
+    halves.reserve(host.values.size());
+    for (float v : host.values) halves.push_back(kernels::float_to_bf16(v));
+    src = halves.data();
+  }
+  const size_t count = host.is_int ? host.ids.size() : host.values.size();
+  const size_t bytes = count * dtype_size(dtype);
   void* data = backend_.alloc(bytes);
   QJ_CHECK(data, "backend '" + backend_.name() + "' could not allocate " +
                      std::to_string(bytes) + " bytes");
   buffers_.push_back(data);
-  const void* src = host.is_int ? static_cast<const void*>(host.ids.data())
-                                : static_cast<const void*>(host.values.data());
   backend_.copy_to_device(data, src, bytes);
-  return make_tensor(data, host.is_int ? DType::I32 : DType::F32, host.shape,
-                     backend_.device());
+  return make_tensor(data, dtype, host.shape, backend_.device());
 }
 
 std::vector<float> DeviceTensors::download(const Tensor& t) const {
-  QJ_CHECK(t.dtype == DType::F32, "conformance: only fp32 outputs are compared");
+  QJ_CHECK(t.dtype == DType::F32 || t.dtype == DType::BF16,
+           std::string("conformance: only fp32 and bf16 outputs are compared, got ") +
+               dtype_name(t.dtype));
   std::vector<float> host(size_t(t.numel()));
-  backend_.copy_to_host(host.data(), t.data, host.size() * sizeof(float));
+  if (t.dtype == DType::F32) {
+    backend_.copy_to_host(host.data(), t.data, host.size() * sizeof(float));
+    return host;
+  }
+  std::vector<uint16_t> halves(host.size());
+  backend_.copy_to_host(halves.data(), t.data, halves.size() * sizeof(uint16_t));
+  for (size_t i = 0; i < host.size(); ++i) host[i] = kernels::bf16_to_float(halves[i]);
   return host;
+}
+
+Output DeviceTensors::output(const std::string& name, const Tensor& t) const {
+  return {name, download(t), t.dtype};
 }
 
 bool Report::wants(const std::string& op) const {
   return filter_.empty() || op.find(filter_) != std::string::npos;
 }
 
-void Report::check(const std::string& op, const std::string& shape, double tolerance,
+void Report::check(const std::string& op, const std::string& shape, const Tolerance& tolerance,
                    const CaseFn& run) {
   if (!wants(op)) return;
   Outputs expected, got;
   try {
     expected = run(reference_);
   } catch (const std::exception& e) {
-    rows.push_back(failed_row(op, shape, tolerance,
+    rows.push_back(failed_row(op, shape, tolerance.fp32,
                               "reference backend '" + reference_.name() + "' failed: " + e.what()));
     return;
   }
   try {
     got = run(tested_);
   } catch (const std::exception& e) {
-    rows.push_back(failed_row(op, shape, tolerance, e.what()));
+    rows.push_back(failed_row(op, shape, tolerance.fp32, e.what()));
     return;
   }
   for (size_t i = 0; i < expected.size(); ++i) {
-    Row row{op, expected[i].first, shape, 0.0, tolerance, false, ""};
-    if (i >= got.size() || got[i].second.size() != expected[i].second.size()) {
+    const Output& want = expected[i];
+    Row row{op, want.name, shape, 0.0, tolerance.of(want.dtype), false, ""};
+    if (i >= got.size() || got[i].values.size() != want.values.size()) {
       row.error = INFINITY;
       row.message = "output sizes differ";
+    } else if (got[i].dtype != want.dtype) {
+      row.error = INFINITY;
+      row.message = "output dtypes differ";
     } else {
-      row.error = max_relative_error(got[i].second, expected[i].second);
+      row.error = max_relative_error(got[i].values, want.values);
     }
-    row.passed = row.error <= tolerance;
+    row.passed = row.error <= row.tolerance;
     rows.push_back(std::move(row));
   }
 }

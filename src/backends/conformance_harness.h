@@ -14,17 +14,52 @@
 
 namespace qj::conformance {
 
-// Host data of one tensor, fp32 or int32.
+// Host data of one tensor: floats uploaded as fp32 or bf16, or int32 ids.
 struct HostTensor {
   std::vector<int64_t> shape;
-  std::vector<float> values;  // fp32 data
+  std::vector<float> values;  // float data (for bf16: values bf16 holds exactly)
   std::vector<int32_t> ids;   // int32 data, when is_int
   bool is_int = false;
+  DType dtype = DType::F32;   // how upload stores `values`: F32 or BF16
 };
 
 // Host tensor of `shape` with every element `value` (NaN marks outputs that
 // must be written).
 HostTensor filled(std::vector<int64_t> shape, float value);
+
+// `h` to be uploaded as `dtype` (F32 or BF16). For bf16 the values are rounded
+// to bf16 here (nearest even, kernels/common/bf16.h), so the host copy and
+// both backends hold exactly the same numbers.
+HostTensor as_dtype(HostTensor h, DType dtype);
+
+// The dtypes of one run of a case. fp32: every tensor fp32. bf16: the mix
+// training uses with train.precision=bf16 (include/qianjun/backend.h,
+// "Precision"): activations, weights and activation gradients bf16 (act);
+// statistics, rope tables and parameter gradients stay fp32, token ids int32.
+struct Precision {
+  bool bf16 = false;
+
+  // The dtype of activations, weights and activation gradients.
+  DType act_dtype() const { return bf16 ? DType::BF16 : DType::F32; }
+  // `h` as an activation, weight or activation gradient of this precision.
+  HostTensor act(HostTensor h) const { return as_dtype(std::move(h), act_dtype()); }
+  // The row label: the shape, with " bf16" for the bf16 run.
+  std::string label(const std::string& shape) const { return bf16 ? shape + " bf16" : shape; }
+};
+inline constexpr Precision kFp32{false};
+inline constexpr Precision kBf16{true};
+// Every case that training runs in bf16 runs once in each, fp32 first.
+inline constexpr Precision kPrecisions[] = {kFp32, kBf16};
+
+// The largest max_relative_error a row may show: `fp32` for outputs stored in
+// fp32, `bf16` for outputs stored in bf16. A single number is both.
+struct Tolerance {
+  double fp32 = 0.0;
+  double bf16 = 0.0;
+  Tolerance(double both) : fp32(both), bf16(both) {}  // NOLINT(google-explicit-constructor)
+  Tolerance(double fp32_outputs, double bf16_outputs) : fp32(fp32_outputs), bf16(bf16_outputs) {}
+  double of(DType dtype) const { return dtype == DType::BF16 ? bf16 : fp32; }
+};
 
 class Random {
  public:
@@ -37,6 +72,15 @@ class Random {
   std::mt19937_64 engine_;
 };
 
+// One output of one run of a case, downloaded to the host; its dtype (what
+// the backend stored) picks the row's tolerance.
+struct Output {
+  std::string name;
+  std::vector<float> values;
+  DType dtype = DType::F32;
+};
+using Outputs = std::vector<Output>;
+
 // Tensors allocated on one backend, all freed when this goes out of scope.
 class DeviceTensors {
  public:
@@ -46,15 +90,16 @@ class DeviceTensors {
   DeviceTensors& operator=(const DeviceTensors&) = delete;
 
   Tensor upload(const HostTensor& host);
+  // The values of an fp32 or bf16 tensor, as floats.
   std::vector<float> download(const Tensor& t) const;
+  // download(t), named, keeping t's dtype for the tolerance.
+  Output output(const std::string& name, const Tensor& t) const;
 
  private:
   const Backend& backend_;
   std::vector<void*> buffers_;
 };
 
-// Named outputs of one run of a case, downloaded to the host.
-using Outputs = std::vector<std::pair<std::string, std::vector<float>>>;
 // Runs a case on one backend: uploads the inputs, calls the op, downloads.
 using CaseFn = std::function<Outputs(const Backend&)>;
 
@@ -68,7 +113,7 @@ class Report {
   // A generator with a seed of its own, so each case's inputs are fixed.
   Random random() { return Random(1234 + 7919 * seeds_++); }
   // Runs `run` on both backends and adds one Row per output.
-  void check(const std::string& op, const std::string& shape, double tolerance,
+  void check(const std::string& op, const std::string& shape, const Tolerance& tolerance,
              const CaseFn& run);
   // Runs `prepare` (inputs computed on the reference backend); if it throws,
   // records a failed Row for op and shape and returns false.
