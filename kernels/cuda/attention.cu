@@ -191,29 +191,22 @@ unsigned warp_blocks(int64_t rows) {
 
 bool is_bf16(const Tensor& qkv) { return qkv.dtype == DType::BF16; }
 
-// The same tensor seen as fp32, for the shared shape checks below.
-Tensor relabelled_f32(const Tensor& t) {
-  Tensor view = t;
-  view.dtype = DType::F32;
-  return view;
-}
-
 // The tensor-core kernels read 16-byte vectors of every head row.
 void check_aligned(const Tensor& t, const char* op, const char* arg) {
   QJ_CHECK(reinterpret_cast<uintptr_t>(t.data) % 16 == 0,
            kernels::arg_where(op, arg) + " must be 16-byte aligned for the cuda bf16 kernels");
 }
 
-// kernels::check_attention_args demands fp32 tensors: the bf16 dtypes are
-// checked here, then the shapes by the shared check on fp32-relabelled views.
+// The tensor-core path takes bf16 throughout: mixed fp32/bf16 tensors are
+// refused here, then the shared check takes the shapes.
 AttnLayout check_bf16_attention_args(const char* op, const Tensor& qkv, const Tensor& out,
                                      const Tensor& lse, int heads, int kv_heads) {
   kernels::check_tensor(qkv, DType::BF16, kDevice, op, "qkv");
   kernels::check_tensor(out, DType::BF16, kDevice, op, "out");
   check_aligned(qkv, op, "qkv");
   check_aligned(out, op, "out");
-  return kernels::check_attention_args(kDevice, op, relabelled_f32(qkv), relabelled_f32(out), lse,
-                                       heads, kv_heads, bf16attn::kMaxHeadDim);
+  return kernels::check_attention_args(kDevice, op, qkv, out, lse, heads, kv_heads,
+                                       bf16attn::kMaxHeadDim);
 }
 
 void attention_forward_bf16(void* ctx, const Tensor& qkv, const Tensor& out, const Tensor& lse,
@@ -231,8 +224,7 @@ void attention_backward_bf16(void* ctx, const Tensor& dout, const Tensor& qkv, c
   kernels::check_tensor(dqkv, DType::BF16, kDevice, op, "dqkv");
   check_aligned(dout, op, "dout");
   check_aligned(dqkv, op, "dqkv");
-  kernels::check_attention_grads(kDevice, op, relabelled_f32(dout), out, qkv,
-                                 relabelled_f32(dqkv));
+  kernels::check_attention_grads(kDevice, op, dout, out, qkv, dqkv);
   bf16attn::attention_backward(context(ctx), a, qkv.data, out.data, dout.data, lse.f32(),
                                dqkv.data);
 }

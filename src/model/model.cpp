@@ -111,14 +111,14 @@ void Model::bind_parameters(const Arenas& arenas) {
   for (const ParamSpec& spec : specs_)
     params_.push_back({spec.name, arenas.tensor(spec.name), arenas.tensor("grad." + spec.name),
                        arenas.tensor(weight_name(spec.name, shard_)), spec.weight_decay});
-  auto value = [&](const std::string& n) { return optional_tensor(arenas, weight_name(n, shard_)); };
+  auto weight = [&](const std::string& n) { return optional_tensor(arenas, weight_name(n, shard_)); };
   auto grad = [&](const std::string& n) { return optional_tensor(arenas, "grad." + n); };
-  wte_ = value("wte"), d_wte_ = grad("wte");
-  wpe_ = value("wpe"), d_wpe_ = grad("wpe");
-  norm_f_weight_ = value("norm_f.weight"), d_norm_f_weight_ = grad("norm_f.weight");
-  norm_f_bias_ = value("norm_f.bias"), d_norm_f_bias_ = grad("norm_f.bias");
+  wte_ = weight("wte"), d_wte_ = grad("wte");
+  wpe_ = weight("wpe"), d_wpe_ = grad("wpe");
+  norm_f_weight_ = weight("norm_f.weight"), d_norm_f_weight_ = grad("norm_f.weight");
+  norm_f_bias_ = weight("norm_f.bias"), d_norm_f_bias_ = grad("norm_f.bias");
   const char* head = config_.tied_embeddings ? "wte" : "lm_head.weight";
-  head_weight_ = value(head), d_head_weight_ = grad(head);
+  head_weight_ = weight(head), d_head_weight_ = grad(head);
 
   // Backward finishes the head first, then the layers from the last, then the
   // embedding. A tied wte is finished by whichever of the two runs last here.

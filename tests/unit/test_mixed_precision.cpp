@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <memory>
 #include <random>
@@ -14,13 +13,13 @@
 
 #include "core/config.h"
 #include "core/memory_plan.h"
-#include "data/indexed_dataset_writer.h"
 #include "kernels/common/bf16.h"
 #include "model/model.h"
 #include "model/normal_rng.h"
 #include "qianjun/backend.h"
 #include "qianjun/comm.h"
 #include "train/trainer.h"
+#include "unit/test_corpus.h"
 
 namespace {
 
@@ -197,26 +196,18 @@ TEST_CASE("a bf16 model's loss and fp32 gradients track the fp32 model's") {
 
 namespace {
 
-std::string write_corpus(const std::string& name, int vocab, int tokens) {
-  const auto dir = std::filesystem::temp_directory_path() / "qj_test_mixed_precision";
-  std::filesystem::create_directories(dir);
-  const std::string prefix = (dir / name).string();
-  qj::IndexedDatasetWriter writer(prefix, qj::TokenDtype::UInt16);
-  std::mt19937 rng(7);
-  std::vector<int32_t> doc;
-  for (int written = 0; written < tokens; written += int(doc.size())) {
-    // Short repeating patterns, so that the model has something to learn.
-    doc.resize(50 + rng() % 200);
-    const int period = 2 + int(rng() % 5), offset = int(rng() % vocab);
-    for (size_t i = 0; i < doc.size(); ++i) doc[i] = int32_t((offset + int(i) % period * 3) % vocab);
-    writer.add_document(doc);
-  }
-  writer.finish();
-  return prefix;
+// Short repeating patterns, so that the model has something to learn.
+std::string write_patterned_corpus(int vocab, int tokens) {
+  return qj::test::write_corpus("qj_test_mixed_precision", "train", tokens,
+                                [vocab](std::mt19937& rng, std::vector<int32_t>& doc) {
+                                  const int period = 2 + int(rng() % 5), offset = int(rng() % vocab);
+                                  for (size_t i = 0; i < doc.size(); ++i)
+                                    doc[i] = int32_t((offset + int(i) % period * 3) % vocab);
+                                });
 }
 
 qj::Config training_config(const std::string& preset, const std::string& precision) {
-  const std::string data = write_corpus("train", 61, 20000);
+  const std::string data = write_patterned_corpus(61, 20000);
   return qj::parse_config(R"({"model": {"preset": ")" + preset +
                           R"(", "layers": 2, "hidden": 32, "heads": 4, "kv_heads": 2,
                           "vocab": 61, "seq_len": 16, "vocab_pad_to": 16},

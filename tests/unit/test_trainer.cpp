@@ -2,35 +2,25 @@
 // micro-batches computes the same step as one large batch, and runs are
 // deterministic.
 #include <cmath>
-#include <filesystem>
 #include <random>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "core/config.h"
-#include "data/indexed_dataset_writer.h"
 #include "model/model.h"
 #include "parallel/distributed_optimizer.h"
 #include "train/trainer.h"
 #include "unit/allocation_counter.h"
+#include "unit/test_corpus.h"
 
 namespace {
 
 std::string write_random_corpus(const std::string& name, int vocab, int tokens) {
-  const auto dir = std::filesystem::temp_directory_path() / "qj_test_trainer";
-  std::filesystem::create_directories(dir);
-  const std::string prefix = (dir / name).string();
-  qj::IndexedDatasetWriter writer(prefix, qj::TokenDtype::UInt16);
-  std::mt19937 rng(7);
-  std::vector<int32_t> doc;
-  for (int written = 0; written < tokens; written += int(doc.size())) {
-    doc.resize(50 + rng() % 200);
-    for (auto& t : doc) t = int32_t(rng() % vocab);
-    writer.add_document(doc);
-  }
-  writer.finish();
-  return prefix;
+  return qj::test::write_corpus("qj_test_trainer", name, tokens,
+                                [vocab](std::mt19937& rng, std::vector<int32_t>& doc) {
+                                  for (auto& t : doc) t = int32_t(rng() % vocab);
+                                });
 }
 
 qj::Config tiny_config(const std::string& preset) {
