@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev libomp-dev
-          nlohmann-json3-dev catch2 pybind11-dev libopenmpi-dev openmpi-bin
+          nlohmann-json3-dev libssl-dev catch2 pybind11-dev libopenmpi-dev openmpi-bin
           python3 python3-dev python3-numpy python3-torch)
 missing=()
 for p in "${packages[@]}"; do

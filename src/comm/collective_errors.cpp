@@ -1,8 +1,8 @@
 #include "comm/collective_errors.h"
 
 #include <cstdio>
-#include <cstring>
-#include <vector>
+
+#include "comm/text_collectives.h"
 
 namespace qj {
 
@@ -16,16 +16,6 @@ int32_t all_reduce_max(Communicator& group, int32_t value) {
   Tensor t(&value, DType::I32, {1});
   group.all_reduce(t, ReduceOp::Max);
   return value;
-}
-
-// `root`'s message on every rank: its length, then its bytes packed in int32 words.
-std::string broadcast_message(Communicator& group, int root, const std::string& message) {
-  int32_t length = int32_t(message.size());
-  group.broadcast(Tensor(&length, DType::I32, {1}), root);
-  std::vector<int32_t> words((size_t(length) + 3) / 4, 0);
-  if (group.rank() == root) std::memcpy(words.data(), message.data(), message.size());
-  if (!words.empty()) group.broadcast(Tensor(words.data(), DType::I32, {int64_t(words.size())}), root);
-  return std::string(reinterpret_cast<const char*>(words.data()), size_t(length));
 }
 
 }  // namespace
@@ -53,7 +43,7 @@ void agree_on_failure(Communicator& group, const std::function<void()>& phase) {
   int32_t lowest = all_reduce_max(group, failed ? size - group.rank() : 0);
   if (lowest == 0) return;
   const int failing_rank = size - lowest;
-  std::string agreed = broadcast_message(group, failing_rank, message);
+  std::string agreed = broadcast_text(group, failing_rank, message);
   // All failed identically unless some rank succeeded or failed differently.
   bool differs = !failed || message != agreed;
   bool all_failed = all_reduce_max(group, differs ? 1 : 0) == 0;

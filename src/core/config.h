@@ -103,11 +103,15 @@ struct TokenizerConfig {
   bool operator==(const TokenizerConfig&) const = default;
 };
 
+// Sharded, reshardable checkpoints (src/checkpoint/, README "Checkpoints").
 struct CheckpointConfig {
-  std::string dir;
-  int every = 0;
-  int keep = 3;
-  std::string resume = "auto";
+  std::string dir;              // "" : no checkpoints
+  int every = 0;                // save every N steps (0: only at the end of training)
+  int keep = 3;                 // committed checkpoints kept; older ones are deleted
+  std::string resume = "auto";  // auto (newest valid in dir) | never | a checkpoint path
+  bool async = false;           // write in a background thread from a planned host buffer
+  std::string encryption = "none";  // none | aes-256-gcm | sm4-gcm
+  std::string key_file;         // hex key ("" : environment variable QJ_CHECKPOINT_KEY)
   bool operator==(const CheckpointConfig&) const = default;
 };
 

@@ -75,7 +75,8 @@ const SectionSchema<CheckpointConfig>& checkpoint_section() {
   using C = CheckpointConfig;
   static const SectionSchema<C> schema{
       "checkpoint", &Config::checkpoint,
-      {{"dir", &C::dir}, {"every", &C::every}, {"keep", &C::keep}, {"resume", &C::resume}}};
+      {{"dir", &C::dir}, {"every", &C::every}, {"keep", &C::keep}, {"resume", &C::resume},
+       {"async", &C::async}, {"encryption", &C::encryption}, {"key_file", &C::key_file}}};
   return schema;
 }
 

@@ -157,6 +157,12 @@ void validate_io(const Config& c) {
   at_least("checkpoint.keep", c.checkpoint.keep, 1);
   require(c.checkpoint.every == 0 || !c.checkpoint.dir.empty(),
           show("checkpoint.every", c.checkpoint.every) + " needs checkpoint.dir");
+  require(!c.checkpoint.resume.empty(),
+          "checkpoint.resume must be auto, never or the path of a checkpoint");
+  one_of("checkpoint.encryption", c.checkpoint.encryption, {"none", "aes-256-gcm", "sm4-gcm"});
+  require(c.checkpoint.encryption == "none" || !c.checkpoint.dir.empty(),
+          "checkpoint.encryption='" + c.checkpoint.encryption + "' needs checkpoint.dir");
+  require(!c.checkpoint.async || !c.checkpoint.dir.empty(), "checkpoint.async=true needs checkpoint.dir");
   require(!c.backend.device.empty(), "backend.device must not be empty (cpu, cuda or a plugin)");
   at_least("backend.threads", c.backend.threads, 0);
 }

@@ -2,10 +2,18 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "qianjun/backend.h"
 
 namespace qj {
+
+namespace {
+
+constexpr size_t kHostAlignment = 4096;
+size_t round_up(size_t bytes) { return (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment; }
+
+}  // namespace
 
 const char* arena_name(ArenaKind kind) {
   switch (kind) {
@@ -14,6 +22,7 @@ const char* arena_name(ArenaKind kind) {
     case ArenaKind::Optimizer: return "optimizer";
     case ArenaKind::Activations: return "activations";
     case ArenaKind::Workspace: return "workspace";
+    case ArenaKind::Staging: return "staging";
     case ArenaKind::Count: break;
   }
   return "?";
@@ -92,9 +101,10 @@ Arenas::Arenas(const MemoryPlan& plan, const Backend& backend) : plan_(plan), ba
   for (int a = 0; a < int(ArenaKind::Count); ++a) {
     const size_t bytes = plan.arena_bytes(ArenaKind(a));
     if (bytes == 0) continue;
-    base_[a] = backend.alloc(bytes);
+    base_[a] = ArenaKind(a) == ArenaKind::Staging ? std::aligned_alloc(kHostAlignment, round_up(bytes))
+                                                  : backend.alloc(bytes);
     if (!base_[a]) {
-      for (int b = 0; b < a; ++b) backend.free(base_[b]);
+      for (int b = 0; b < a; ++b) release(ArenaKind(b));
       throw Error("out of memory on backend '" + backend.name() + "': the " +
                   arena_name(ArenaKind(a)) + " arena needs " + format_bytes(bytes) +
                   "; the plan was:\n" + plan.report());
@@ -103,8 +113,15 @@ Arenas::Arenas(const MemoryPlan& plan, const Backend& backend) : plan_(plan), ba
 }
 
 Arenas::~Arenas() {
-  for (void* p : base_)
-    if (p) backend_.free(p);
+  for (int a = 0; a < int(ArenaKind::Count); ++a) release(ArenaKind(a));
+}
+
+void Arenas::release(ArenaKind arena) {
+  void*& base = base_[int(arena)];
+  if (!base) return;
+  if (arena == ArenaKind::Staging) std::free(base);
+  else backend_.free(base);
+  base = nullptr;
 }
 
 Tensor Arenas::tensor(const std::string& name) const {
@@ -112,7 +129,7 @@ Tensor Arenas::tensor(const std::string& name) const {
   Tensor t;
   t.data = static_cast<char*>(base_[int(b.arena)]) + b.offset;
   t.dtype = b.dtype;
-  t.device = backend_.device();
+  t.device = b.arena == ArenaKind::Staging ? Device::Host : backend_.device();
   t.ndim = int(b.shape.size());
   int64_t stride = 1;
   for (int i = t.ndim - 1; i >= 0; --i) {

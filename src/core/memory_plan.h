@@ -13,7 +13,9 @@ namespace qj {
 
 class Backend;
 
-enum class ArenaKind { Params, Grads, Optimizer, Activations, Workspace, Count };
+// Staging lives in host memory whatever the backend: the copy of the training
+// state that an asynchronous checkpoint save writes while training goes on.
+enum class ArenaKind { Params, Grads, Optimizer, Activations, Workspace, Staging, Count };
 const char* arena_name(ArenaKind kind);
 
 struct PlannedBuffer {
@@ -60,6 +62,8 @@ class Arenas {
   const MemoryPlan& plan() const { return plan_; }
 
  private:
+  void release(ArenaKind arena);
+
   const MemoryPlan& plan_;
   const Backend& backend_;
   void* base_[int(ArenaKind::Count)] = {};

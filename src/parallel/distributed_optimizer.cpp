@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "parallel/dp_shares.h"
 
 namespace qj {
 
@@ -58,28 +59,26 @@ void DistributedOptimizer::build_pieces() {
     for (size_t i = 0; i < params_.size(); ++i) {
       const ParamRef& p = params_[i];
       pieces_.push_back({p.value, p.grad, arenas_.tensor("adam_m." + p.name),
-                         arenas_.tensor("adam_v." + p.name), p.weight_decay});
+                         arenas_.tensor("adam_v." + p.name), p.weight_decay, i, 0});
       if (counted_in_norm(i) && mesh_.dp_rank() == 0) norm_grads_.push_back(p.grad);
     }
   } else {
     const Tensor m = arenas_.tensor("zero.adam_m"), v = arenas_.tensor("zero.adam_v");
-    const size_t dp = size_t(mesh_.shape().dp), r = size_t(mesh_.dp_rank());
-    const auto* params_base = static_cast<float*>(arenas_.arena_base(ArenaKind::Params));
-    for (const GradBucket& b : plan_.buckets) {
-      const size_t share = b.elems / dp, lo = b.begin + r * share, hi = lo + share;
-      for (size_t i : b.params) {
-        const ParamRef& p = params_[i];
-        const size_t begin = size_t(p.value.f32() - params_base);
-        const size_t from = std::max(begin, lo), to = std::min(begin + size_t(p.value.numel()), hi);
-        if (from >= to) continue;
-        const size_t at = b.shard_begin + (from - lo), n = to - from;
-        pieces_.push_back({view_1d(p.value, from - begin, n), view_1d(grad_shard_, at, n),
-                           view_1d(m, at, n), view_1d(v, at, n), p.weight_decay});
-        if (counted_in_norm(i)) norm_grads_.push_back(pieces_.back().grad);
-      }
+    for (const ParamShare& s : dp_shares(plan_, arenas_.plan(), mesh_.dp_rank())) {
+      const ParamRef& p = params_[s.param];
+      pieces_.push_back({view_1d(p.value, s.begin, s.count), view_1d(grad_shard_, s.shard_offset, s.count),
+                         view_1d(m, s.shard_offset, s.count), view_1d(v, s.shard_offset, s.count),
+                         p.weight_decay, s.param, s.begin});
+      if (counted_in_norm(s.param)) norm_grads_.push_back(pieces_.back().grad);
     }
   }
   for (const Piece& p : pieces_) backend_.fill(p.m, 0.f), backend_.fill(p.v, 0.f);
+}
+
+std::vector<DistributedOptimizer::MomentSlice> DistributedOptimizer::moment_slices() const {
+  std::vector<MomentSlice> slices;
+  for (const Piece& p : pieces_) slices.push_back({p.param, p.begin, p.m, p.v});
+  return slices;
 }
 
 void DistributedOptimizer::begin_step() {

@@ -42,10 +42,23 @@ class DistributedOptimizer {
   // The factor that clips a gradient of norm `norm` to `max_norm` (0: off).
   static float clip_scale(float norm, float max_norm);
 
+  // The Adam moments this rank holds: elements [begin, begin + m.numel()) of
+  // parameter `param` (whole parameters, or with ZeRO-1 this rank's dp shares).
+  struct MomentSlice {
+    size_t param;
+    size_t begin;
+    Tensor m, v;
+  };
+  std::vector<MomentSlice> moment_slices() const;
+  // Updates taken so far (Adam's bias correction); checkpoints save and restore it.
+  int step_count() const { return step_; }
+  void set_step_count(int steps) { step_ = steps; }
+
  private:
   struct Piece {  // a parameter's elements inside this rank's optimizer share
     Tensor value, grad, m, v;
     bool weight_decay;
+    size_t param, begin;
   };
   void launch(size_t bucket);
   bool counted_in_norm(size_t param) const;

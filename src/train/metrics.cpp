@@ -18,7 +18,8 @@ static std::string format_duration(double seconds) {
   return buf;
 }
 
-Metrics::Metrics(int total_steps, double peak_flops, const std::string& jsonl_path, int log_every)
+Metrics::Metrics(int total_steps, double peak_flops, const std::string& jsonl_path, int log_every,
+                 bool append_jsonl)
     : total_steps_(total_steps),
       peak_flops_(peak_flops),
       log_every_(std::max(1, log_every)),
@@ -27,7 +28,7 @@ Metrics::Metrics(int total_steps, double peak_flops, const std::string& jsonl_pa
       terminal_(isatty(fileno(stdout)) && !launched_by_mpi_launcher()),
       jsonl_path_(jsonl_path) {
   if (!jsonl_path.empty()) {
-    jsonl_ = std::fopen(jsonl_path.c_str(), "w");
+    jsonl_ = std::fopen(jsonl_path.c_str(), append_jsonl ? "a" : "w");
     if (!jsonl_) throw Error("--metrics-jsonl: cannot open '" + jsonl_path + "' for writing");
   }
 }

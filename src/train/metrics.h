@@ -20,7 +20,9 @@ struct StepStats {
 
 class Metrics {
  public:
-  Metrics(int total_steps, double peak_flops, const std::string& jsonl_path, int log_every);
+  // append_jsonl: a resumed run adds its records to those of the run it continues.
+  Metrics(int total_steps, double peak_flops, const std::string& jsonl_path, int log_every,
+          bool append_jsonl = false);
   ~Metrics();
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;

@@ -1,14 +1,16 @@
 #include "train/run_plan.h"
 
 #include "parallel/mesh.h"
+#include "train/checkpoint_state.h"
 
 namespace qj {
 
 MemoryPlan plan_training_run(const Config& config, int world_size, int rank) {
   const MeshShape mesh = resolve_mesh(config.parallel, world_size);
   MemoryPlan plan;
-  plan_stage(config, mesh, rank % mesh.tp, rank / mesh.tp % mesh.dp, rank / (mesh.tp * mesh.dp),
-             plan);
+  const StagePlan stage = plan_stage(config, mesh, rank % mesh.tp, rank / mesh.tp % mesh.dp,
+                                     rank / (mesh.tp * mesh.dp), plan);
+  add_checkpoint_staging(config, stage, plan);
   return plan;
 }
 

@@ -5,6 +5,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 
 #include "comm/staged_comm.h"
 #include "core/log.h"
@@ -17,6 +18,7 @@
 #include "parallel/pipeline_engine.h"
 #include "qianjun/backend.h"
 #include "qianjun/comm.h"
+#include "train/checkpointer.h"
 #include "train/distributed_weights.h"
 #include "train/run_plan.h"
 
@@ -44,6 +46,7 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   const int rank = world_->rank();
   stage_ = plan_stage(config, shape, rank % shape.tp, rank / shape.tp % shape.dp,
                       rank / (shape.tp * shape.dp), plan_);
+  add_checkpoint_staging(config, stage_, plan_);
 
   auto open = [](const std::string& field, const std::string& prefix) {
     try {
@@ -81,6 +84,9 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   optimizer_ = std::make_unique<DistributedOptimizer>(config, stage_, *mesh_, std::move(params),
                                                       backend_, *arenas_);
   engine_ = std::make_unique<PipelineEngine>(stage_, *mesh_, chunks_);
+  checkpointer_ = std::make_unique<Checkpointer>(config_, stage_, *arenas_, *mesh_, chunks_,
+                                                 *optimizer_, backend_);
+  resume();
 
   const size_t share_tokens =
       size_t(stage_.micro_batches) * size_t(train.micro_batch) * size_t(config.model.seq_len);
@@ -98,9 +104,46 @@ bool Trainer::reads_data() const {
   return false;
 }
 
+// Resumed from a checkpoint: parameters, moments, the step and the data
+// position are the saved ones; the data order follows the saved seed.
+void Trainer::resume() {
+  const std::optional<TrainingPosition> position = checkpointer_->resume();
+  if (!position) return;
+  start_step_ = int(position->step);
+  start_samples_ = position->consumed_samples;
+  std::error_code ec;
+  if (!config_.checkpoint.dir.empty() &&
+      std::filesystem::equivalent(position->root, config_.checkpoint.dir, ec))
+    last_checkpoint_step_ = start_step_;
+  if (position->seed != config_.train.seed || position->shuffle != config_.data.shuffle) {
+    if (world_->rank() == 0)
+      QJ_WARN("the checkpoint's data order (seed %llu, shuffle %d) replaces the config's (seed %llu, "
+              "shuffle %d), so that the run continues as it began",
+              static_cast<unsigned long long>(position->seed), int(position->shuffle),
+              static_cast<unsigned long long>(config_.train.seed), int(config_.data.shuffle));
+    train_sampler_ = std::make_unique<GptSampler>(*train_data_, config_.model.seq_len,
+                                                  position->shuffle, position->seed);
+  }
+}
+
+uint64_t Trainer::consumed_samples(int steps) const {
+  return start_samples_ + uint64_t(steps - start_step_) * uint64_t(config_.train.global_batch);
+}
+
+void Trainer::save_checkpoint(int steps) {
+  checkpointer_->save(steps, consumed_samples(steps));
+  last_checkpoint_step_ = steps;
+}
+
+bool Trainer::final_checkpoint_needed() const {
+  return checkpointer_->enabled() && last_checkpoint_step_ != std::max(config_.train.steps, start_step_);
+}
+
 void Trainer::load_step_batch(int step) {
   const TrainConfig& train = config_.train;
-  const size_t first = GptSampler::first_sample_of(step, train.global_batch, mesh_->dp_rank(),
+  // Steps after a resume continue from the saved sample position.
+  const size_t first = consumed_samples(step) +
+                       GptSampler::first_sample_of(0, train.global_batch, mesh_->dp_rank(),
                                                    stage_.mesh.dp, 0, train.micro_batch);
   train_sampler_->fill_batch(first, stage_.micro_batches * train.micro_batch, step_inputs_.data(),
                              step_targets_.data());
@@ -188,9 +231,12 @@ void Trainer::run() {
   std::unique_ptr<Metrics> metrics;
   if (leader)
     metrics = std::make_unique<Metrics>(train.steps, backend_.peak_flops() * m.world(),
-                                        options_.metrics_jsonl, train.log_every);
+                                        options_.metrics_jsonl, train.log_every,
+                                        /*append_jsonl=*/start_step_ > 0);
   const bool can_eval = valid_sampler_ && train.eval_every > 0;
-  for (int step = 0; step < train.steps; ++step) {
+  const int every = config_.checkpoint.every;
+  for (int step = start_step_; step < train.steps; ++step) {
+    checkpointer_->poll();
     const StepStats stats = train_step(step);
     if (!std::isfinite(stats.loss))
       throw Error("training diverged: loss is " + std::to_string(stats.loss) + " at step " +
@@ -200,7 +246,10 @@ void Trainer::run() {
       const float loss = evaluate();
       if (metrics) metrics->on_eval(stats.step, loss);
     }
+    if (checkpointer_->enabled() && every > 0 && stats.step % every == 0) save_checkpoint(stats.step);
   }
+  if (final_checkpoint_needed()) save_checkpoint(std::max(train.steps, start_step_));
+  checkpointer_->wait();
   if (metrics) metrics->summary();
   if (!train.export_path.empty()) {
     export_weights(train.export_path, config_, *mesh_, chunks_, backend_);

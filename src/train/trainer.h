@@ -23,6 +23,7 @@ class DistributedOptimizer;
 class PipelineEngine;
 class IndexedDataset;
 class GptSampler;
+class Checkpointer;
 
 struct TrainerOptions {
   std::string metrics_jsonl;  // "" : none (written by world rank 0)
@@ -52,10 +53,18 @@ class Trainer {
   const StagePlan& stage_plan() const { return stage_; }
   const DistributedOptimizer& optimizer() const { return *optimizer_; }
   const Backend& backend() const { return backend_; }
+  // The first step run() takes: 0, or the step of the checkpoint resumed from.
+  int start_step() const { return start_step_; }
+  // Training samples read by the first `steps` steps (the data position).
+  uint64_t consumed_samples(int steps) const;
+  // Collective: saves a checkpoint of the state after `steps` steps (checkpoint.dir).
+  void save_checkpoint(int steps);
 
  private:
   void load_step_batch(int step);
   bool reads_data() const;
+  void resume();
+  bool final_checkpoint_needed() const;
 
   Config config_;
   TrainerOptions options_;
@@ -74,6 +83,10 @@ class Trainer {
   std::unique_ptr<GptSampler> train_sampler_, valid_sampler_;
   double flops_per_token_ = 0;
   std::vector<int32_t> step_inputs_, step_targets_;  // this dp rank's share, sized once
+  std::unique_ptr<Checkpointer> checkpointer_;
+  int start_step_ = 0;
+  uint64_t start_samples_ = 0;  // samples consumed before start_step_
+  int last_checkpoint_step_ = -1;  // saved, or loaded from checkpoint.dir itself
 };
 
 }  // namespace qj

@@ -23,10 +23,10 @@ class Plan(unittest.TestCase):
             with self.subTest(config=os.path.basename(config)):
                 result = run([tool("qj-plan"), "--config", config], timeout=60)
                 self.assertEqual(result.returncode, 0, msg=result.stderr)
-                arenas = re.findall(r"^(parameters|gradients|optimizer|activations|workspace)\s+"
+                arenas = re.findall(r"^(parameters|gradients|optimizer|activations|workspace|staging)\s+"
                                     r"([\d.]+) (B|KiB|MiB|GiB)", result.stdout, re.M)
                 total = re.search(r"^total\s+([\d.]+) (B|KiB|MiB|GiB)", result.stdout, re.M)
-                self.assertEqual(len(arenas), 5, msg=result.stdout)
+                self.assertEqual(len(arenas), 6, msg=result.stdout)
                 parts = sum(to_bytes(n, u) for _, n, u in arenas)
                 self.assertAlmostEqual(parts / to_bytes(*total.groups()), 1.0, delta=0.01)
                 # Adam keeps two fp32 moments per fp32 parameter; ZeRO-1 keeps a

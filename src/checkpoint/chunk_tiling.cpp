@@ -1,0 +1,65 @@
+#include "checkpoint/chunk_tiling.h"
+
+#include <algorithm>
+
+#include "checkpoint/manifest.h"
+#include "qianjun/error.h"
+
+namespace qj {
+
+namespace {
+
+std::string describe(const ChunkBox& b) {
+  return "chunk at " + shape_text(b.offset) + " of shape " + shape_text(b.shape) + " (rank " +
+         std::to_string(b.rank) + ")";
+}
+
+bool overlap(const ChunkBox& a, const ChunkBox& b) {
+  for (size_t d = 0; d < a.shape.size(); ++d)
+    if (a.offset[d] + a.shape[d] <= b.offset[d] || b.offset[d] + b.shape[d] <= a.offset[d]) return false;
+  return true;
+}
+
+int64_t volume(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+}  // namespace
+
+void check_tiling(const std::map<std::string, std::vector<int64_t>>& shapes,
+                  const std::vector<ChunkBox>& boxes) {
+  std::map<std::string, std::vector<const ChunkBox*>> by_tensor;
+  for (const ChunkBox& b : boxes) {
+    auto shape = shapes.find(b.tensor);
+    if (shape == shapes.end())
+      throw Error("checkpoint save: tensor '" + b.tensor + "' (" + describe(b) + ") is not part of the model");
+    bool inside = b.offset.size() == shape->second.size() && b.shape.size() == shape->second.size();
+    for (size_t d = 0; inside && d < b.shape.size(); ++d)
+      inside = b.offset[d] >= 0 && b.shape[d] > 0 && b.offset[d] + b.shape[d] <= shape->second[d];
+    if (!inside)
+      throw Error("checkpoint save: tensor '" + b.tensor + "' of shape " + shape_text(shape->second) +
+                  ": " + describe(b) + " lies outside it");
+    by_tensor[b.tensor].push_back(&b);
+  }
+  for (const auto& [name, shape] : shapes) {
+    std::vector<const ChunkBox*>& list = by_tensor[name];
+    // Sorted by first row, a box can only overlap those starting before its end row.
+    std::sort(list.begin(), list.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
+    int64_t covered = 0;
+    for (size_t i = 0; i < list.size(); ++i) {
+      covered += volume(list[i]->shape);
+      for (size_t j = i + 1; j < list.size() && list[j]->offset[0] < list[i]->offset[0] + list[i]->shape[0]; ++j)
+        if (overlap(*list[i], *list[j]))
+          throw Error("checkpoint save: tensor '" + name + "': " + describe(*list[i]) +
+                      " overlaps " + describe(*list[j]));
+    }
+    if (covered != volume(shape))
+      throw Error("checkpoint save: tensor '" + name + "' of shape " + shape_text(shape) +
+                  ": the chunks of all ranks cover " + std::to_string(covered) + " of its " +
+                  std::to_string(volume(shape)) + " elements (a gap)");
+  }
+}
+
+}  // namespace qj
