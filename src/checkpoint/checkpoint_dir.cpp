@@ -50,9 +50,10 @@ std::vector<StoredCheckpoint> committed_checkpoints(const std::string& root) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) return found;
   for (const fs::directory_entry& entry : fs::directory_iterator(root, ec)) {
+    // A step directory is renamed into place with its manifest; one without it
+    // was damaged later and is listed, so that loading it says what is wrong.
     const int64_t step = step_of(entry.path().filename().string());
-    if (step >= 0 && is_checkpoint_dir(entry.path().string()))
-      found.push_back({step, entry.path().string()});
+    if (step >= 0 && entry.is_directory(ec)) found.push_back({step, entry.path().string()});
   }
   if (ec) throw Error("checkpoint.dir='" + root + "': cannot list it: " + ec.message());
   std::sort(found.begin(), found.end(), [](auto& a, auto& b) { return a.step > b.step; });
@@ -83,7 +84,8 @@ std::string commit_checkpoint(const std::string& root, const std::string& temp, 
   rename_durably(temp, target.string());
   checkpoint_fault_point("after_rename", step, 0);
   write_file_atomically((fs::path(root) / "latest").string(), step_dir_name(step) + "\n");
-  if (!trash.empty()) remove_tree(trash);
+  std::error_code ignored;  // committed already: a leftover is removed by the next save
+  if (!trash.empty()) fs::remove_all(trash, ignored);
   return target.string();
 }
 

@@ -18,7 +18,9 @@ struct StoredCheckpoint {
   int64_t step;
   std::string path;
 };
-// Committed checkpoints under root, newest (highest step) first. A missing root is empty.
+// The step directories under root, newest (highest step) first: committed
+// checkpoints, and any damaged since (the reader says what is missing). A
+// missing root is empty.
 std::vector<StoredCheckpoint> committed_checkpoints(const std::string& root);
 
 // Creates root if needed and removes stale temporary directories (rank 0, before a save).
