@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "qianjun/backend.h"
 
@@ -103,6 +104,9 @@ Arenas::Arenas(const MemoryPlan& plan, const Backend& backend) : plan_(plan), ba
     if (bytes == 0) continue;
     base_[a] = ArenaKind(a) == ArenaKind::Staging ? std::aligned_alloc(kHostAlignment, round_up(bytes))
                                                   : backend.alloc(bytes);
+    // Touched once now, so that no page fault lands in the middle of training
+    // (an asynchronous save's first snapshot would otherwise pay for them all).
+    if (base_[a] && ArenaKind(a) == ArenaKind::Staging) std::memset(base_[a], 0, bytes);
     if (!base_[a]) {
       for (int b = 0; b < a; ++b) release(ArenaKind(b));
       throw Error("out of memory on backend '" + backend.name() + "': the " +
