@@ -85,6 +85,7 @@ const TensorRecord& CheckpointReader::tensor(const std::string& name) const {
 const ReadOnlyFile& CheckpointReader::file(const std::string& name) {
   QJ_CHECK(name.find('/') == std::string::npos && name != ".." && !name.empty(),
            "checkpoint " + dir_ + ": shard file name '" + name + "' leaves the checkpoint directory");
+  std::lock_guard<std::mutex> lock(files_lock_);
   auto& slot = files_[name];
   if (!slot) slot = std::make_unique<ReadOnlyFile>((std::filesystem::path(dir_) / name).string());
   return *slot;
@@ -95,23 +96,28 @@ std::string CheckpointReader::where(const std::string& name, const ChunkRecord& 
          std::to_string(chunk.offset) + " (global offset " + shape_text(chunk.global_offset) + ")";
 }
 
-const std::vector<float>& CheckpointReader::load_chunk(const std::string& name,
-                                                       const ChunkRecord& chunk) {
-  if (cached_chunk_ == &chunk && cached_tensor_ == name) return cached_;
-  cached_chunk_ = nullptr;
+void CheckpointReader::read_chunk(const std::string& name, const ChunkRecord& chunk,
+                                  std::vector<float>& out) {
   const int64_t elems = volume(chunk.shape);
   if (chunk.length != uint64_t(elems) * sizeof(float) || chunk.shape.size() != chunk.global_offset.size())
     throw Error(where(name, chunk) + ": length " + std::to_string(chunk.length) +
                 " does not fit its shape " + shape_text(chunk.shape));
-  cached_.resize(size_t(elems));
-  file(chunk.file).read_at(chunk.offset, cached_.data(), chunk.length);
-  if (sha256_hex(cached_.data(), chunk.length) != chunk.sha256)
+  out.resize(size_t(elems));
+  file(chunk.file).read_at(chunk.offset, out.data(), chunk.length);
+  if (sha256_hex(out.data(), chunk.length) != chunk.sha256)
     throw Error(where(name, chunk) + ": SHA-256 mismatch: the bytes on disk were changed or damaged");
   if (cipher_ != Encryption::None) {
     QJ_CHECK(chunk.seal.has_value(), where(name, chunk) + ": no IV and tag in an encrypted checkpoint");
     open_chunk(cipher_, key_, chunk_aad(manifest_.id, name, chunk.global_offset), *chunk.seal,
-               cached_.data(), chunk.length, cached_.data(), where(name, chunk));
+               out.data(), chunk.length, out.data(), where(name, chunk));
   }
+}
+
+const std::vector<float>& CheckpointReader::load_chunk(const std::string& name,
+                                                       const ChunkRecord& chunk) {
+  if (cached_chunk_ == &chunk && cached_tensor_ == name) return cached_;
+  cached_chunk_ = nullptr;
+  read_chunk(name, chunk, cached_);
   cached_chunk_ = &chunk;
   cached_tensor_ = name;
   return cached_;

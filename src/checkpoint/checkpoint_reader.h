@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -35,10 +36,13 @@ class CheckpointReader {
   std::vector<float> read_tensor(const std::string& name);
   // Reads one chunk and checks it (hash; decryption when a key is loaded).
   void verify_chunk(const std::string& name, const ChunkRecord& chunk);
+  // One chunk of `name`, checked, into out (resized). Safe to call from several
+  // threads at once (the other reads are not).
+  void read_chunk(const std::string& name, const ChunkRecord& chunk, std::vector<float>& out);
 
  private:
   const std::vector<float>& load_chunk(const std::string& name, const ChunkRecord& chunk);
-  const ReadOnlyFile& file(const std::string& name);
+  const ReadOnlyFile& file(const std::string& name);  // opened once, under files_lock_
   std::string where(const std::string& name, const ChunkRecord& chunk) const;
 
   std::string dir_;
@@ -46,6 +50,7 @@ class CheckpointReader {
   Encryption cipher_ = Encryption::None;
   std::vector<uint8_t> key_;
   std::map<std::string, std::unique_ptr<ReadOnlyFile>> files_;
+  std::mutex files_lock_;
   // The last chunk read: boxes are requested in order, so neighbours share it.
   std::string cached_tensor_;
   const ChunkRecord* cached_chunk_ = nullptr;

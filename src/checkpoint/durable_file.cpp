@@ -74,6 +74,20 @@ void DurableFile::write(const void* data, size_t bytes) {
   }
 }
 
+void DurableFile::write_at(uint64_t offset, const void* data, size_t bytes) const {
+  if (fd_ < 0) throw Error("cannot write " + path_ + ": already closed");
+  const char* next = static_cast<const char*>(data);
+  while (bytes > 0) {
+    const ssize_t written = ::pwrite(fd_, next, bytes, off_t(offset));
+    if (written < 0 && errno == EINTR) continue;
+    if (written < 0) fail("write", path_, errno);
+    if (written == 0) throw Error("cannot write " + path_ + ": pwrite(2) wrote nothing");
+    next += written;
+    bytes -= size_t(written);
+    offset += uint64_t(written);
+  }
+}
+
 void DurableFile::sync_and_close() {
   if (fd_ < 0) throw Error("cannot sync " + path_ + ": already closed");
   const int fd = std::exchange(fd_, -1);

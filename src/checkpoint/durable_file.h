@@ -23,6 +23,9 @@ class DurableFile {
   DurableFile& operator=(DurableFile&&) = delete;
 
   void write(const void* data, size_t bytes);  // all of it (partial writes and EINTR retried)
+  // All of it at `offset` (pwrite): several threads may write disjoint ranges at
+  // once. size() counts what write() appended, not these.
+  void write_at(uint64_t offset, const void* data, size_t bytes) const;
   uint64_t size() const { return size_; }      // bytes written so far
   void sync_and_close();                       // fsync, then close; throws on failure
   const std::string& path() const { return path_; }

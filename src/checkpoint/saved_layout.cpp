@@ -129,4 +129,59 @@ void scatter_segment(const SavedSegment& s, const float* box, float* local, int6
   }
 }
 
+namespace {
+
+// The intersection of the segment's box and a chunk's box, as rows x cols (1-D: one row).
+struct Overlap {
+  int64_t row0 = 0, rows = 0, col0 = 0, cols = 0;
+};
+
+Overlap overlap_of(const SavedSegment& s, const std::vector<int64_t>& offset,
+                   const std::vector<int64_t>& shape) {
+  if (offset.size() != s.offset.size() || shape.size() != s.shape.size()) return {};
+  int64_t lo[2] = {0, 0}, hi[2] = {1, 1};
+  for (size_t d = 0; d < s.shape.size(); ++d) {
+    lo[d] = std::max(offset[d], s.offset[d]);
+    hi[d] = std::min(offset[d] + shape[d], s.offset[d] + s.shape[d]);
+    if (lo[d] >= hi[d]) return {};
+  }
+  if (s.shape.size() == 1) return {0, 1, lo[0], hi[0] - lo[0]};
+  return {lo[0], hi[0] - lo[0], lo[1], hi[1] - lo[1]};
+}
+
+}  // namespace
+
+int64_t overlap_volume(const SavedSegment& s, const std::vector<int64_t>& offset,
+                       const std::vector<int64_t>& shape) {
+  const Overlap o = overlap_of(s, offset, shape);
+  return o.rows * o.cols;
+}
+
+int64_t scatter_chunk(const SavedSegment& s, const std::vector<int64_t>& offset,
+                      const std::vector<int64_t>& shape, const float* chunk, float* local,
+                      int64_t local_first, int64_t width) {
+  const Overlap o = overlap_of(s, offset, shape);
+  const bool matrix = s.shape.size() == 2;
+  const int64_t chunk_width = matrix ? shape[1] : 1;
+  for (int64_t i = 0; i < o.rows; ++i) {
+    // Tensor coordinates (row, col) -> coordinates in the segment's box (bi, bj).
+    const int64_t row = o.row0 + i;
+    const int64_t bi = matrix ? row - s.offset[0] : 0, bj0 = o.col0 - (matrix ? s.offset[1] : s.offset[0]);
+    const float* src = matrix ? chunk + (row - offset[0]) * chunk_width + (o.col0 - offset[1])
+                              : chunk + (o.col0 - offset[0]);
+    if (!s.transposed) {
+      // 1-D boxes are one column of local rows: element j is local row bj0 + j.
+      float* dst = matrix ? local + (s.local.row + bi) * width + s.local.col + bj0 - local_first
+                          : local + (s.local.row + bj0) * width + s.local.col - local_first;
+      if (matrix) std::copy_n(src, o.cols, dst);
+      else
+        for (int64_t j = 0; j < o.cols; ++j) dst[j * width] = src[j];
+    } else {
+      for (int64_t j = 0; j < o.cols; ++j)
+        local[(s.local.row + bj0 + j) * width + s.local.col + bi - local_first] = src[j];
+    }
+  }
+  return o.rows * o.cols;
+}
+
 }  // namespace qj

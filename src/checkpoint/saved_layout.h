@@ -58,6 +58,16 @@ void gather_segment(const SavedSegment& segment, const float* local, int64_t loc
 void scatter_segment(const SavedSegment& segment, const float* box, float* local,
                      int64_t local_first, int64_t width);
 
+// The part of a saved chunk (box chunk_offset + chunk_shape of the segment's
+// tensor, elements row-major in `chunk`) that lies in the segment, into the
+// rank's tensor; returns how many elements that was.
+int64_t scatter_chunk(const SavedSegment& segment, const std::vector<int64_t>& chunk_offset,
+                      const std::vector<int64_t>& chunk_shape, const float* chunk, float* local,
+                      int64_t local_first, int64_t width);
+// Elements of the segment's box that lie in the chunk's box (0: disjoint).
+int64_t overlap_volume(const SavedSegment& segment, const std::vector<int64_t>& chunk_offset,
+                       const std::vector<int64_t>& chunk_shape);
+
 // Row width of a rank's tensor of this spec (1 for 1-D).
 int64_t local_width(const ParamSpec& spec);
 

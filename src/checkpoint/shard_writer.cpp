@@ -13,24 +13,26 @@ ShardWriter::ShardWriter(const std::string& dir, const std::string& file_name, E
 
 ShardWriter::~ShardWriter() = default;
 
-ChunkRecord ShardWriter::append(const std::string& tensor, const std::vector<int64_t>& global_offset,
-                                const std::vector<int64_t>& shape, float* box) {
+ChunkRecord ShardWriter::write(uint64_t offset, const std::string& tensor,
+                               const std::vector<int64_t>& global_offset,
+                               const std::vector<int64_t>& shape, const float* box,
+                               std::vector<float>& scratch) const {
   int64_t elems = 1;
   for (int64_t d : shape) elems *= d;
-  ChunkRecord record{file_name_, file_->size(), uint64_t(elems) * sizeof(float), global_offset, shape,
+  ChunkRecord record{file_name_, offset, uint64_t(elems) * sizeof(float), global_offset, shape,
                      "", std::nullopt};
-  if (cipher_ != Encryption::None)
+  const float* stored = box;
+  if (cipher_ != Encryption::None) {
+    scratch.resize(size_t(elems));
     record.seal = seal_chunk(cipher_, key_, chunk_aad(id_, tensor, global_offset), box,
-                             record.length, box);
-  record.sha256 = sha256_hex(box, record.length);
-  file_->write(box, record.length);
+                             record.length, scratch.data());
+    stored = scratch.data();
+  }
+  record.sha256 = sha256_hex(stored, record.length);
+  file_->write_at(offset, stored, record.length);
   return record;
 }
 
-uint64_t ShardWriter::finish() {
-  const uint64_t bytes = file_->size();
-  file_->sync_and_close();
-  return bytes;
-}
+void ShardWriter::finish() { file_->sync_and_close(); }
 
 }  // namespace qj

@@ -19,12 +19,15 @@ class ShardWriter {
               const std::vector<uint8_t>& key, const std::string& checkpoint_id);
   ~ShardWriter();
 
-  // Writes `box` (the box's elements, row-major) as a chunk of `tensor`. With a
-  // cipher the buffer is encrypted in place, so no plaintext reaches the disk.
-  ChunkRecord append(const std::string& tensor, const std::vector<int64_t>& global_offset,
-                     const std::vector<int64_t>& shape, float* box);
-  // fsync and close; returns the file's size.
-  uint64_t finish();
+  // Writes `box` (the box's elements, row-major) as a chunk of `tensor` at
+  // `offset` of the file (chunks are laid out by the caller, so several threads
+  // may write at once). With a cipher the box is encrypted into `scratch`
+  // first, so no plaintext reaches the disk.
+  ChunkRecord write(uint64_t offset, const std::string& tensor,
+                    const std::vector<int64_t>& global_offset, const std::vector<int64_t>& shape,
+                    const float* box, std::vector<float>& scratch) const;
+  // fsync and close.
+  void finish();
   const std::string& file_name() const { return file_name_; }
 
  private:

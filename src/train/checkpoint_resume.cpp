@@ -1,6 +1,7 @@
 // Checkpointer::resume: which checkpoint, the model check, and loading every
 // element this rank holds from whatever layout saved it.
 #include <filesystem>
+#include <map>
 
 #include "checkpoint/checkpoint_dir.h"
 #include "checkpoint/checkpoint_reader.h"
@@ -66,22 +67,91 @@ void Checkpointer::check_model(const CheckpointReader& reader) const {
   }
 }
 
-// Every range this rank holds, each gathered from the boxes that hold it.
-// Rows no saved box covers (vocabulary padding) are zero.
+namespace {
+
+// One saved chunk and every place of this rank's ranges it fills.
+struct ChunkReads {
+  std::string tensor;
+  const ChunkRecord* chunk;
+  std::vector<std::pair<size_t, SavedSegment>> targets;  // (index into the batch's ranges, segment)
+};
+
+constexpr int64_t kLoadBatchElements = int64_t(64) << 20;  // 256 MiB of host buffers at most
+
+}  // namespace
+
+// Every range this rank holds, filled from the chunks that hold its elements:
+// the chunks are listed first (each read once per batch of ranges, its
+// coverage checked from the manifest), then read, verified and scattered in
+// parallel. Rows no saved box covers (vocabulary padding) are zero.
 void Checkpointer::load(CheckpointReader& reader) {
   check_model(reader);
-  std::vector<float> local, box;
-  for (const StateRange& r : reads_) {
-    const ParamSpec& spec = stage_.params[r.param];
-    local.assign(size_t(r.count), 0.f);
-    for (const LocalRect& rect : rects_of_range(spec, r.begin, r.count)) {
-      for (const SavedSegment& s : saved_segments(config_.model, spec, param_shard_[r.param].tp_rank, rect)) {
-        box.resize(size_t(numel(s.shape)));
-        reader.read_box(saved_prefix(r.part) + s.tensor, s.offset, s.shape, box.data());
-        scatter_segment(s, box.data(), local.data(), r.begin, local_width(spec));
+  const bool host = backend_.device() == Device::Host;
+  for (size_t first = 0; first < reads_.size();) {
+    size_t end = first;
+    int64_t elements = 0;
+    while (end < reads_.size() && (end == first || elements + reads_[end].count <= kLoadBatchElements))
+      elements += reads_[end++].count;
+    // Where each range of the batch is assembled: the tensor itself on the host.
+    std::vector<std::vector<float>> buffers(end - first);
+    std::vector<float*> dest(end - first);
+    for (size_t i = first; i < end; ++i) {
+      if (host) {
+        dest[i - first] = state_tensor(reads_[i]).f32();
+        std::fill_n(dest[i - first], reads_[i].count, 0.f);
+      } else {
+        buffers[i - first].assign(size_t(reads_[i].count), 0.f);
+        dest[i - first] = buffers[i - first].data();
       }
     }
-    backend_.copy_to_device(state_tensor(r).data, local.data(), local.size() * sizeof(float));
+    std::vector<ChunkReads> jobs;
+    std::map<const ChunkRecord*, size_t> job_of;
+    for (size_t i = first; i < end; ++i) {
+      const StateRange& r = reads_[i];
+      const ParamSpec& spec = stage_.params[r.param];
+      for (const LocalRect& rect : rects_of_range(spec, r.begin, r.count))
+        for (const SavedSegment& s : saved_segments(config_.model, spec, param_shard_[r.param].tp_rank, rect)) {
+          const std::string name = saved_prefix(r.part) + s.tensor;
+          int64_t covered = 0;
+          for (const ChunkRecord& c : reader.tensor(name).chunks) {
+            const int64_t n = overlap_volume(s, c.global_offset, c.shape);
+            if (n == 0) continue;
+            covered += n;
+            auto [it, added] = job_of.emplace(&c, jobs.size());
+            if (added) jobs.push_back({name, &c, {}});
+            jobs[it->second].targets.emplace_back(i - first, s);
+          }
+          if (covered != numel(s.shape))
+            throw Error("checkpoint " + reader.dir() + ": tensor " + name + ": its chunks cover " +
+                        std::to_string(covered) + " of the " + std::to_string(numel(s.shape)) +
+                        " elements at " + shape_text(s.offset) + " + " + shape_text(s.shape));
+        }
+    }
+    std::string error;
+#pragma omp parallel
+    {
+      std::vector<float> data;
+#pragma omp for schedule(dynamic, 1)
+      for (size_t j = 0; j < jobs.size(); ++j) {
+        try {
+          reader.read_chunk(jobs[j].tensor, *jobs[j].chunk, data);
+          for (const auto& [index, s] : jobs[j].targets) {
+            const StateRange& r = reads_[first + index];
+            scatter_chunk(s, jobs[j].chunk->global_offset, jobs[j].chunk->shape, data.data(),
+                          dest[index], r.begin, local_width(stage_.params[r.param]));
+          }
+        } catch (const std::exception& e) {
+#pragma omp critical(checkpoint_load_error)
+          if (error.empty()) error = e.what();
+        }
+      }
+    }
+    if (!error.empty()) throw Error(error);
+    if (!host)
+      for (size_t i = first; i < end; ++i)
+        backend_.copy_to_device(state_tensor(reads_[i]).data, dest[i - first],
+                                size_t(reads_[i].count) * sizeof(float));
+    first = end;
   }
   refresh_weights(backend_, params_);
   optimizer_.set_step_count(reader.manifest().optimizer_steps);

@@ -1,5 +1,8 @@
 #include "train/checkpointer.h"
 
+#include <omp.h>
+
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -163,45 +166,88 @@ void Checkpointer::start_save(int64_t step, uint64_t consumed_samples) {
   });
 }
 
+namespace {
+
+// One chunk of a shard file: a saved box of one written range, at its place in the file.
+struct ChunkJob {
+  size_t range;
+  SavedSegment segment;
+  uint64_t offset;
+};
+
+}  // namespace
+
 // This rank's shard file; its chunk records as JSON, or "error: <message>".
 // `staged`: the written ranges one after another in host memory (async), or
-// nullptr to copy each from the backend.
+// nullptr to read each from the backend. The chunks are laid out first, then
+// gathered, hashed (encrypted) and written by the OpenMP threads in parallel;
+// an asynchronous save uses one thread, beside the training step's.
 std::string Checkpointer::write_shard(PendingSave& save, const float* staged) {
   const int rank = mesh_.world().rank();
   try {
     json records = json::object();
     if (writes_.empty()) return records.dump();
+    std::vector<ChunkJob> jobs;
+    uint64_t bytes = 0;
+    std::vector<const float*> source(writes_.size(), nullptr);  // element r.begin of each range
+    for (size_t i = 0; i < writes_.size(); ++i) {
+      const StateRange& r = writes_[i];
+      if (staged) source[i] = staged, staged += r.count;
+      else if (backend_.device() == Device::Host) source[i] = state_tensor(r).f32();
+      for (const LocalRect& rect : rects_of_range(stage_.params[r.param], r.begin, r.count))
+        for (SavedSegment& s : saved_segments(config_.model, stage_.params[r.param], stage_.tp_rank, rect)) {
+          jobs.push_back({i, std::move(s), bytes});
+          bytes += uint64_t(numel(jobs.back().segment.shape)) * sizeof(float);
+        }
+    }
     char name[32];
     std::snprintf(name, sizeof name, "rank_%05d.bin", rank);
     ShardWriter writer(save.temp, name, cipher_, key_, save.id);
-    std::vector<float> local, box;
-    json chunks = json::array();
-    for (const StateRange& r : writes_) {
-      const float* data = staged;
-      if (staged) {
-        staged += r.count;
-      } else {
-        local.resize(size_t(r.count));
-        backend_.copy_to_host(local.data(), state_tensor(r).data, local.size() * sizeof(float));
-        data = local.data();
-      }
-      const ParamSpec& spec = stage_.params[r.param];
-      for (const LocalRect& rect : rects_of_range(spec, r.begin, r.count)) {
-        for (const SavedSegment& s : saved_segments(config_.model, spec, stage_.tp_rank, rect)) {
-          box.resize(size_t(numel(s.shape)));
-          gather_segment(s, data, r.begin, local_width(spec), box.data());
+    std::vector<json> chunks(jobs.size());
+    std::atomic<int> written{0};
+    std::string error;
+#pragma omp parallel num_threads(config_.checkpoint.async ? 1 : omp_get_max_threads())
+    {
+      std::vector<float> local, box, scratch;
+#pragma omp for schedule(dynamic, 1)
+      for (size_t j = 0; j < jobs.size(); ++j) {
+        try {
+          const StateRange& r = writes_[jobs[j].range];
+          const SavedSegment& s = jobs[j].segment;
+          const int64_t width = local_width(stage_.params[r.param]);
+          const int64_t first = s.local.row * width + s.local.col;
+          const int64_t end = (s.local.row + s.local.rows - 1) * width + s.local.col + s.local.cols;
+          const float* data = source[jobs[j].range];
+          int64_t data_first = r.begin;
+          if (!data) {  // device memory: this segment's elements through the host
+            local.resize(size_t(end - first));
+#pragma omp critical(checkpoint_device_copy)
+            backend_.copy_to_host(local.data(), state_tensor(r).f32() + (first - r.begin),
+                                  local.size() * sizeof(float));
+            data = local.data(), data_first = first;
+          }
+          const float* stored = data + (first - data_first);  // contiguous and in box order?
+          if (s.transposed || (s.local.cols != width && s.local.rows != 1)) {
+            box.resize(size_t(numel(s.shape)));
+            gather_segment(s, data, data_first, width, box.data());
+            stored = box.data();
+          }
           const std::string tensor = saved_prefix(r.part) + s.tensor;
-          const ChunkRecord c = writer.append(tensor, s.offset, s.shape, box.data());
-          json record = {tensor, c.offset, c.length, c.global_offset, c.shape, c.sha256};
-          if (c.seal) record.push_back(to_hex(c.seal->iv.data(), 12) + to_hex(c.seal->tag.data(), 16));
-          chunks.push_back(std::move(record));
-          if (chunks.size() == 1) checkpoint_fault_point("mid_shard", save.step, rank);
+          const ChunkRecord c = writer.write(jobs[j].offset, tensor, s.offset, s.shape, stored, scratch);
+          chunks[j] = {tensor, c.offset, c.length, c.global_offset, c.shape, c.sha256};
+          if (c.seal) chunks[j].push_back(to_hex(c.seal->iv.data(), 12) + to_hex(c.seal->tag.data(), 16));
+          if (written.fetch_add(1) == 0) checkpoint_fault_point("mid_shard", save.step, rank);
+        } catch (const std::exception& e) {
+#pragma omp critical(checkpoint_write_error)
+          if (error.empty()) error = e.what();
         }
       }
     }
+    if (!error.empty()) throw Error(error);
+    writer.finish();
     records["file"] = writer.file_name();
     records["chunks"] = std::move(chunks);
-    records["bytes"] = writer.finish();
+    records["bytes"] = bytes;
     checkpoint_fault_point("after_shards", save.step, rank);
     return records.dump();
   } catch (const std::exception& e) {
