@@ -98,18 +98,23 @@ std::string CheckpointReader::where(const std::string& name, const ChunkRecord& 
 
 void CheckpointReader::read_chunk(const std::string& name, const ChunkRecord& chunk,
                                   std::vector<float>& out) {
+  out.resize(size_t(volume(chunk.shape)));
+  read_chunk_into(name, chunk, out.data());
+}
+
+void CheckpointReader::read_chunk_into(const std::string& name, const ChunkRecord& chunk, float* out) {
   const int64_t elems = volume(chunk.shape);
   if (chunk.length != uint64_t(elems) * sizeof(float) || chunk.shape.size() != chunk.global_offset.size())
     throw Error(where(name, chunk) + ": length " + std::to_string(chunk.length) +
                 " does not fit its shape " + shape_text(chunk.shape));
-  out.resize(size_t(elems));
-  file(chunk.file).read_at(chunk.offset, out.data(), chunk.length);
-  if (sha256_hex(out.data(), chunk.length) != chunk.sha256)
+  file(chunk.file).read_at(chunk.offset, out, chunk.length);
+  bytes_read_ += chunk.length;
+  if (sha256_hex(out, chunk.length) != chunk.sha256)
     throw Error(where(name, chunk) + ": SHA-256 mismatch: the bytes on disk were changed or damaged");
   if (cipher_ != Encryption::None) {
     QJ_CHECK(chunk.seal.has_value(), where(name, chunk) + ": no IV and tag in an encrypted checkpoint");
     open_chunk(cipher_, key_, chunk_aad(manifest_.id, name, chunk.global_offset), *chunk.seal,
-               out.data(), chunk.length, out.data(), where(name, chunk));
+               out, chunk.length, out, where(name, chunk));
   }
 }
 

@@ -3,6 +3,7 @@
 // tensor. Only the chunks a box touches are read (pread of their byte ranges),
 // and each is verified (SHA-256, and for encrypted checkpoints decrypted and
 // authenticated) before any of its bytes is used.
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -27,6 +28,8 @@ class CheckpointReader {
   const Manifest& manifest() const { return manifest_; }
   const std::string& dir() const { return dir_; }
   bool encrypted() const { return cipher_ != Encryption::None; }
+  // Bytes read from shard files so far.
+  uint64_t bytes_read() const { return bytes_read_; }
   const TensorRecord& tensor(const std::string& name) const;
 
   // Elements of the box [offset, offset + shape) of `name`, row-major into out.
@@ -39,6 +42,8 @@ class CheckpointReader {
   // One chunk of `name`, checked, into out (resized). Safe to call from several
   // threads at once (the other reads are not).
   void read_chunk(const std::string& name, const ChunkRecord& chunk, std::vector<float>& out);
+  // The same into `out`, which holds the chunk's element count.
+  void read_chunk_into(const std::string& name, const ChunkRecord& chunk, float* out);
 
  private:
   const std::vector<float>& load_chunk(const std::string& name, const ChunkRecord& chunk);
@@ -51,6 +56,7 @@ class CheckpointReader {
   std::vector<uint8_t> key_;
   std::map<std::string, std::unique_ptr<ReadOnlyFile>> files_;
   std::mutex files_lock_;
+  std::atomic<uint64_t> bytes_read_{0};
   // The last chunk read: boxes are requested in order, so neighbours share it.
   std::string cached_tensor_;
   const ChunkRecord* cached_chunk_ = nullptr;

@@ -41,6 +41,17 @@ std::vector<RowRun> global_rows(const ParamSpec& spec, int tp_rank, int64_t firs
   return runs;
 }
 
+// dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols, in
+// tiles that stay in cache (GPT-2's Conv1D weights are saved transposed).
+void transpose_copy(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                    int64_t rows, int64_t cols) {
+  constexpr int64_t kTile = 32;
+  for (int64_t i0 = 0; i0 < rows; i0 += kTile)
+    for (int64_t j0 = 0; j0 < cols; j0 += kTile)
+      for (int64_t i = i0; i < std::min(rows, i0 + kTile); ++i)
+        for (int64_t j = j0; j < std::min(cols, j0 + kTile); ++j) dst[j * dst_stride + i] = src[i * src_stride + j];
+}
+
 Tensor shape_only(const std::vector<int64_t>& shape) {
   return shape.size() == 1 ? Tensor(nullptr, DType::F32, {shape[0]})
                            : Tensor(nullptr, DType::F32, {shape[0], shape[1]});
@@ -110,23 +121,17 @@ std::map<std::string, std::vector<int64_t>> saved_weight_shapes(const ModelConfi
 void gather_segment(const SavedSegment& s, const float* local, int64_t local_first, int64_t width,
                     float* box) {
   const LocalRect& r = s.local;
-  for (int64_t i = 0; i < r.rows; ++i) {
-    const float* row = local + (r.row + i) * width + r.col - local_first;
-    if (!s.transposed) std::copy_n(row, r.cols, box + i * r.cols);
-    else
-      for (int64_t j = 0; j < r.cols; ++j) box[j * r.rows + i] = row[j];
-  }
+  const float* first = local + r.row * width + r.col - local_first;
+  if (s.transposed) return transpose_copy(first, width, box, r.rows, r.rows, r.cols);
+  for (int64_t i = 0; i < r.rows; ++i) std::copy_n(first + i * width, r.cols, box + i * r.cols);
 }
 
 void scatter_segment(const SavedSegment& s, const float* box, float* local, int64_t local_first,
                      int64_t width) {
   const LocalRect& r = s.local;
-  for (int64_t i = 0; i < r.rows; ++i) {
-    float* row = local + (r.row + i) * width + r.col - local_first;
-    if (!s.transposed) std::copy_n(box + i * r.cols, r.cols, row);
-    else
-      for (int64_t j = 0; j < r.cols; ++j) row[j] = box[j * r.rows + i];
-  }
+  float* first = local + r.row * width + r.col - local_first;
+  if (s.transposed) return transpose_copy(box, r.rows, first, width, r.cols, r.rows);
+  for (int64_t i = 0; i < r.rows; ++i) std::copy_n(box + i * r.cols, r.cols, first + i * width);
 }
 
 namespace {
@@ -163,6 +168,13 @@ int64_t scatter_chunk(const SavedSegment& s, const std::vector<int64_t>& offset,
   const Overlap o = overlap_of(s, offset, shape);
   const bool matrix = s.shape.size() == 2;
   const int64_t chunk_width = matrix ? shape[1] : 1;
+  if (s.transposed && o.rows > 0) {  // box (bi, bj) is local (row + bj, col + bi)
+    const int64_t bi0 = o.row0 - s.offset[0], bj0 = o.col0 - s.offset[1];
+    transpose_copy(chunk + (o.row0 - offset[0]) * chunk_width + (o.col0 - offset[1]), chunk_width,
+                   local + (s.local.row + bj0) * width + s.local.col + bi0 - local_first, width,
+                   o.rows, o.cols);
+    return o.rows * o.cols;
+  }
   for (int64_t i = 0; i < o.rows; ++i) {
     // Tensor coordinates (row, col) -> coordinates in the segment's box (bi, bj).
     const int64_t row = o.row0 + i;

@@ -1,5 +1,7 @@
 // Checkpointer::resume: which checkpoint, the model check, and loading every
 // element this rank holds from whatever layout saved it.
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <map>
 
@@ -76,6 +78,20 @@ struct ChunkReads {
   std::vector<std::pair<size_t, SavedSegment>> targets;  // (index into the batch's ranges, segment)
 };
 
+// Where a chunk can be read straight into place: it is exactly one segment's
+// box, in the segment's order, and contiguous in the rank's tensor.
+float* in_place_target(const ChunkReads& job, const std::vector<float*>& dest,
+                       const std::vector<StateRange>& ranges, size_t first, const StagePlan& stage) {
+  if (job.targets.size() != 1) return nullptr;
+  const auto& [index, s] = job.targets.front();
+  const StateRange& r = ranges[first + index];
+  const int64_t width = s.shape.size() > 1 ? local_width(stage.params[r.param]) : 1;
+  const bool contiguous = s.local.rows == 1 || s.local.cols == width;
+  if (s.transposed || !contiguous || job.chunk->global_offset != s.offset || job.chunk->shape != s.shape)
+    return nullptr;
+  return dest[index] + (s.local.row * width + s.local.col - r.begin);
+}
+
 constexpr int64_t kLoadBatchElements = int64_t(64) << 20;  // 256 MiB of host buffers at most
 
 }  // namespace
@@ -98,9 +114,8 @@ void Checkpointer::load(CheckpointReader& reader) {
     for (size_t i = first; i < end; ++i) {
       if (host) {
         dest[i - first] = state_tensor(reads_[i]).f32();
-        std::fill_n(dest[i - first], reads_[i].count, 0.f);
       } else {
-        buffers[i - first].assign(size_t(reads_[i].count), 0.f);
+        buffers[i - first].resize(size_t(reads_[i].count));
         dest[i - first] = buffers[i - first].data();
       }
     }
@@ -109,8 +124,10 @@ void Checkpointer::load(CheckpointReader& reader) {
     for (size_t i = first; i < end; ++i) {
       const StateRange& r = reads_[i];
       const ParamSpec& spec = stage_.params[r.param];
+      int64_t saved = 0;
       for (const LocalRect& rect : rects_of_range(spec, r.begin, r.count))
         for (const SavedSegment& s : saved_segments(config_.model, spec, param_shard_[r.param].tp_rank, rect)) {
+          saved += numel(s.shape);
           const std::string name = saved_prefix(r.part) + s.tensor;
           int64_t covered = 0;
           for (const ChunkRecord& c : reader.tensor(name).chunks) {
@@ -126,6 +143,7 @@ void Checkpointer::load(CheckpointReader& reader) {
                         std::to_string(covered) + " of the " + std::to_string(numel(s.shape)) +
                         " elements at " + shape_text(s.offset) + " + " + shape_text(s.shape));
         }
+      if (saved != r.count) std::fill_n(dest[i - first], r.count, 0.f);  // vocabulary padding rows
     }
     std::string error;
 #pragma omp parallel
@@ -134,6 +152,10 @@ void Checkpointer::load(CheckpointReader& reader) {
 #pragma omp for schedule(dynamic, 1)
       for (size_t j = 0; j < jobs.size(); ++j) {
         try {
+          if (float* in_place = in_place_target(jobs[j], dest, reads_, first, stage_)) {  // no copy: read where it belongs
+            reader.read_chunk_into(jobs[j].tensor, *jobs[j].chunk, in_place);
+            continue;
+          }
           reader.read_chunk(jobs[j].tensor, *jobs[j].chunk, data);
           for (const auto& [index, s] : jobs[j].targets) {
             const StateRange& r = reads_[first + index];
@@ -171,6 +193,7 @@ std::optional<TrainingPosition> Checkpointer::resume() {
   }
   std::string failures;
   for (const std::string& path : paths) {
+    const auto started = std::chrono::steady_clock::now();
     std::unique_ptr<CheckpointReader> reader;
     try {
       agree_on_failure(world, [&] {
@@ -183,11 +206,17 @@ std::optional<TrainingPosition> Checkpointer::resume() {
       continue;
     }
     const Manifest& m = reader->manifest();
+    float bytes = float(reader->bytes_read());  // every rank's, summed (a log line: fp32 will do)
+    world.all_reduce(Tensor(&bytes, DType::F32, {1}), ReduceOp::Sum);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (leader)
-      QJ_INFO("resumed from %s: step %lld, %llu samples consumed (saved at tp=%d pp=%d dp=%d%s, %s)",
+      QJ_INFO("resumed from %s: step %lld, %llu samples consumed (saved at tp=%d pp=%d dp=%d%s, %s); "
+              "read %s in %.2f s, %.1f MB/s",
               path.c_str(), static_cast<long long>(m.step),
               static_cast<unsigned long long>(m.consumed_samples), m.mesh.tp, m.mesh.pp, m.mesh.dp,
-              m.mesh.zero ? " zero-1" : "", m.encryption.c_str());
+              m.mesh.zero ? " zero-1" : "", m.encryption.c_str(), format_bytes(size_t(bytes)).c_str(),
+              seconds, double(bytes) / 1e6 / std::max(seconds, 1e-9));
     return TrainingPosition{m.step, m.consumed_samples, m.seed, m.shuffle, path,
                             std::filesystem::path(path).lexically_normal().parent_path().string()};
   }

@@ -73,20 +73,15 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   for (const ModelShard& shard : stage_.chunks) {
     chunks_.push_back(std::make_unique<Model>(config.model, train.micro_batch, shard, mesh_->tp(),
                                               backend_, *arenas_));
-    Model& chunk = *chunks_.back();
-    if (train.init_from.empty()) chunk.init_weights(train.seed);
-    params.insert(params.end(), chunk.params().begin(), chunk.params().end());
-  }
-  if (!train.init_from.empty()) {
-    import_weights(train.init_from, config, chunks_, backend_);
-    if (rank == 0) QJ_INFO("loaded initial weights from %s", train.init_from.c_str());
+    params.insert(params.end(), chunks_.back()->params().begin(), chunks_.back()->params().end());
   }
   optimizer_ = std::make_unique<DistributedOptimizer>(config, stage_, *mesh_, std::move(params),
                                                       backend_, *arenas_);
   engine_ = std::make_unique<PipelineEngine>(stage_, *mesh_, chunks_);
   checkpointer_ = std::make_unique<Checkpointer>(config_, stage_, *arenas_, *mesh_, chunks_,
                                                  *optimizer_, backend_);
-  resume();
+  // A checkpoint, when there is one, replaces every weight: initialise only without one.
+  if (!resume()) initialise_weights();
 
   const size_t share_tokens =
       size_t(stage_.micro_batches) * size_t(train.micro_batch) * size_t(config.model.seq_len);
@@ -104,11 +99,21 @@ bool Trainer::reads_data() const {
   return false;
 }
 
+void Trainer::initialise_weights() {
+  const TrainConfig& train = config_.train;
+  if (train.init_from.empty()) {
+    for (auto& chunk : chunks_) chunk->init_weights(train.seed);
+    return;
+  }
+  import_weights(train.init_from, config_, chunks_, backend_);
+  if (world_->rank() == 0) QJ_INFO("loaded initial weights from %s", train.init_from.c_str());
+}
+
 // Resumed from a checkpoint: parameters, moments, the step and the data
 // position are the saved ones; the data order follows the saved seed.
-void Trainer::resume() {
+bool Trainer::resume() {
   const std::optional<TrainingPosition> position = checkpointer_->resume();
-  if (!position) return;
+  if (!position) return false;
   start_step_ = int(position->step);
   start_samples_ = position->consumed_samples;
   std::error_code ec;
@@ -124,6 +129,7 @@ void Trainer::resume() {
     train_sampler_ = std::make_unique<GptSampler>(*train_data_, config_.model.seq_len,
                                                   position->shuffle, position->seed);
   }
+  return true;
 }
 
 uint64_t Trainer::consumed_samples(int steps) const {

@@ -63,7 +63,8 @@ class Trainer {
  private:
   void load_step_batch(int step);
   bool reads_data() const;
-  void resume();
+  bool resume();
+  void initialise_weights();
   bool final_checkpoint_needed() const;
 
   Config config_;
