@@ -276,7 +276,7 @@ void Checkpointer::commit(PendingSave& save, const std::string& local_result) {
   for (size_t r = 0; r < results.size(); ++r) {
     if (results[r].rfind(kError, 0) != 0) continue;
     if (world.rank() == 0) fs::remove_all(save.temp);  // best effort: the next save also removes it
-    throw RankedError(int(r), false,
+    throw RankedError(int(r), world.size() == 1,
                       "checkpoint save of step " + std::to_string(save.step) + " failed: " +
                           results[r].substr(std::string(kError).size()) +
                           "; the previous checkpoint is intact",
