@@ -59,6 +59,28 @@ std::string model_section_json(const Config& config) {
 
 const char* kError = "error: ";
 
+// A chunk record as it travels to rank 0: [tensor, offset, length, global
+// offset, shape, sha256(, iv + tag)].
+json chunk_to_wire(const std::string& tensor, const ChunkRecord& c) {
+  json wire = {tensor, c.offset, c.length, c.global_offset, c.shape, c.sha256};
+  if (c.seal) wire.push_back(to_hex(c.seal->iv.data(), 12) + to_hex(c.seal->tag.data(), 16));
+  return wire;
+}
+
+std::pair<std::string, ChunkRecord> chunk_from_wire(const json& c, const std::string& file) {
+  ChunkRecord chunk{file, c[1].get<uint64_t>(), c[2].get<uint64_t>(),
+                    c[3].get<std::vector<int64_t>>(), c[4].get<std::vector<int64_t>>(),
+                    c[5].get<std::string>(), std::nullopt};
+  if (c.size() > 6) {
+    const std::vector<uint8_t> seal = from_hex(c[6].get<std::string>(), "seal");
+    SealInfo info;
+    std::copy(seal.begin(), seal.begin() + 12, info.iv.begin());
+    std::copy(seal.begin() + 12, seal.end(), info.tag.begin());
+    chunk.seal = info;
+  }
+  return {c[0].get<std::string>(), std::move(chunk)};
+}
+
 }  // namespace
 
 Checkpointer::Checkpointer(const Config& config, const StagePlan& stage, const Arenas& arenas,
@@ -234,8 +256,7 @@ std::string Checkpointer::write_shard(PendingSave& save, const float* staged) {
           }
           const std::string tensor = saved_prefix(r.part) + s.tensor;
           const ChunkRecord c = writer.write(jobs[j].offset, tensor, s.offset, s.shape, stored, scratch);
-          chunks[j] = {tensor, c.offset, c.length, c.global_offset, c.shape, c.sha256};
-          if (c.seal) chunks[j].push_back(to_hex(c.seal->iv.data(), 12) + to_hex(c.seal->tag.data(), 16));
+          chunks[j] = chunk_to_wire(tensor, c);
           if (written.fetch_add(1) == 0) checkpoint_fault_point("mid_shard", save.step, rank);
         } catch (const std::exception& e) {
 #pragma omp critical(checkpoint_write_error)
@@ -269,6 +290,34 @@ void Checkpointer::wait() {
   commit(*save, save->result);
 }
 
+// What rank 0 writes last: the run's position and every rank's chunk records.
+Manifest Checkpointer::manifest_of(const PendingSave& save, const std::vector<std::string>& results,
+                                   uint64_t& bytes) const {
+  Manifest m;
+  m.id = save.id, m.step = save.step, m.consumed_samples = save.consumed_samples;
+  m.optimizer_steps = save.optimizer_steps;
+  m.seed = config_.train.seed, m.shuffle = config_.data.shuffle;
+  m.model_json = model_section_json(config_);
+  const MeshShape& shape = stage_.mesh;
+  m.mesh = {shape.tp, shape.pp, shape.dp, int(stage_.chunks.size()), config_.optim.zero,
+            config_.parallel.sequence_parallel, config_.parallel.schedule, config_.train.precision};
+  m.encryption = encryption_name(cipher_);
+  if (cipher_ != Encryption::None) m.key_check = make_key_check(cipher_, key_, save.id);
+  for (const auto& [name, shape] : all_saved_shapes(config_.model)) m.tensors[name].shape = shape;
+  for (const std::string& text : results) {
+    const json r = json::parse(text);
+    if (!r.contains("file")) continue;  // a rank that writes nothing
+    const std::string file = r["file"].get<std::string>();
+    m.files[file] = r["bytes"].get<uint64_t>();
+    bytes += m.files[file];
+    for (const json& c : r["chunks"]) {
+      auto [tensor, chunk] = chunk_from_wire(c, file);
+      m.tensors.at(tensor).chunks.push_back(std::move(chunk));
+    }
+  }
+  return m;
+}
+
 void Checkpointer::commit(PendingSave& save, const std::string& local_result) {
   Communicator& world = mesh_.world();
   const std::vector<std::string> results = all_gather_text(world, local_result);
@@ -286,37 +335,7 @@ void Checkpointer::commit(PendingSave& save, const std::string& local_result) {
   uint64_t bytes = 0;
   agree_on_failure(world, [&] {
     if (world.rank() != 0) return;
-    Manifest m;
-    m.id = save.id, m.step = save.step, m.consumed_samples = save.consumed_samples;
-    m.optimizer_steps = save.optimizer_steps;
-    m.seed = config_.train.seed, m.shuffle = config_.data.shuffle;
-    m.model_json = model_section_json(config_);
-    const MeshShape& shape = stage_.mesh;
-    m.mesh = {shape.tp, shape.pp, shape.dp, int(stage_.chunks.size()), config_.optim.zero,
-              config_.parallel.sequence_parallel, config_.parallel.schedule, config_.train.precision};
-    m.encryption = encryption_name(cipher_);
-    if (cipher_ != Encryption::None) m.key_check = make_key_check(cipher_, key_, save.id);
-    for (const auto& [name, shape] : all_saved_shapes(config_.model)) m.tensors[name].shape = shape;
-    for (const std::string& text : results) {
-      const json r = json::parse(text);
-      if (!r.contains("file")) continue;
-      const std::string file = r["file"].get<std::string>();
-      m.files[file] = r["bytes"].get<uint64_t>();
-      bytes += m.files[file];
-      for (const json& c : r["chunks"]) {
-        ChunkRecord chunk{file, c[1].get<uint64_t>(), c[2].get<uint64_t>(),
-                          c[3].get<std::vector<int64_t>>(), c[4].get<std::vector<int64_t>>(),
-                          c[5].get<std::string>(), std::nullopt};
-        if (c.size() > 6) {
-          const std::vector<uint8_t> seal = from_hex(c[6].get<std::string>(), "seal");
-          SealInfo info;
-          std::copy(seal.begin(), seal.begin() + 12, info.iv.begin());
-          std::copy(seal.begin() + 12, seal.end(), info.tag.begin());
-          chunk.seal = info;
-        }
-        m.tensors.at(c[0].get<std::string>()).chunks.push_back(std::move(chunk));
-      }
-    }
+    const Manifest m = manifest_of(save, results, bytes);
     write_file_atomically((fs::path(save.temp) / "manifest.json").string(), manifest_to_json(m));
     checkpoint_fault_point("before_rename", save.step, 0);
     path = commit_checkpoint(root, save.temp, save.step);

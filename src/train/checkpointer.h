@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "checkpoint/chunk_cipher.h"
+#include "checkpoint/manifest.h"
 #include "core/config.h"
 #include "core/memory_plan.h"
 #include "model/model.h"
@@ -71,6 +72,8 @@ class Checkpointer {
   void start_save(int64_t step, uint64_t consumed_samples);
   std::string write_shard(PendingSave& save, const float* staged);
   void commit(PendingSave& save, const std::string& local_result);
+  Manifest manifest_of(const PendingSave& save, const std::vector<std::string>& results,
+                       uint64_t& bytes) const;
   void load(CheckpointReader& reader);
   void check_model(const CheckpointReader& reader) const;
 
