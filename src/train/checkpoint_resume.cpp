@@ -53,6 +53,9 @@ void Checkpointer::check_model(const CheckpointReader& reader) const {
         throw Error("checkpoint " + reader.dir() + " has no tensor '" + full +
                     "', which this model needs: it was saved from a different model (its model "
                     "section: " + reader.manifest().model_json + ")");
+      if (it->second.dtype != "F32")
+        throw Error("checkpoint " + reader.dir() + ": tensor '" + full + "' has dtype " +
+                    it->second.dtype + "; format 1 stores F32 (fp32 master weights and moments)");
       if (it->second.shape != shape)
         throw Error("checkpoint " + reader.dir() + ": tensor '" + full + "' has shape " +
                     shape_text(it->second.shape) + " but this model's is " + shape_text(shape) +
