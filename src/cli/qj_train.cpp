@@ -18,7 +18,9 @@ namespace {
 
 const char* kUsage =
     "usage: qj-train --config FILE.json [--set section.key=value ...] [--metrics-jsonl FILE]\n"
-    "                [--init-from FILE.safetensors] [--export FILE.safetensors]\n";
+    "                [--init-from FILE.safetensors] [--export FILE.safetensors]\n"
+    "checkpoints: --set checkpoint.dir=DIR [--set checkpoint.every=N]; run the same command\n"
+    "again to resume from the newest checkpoint in DIR, in this or any other layout\n";
 
 struct Args {
   std::string config;
