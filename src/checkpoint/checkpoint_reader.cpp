@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "checkpoint/chunk_tiling.h"
 #include "checkpoint/durable_file.h"
 #include "qianjun/error.h"
 
@@ -49,6 +50,31 @@ int64_t copy_intersection(const ChunkRecord& chunk, const float* data,
 
 }  // namespace
 
+void check_chunk_records(const Manifest& manifest, const std::string& where) {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  std::vector<ChunkBox> boxes;
+  for (const auto& [name, t] : manifest.tensors) {
+    shapes[name] = t.shape;
+    for (const ChunkRecord& c : t.chunks) {
+      const std::string origin = "file " + c.file + " at byte " + std::to_string(c.offset);
+      auto file = manifest.files.find(c.file);
+      if (file == manifest.files.end())
+        throw Error(where + ": tensor " + name + ": a chunk in " + origin +
+                    ", a file the manifest does not list");
+      boxes.push_back({name, c.global_offset, c.shape, origin});
+    }
+  }
+  check_tiling(shapes, boxes, where);  // every shape positive and inside its tensor from here on
+  for (const auto& [name, t] : manifest.tensors)
+    for (const ChunkRecord& c : t.chunks)
+      if (c.length != uint64_t(volume(c.shape)) * sizeof(float) || c.offset > manifest.files.at(c.file) ||
+          c.length > manifest.files.at(c.file) - c.offset)
+        throw Error(where + ": tensor " + name + ": the chunk in file " + c.file + " at byte " +
+                    std::to_string(c.offset) + " has length " + std::to_string(c.length) +
+                    ", which does not fit its fp32 shape " + shape_text(c.shape) +
+                    " or the file's recorded size");
+}
+
 bool is_checkpoint_dir(const std::string& dir) {
   std::error_code ec;
   return std::filesystem::is_regular_file(std::filesystem::path(dir) / "manifest.json", ec);
@@ -59,6 +85,7 @@ CheckpointReader::CheckpointReader(const std::string& dir, const std::string& ke
   if (!is_checkpoint_dir(dir))
     throw Error("checkpoint " + dir + ": no manifest.json (not a checkpoint, or one whose save never completed)");
   manifest_ = parse_manifest(read_small_file(path), path);
+  check_chunk_records(manifest_, path);
   cipher_ = parse_encryption(manifest_.encryption, path + ": encryption.cipher");
   if (cipher_ == Encryption::None) return;
   require_cipher_available(cipher_);
@@ -92,7 +119,7 @@ const ReadOnlyFile& CheckpointReader::file(const std::string& name) {
 }
 
 std::string CheckpointReader::where(const std::string& name, const ChunkRecord& chunk) const {
-  return "checkpoint " + dir_ + ": file " + chunk.file + ", tensor " + name + ", chunk at byte " +
+  return "checkpoint " + dir_ + ": file " + chunk.file + ", tensor " + name + ", byte offset " +
          std::to_string(chunk.offset) + " (global offset " + shape_text(chunk.global_offset) + ")";
 }
 
@@ -107,7 +134,11 @@ void CheckpointReader::read_chunk_into(const std::string& name, const ChunkRecor
   if (chunk.length != uint64_t(elems) * sizeof(float) || chunk.shape.size() != chunk.global_offset.size())
     throw Error(where(name, chunk) + ": length " + std::to_string(chunk.length) +
                 " does not fit its shape " + shape_text(chunk.shape));
-  file(chunk.file).read_at(chunk.offset, out, chunk.length);
+  try {
+    file(chunk.file).read_at(chunk.offset, out, chunk.length);
+  } catch (const Error& e) {  // a missing or truncated shard file
+    throw Error(where(name, chunk) + ": " + e.what());
+  }
   bytes_read_ += chunk.length;
   if (sha256_hex(out, chunk.length) != chunk.sha256)
     throw Error(where(name, chunk) + ": SHA-256 mismatch: the bytes on disk were changed or damaged");

@@ -63,6 +63,11 @@ class CheckpointReader {
   std::vector<float> cached_;
 };
 
+// The manifest's chunk records are sound: each in a listed file and inside its
+// recorded size, its length that of its shape, and the chunks of every tensor
+// tiling it exactly once. Throws naming the tensor and chunk (`where`: the manifest).
+void check_chunk_records(const Manifest& manifest, const std::string& where);
+
 // Whether `dir` holds a checkpoint's manifest.json.
 bool is_checkpoint_dir(const std::string& dir);
 

@@ -10,8 +10,7 @@ namespace qj {
 namespace {
 
 std::string describe(const ChunkBox& b) {
-  return "chunk at " + shape_text(b.offset) + " of shape " + shape_text(b.shape) + " (rank " +
-         std::to_string(b.rank) + ")";
+  return "chunk at " + shape_text(b.offset) + " of shape " + shape_text(b.shape) + " (" + b.origin + ")";
 }
 
 bool overlap(const ChunkBox& a, const ChunkBox& b) {
@@ -29,17 +28,17 @@ int64_t volume(const std::vector<int64_t>& shape) {
 }  // namespace
 
 void check_tiling(const std::map<std::string, std::vector<int64_t>>& shapes,
-                  const std::vector<ChunkBox>& boxes) {
+                  const std::vector<ChunkBox>& boxes, const std::string& context) {
   std::map<std::string, std::vector<const ChunkBox*>> by_tensor;
   for (const ChunkBox& b : boxes) {
     auto shape = shapes.find(b.tensor);
     if (shape == shapes.end())
-      throw Error("checkpoint save: tensor '" + b.tensor + "' (" + describe(b) + ") is not part of the model");
+      throw Error(context + ": tensor '" + b.tensor + "' (" + describe(b) + ") is not part of the model");
     bool inside = b.offset.size() == shape->second.size() && b.shape.size() == shape->second.size();
     for (size_t d = 0; inside && d < b.shape.size(); ++d)
       inside = b.offset[d] >= 0 && b.shape[d] > 0 && b.offset[d] + b.shape[d] <= shape->second[d];
     if (!inside)
-      throw Error("checkpoint save: tensor '" + b.tensor + "' of shape " + shape_text(shape->second) +
+      throw Error(context + ": tensor '" + b.tensor + "' of shape " + shape_text(shape->second) +
                   ": " + describe(b) + " lies outside it");
     by_tensor[b.tensor].push_back(&b);
   }
@@ -52,12 +51,12 @@ void check_tiling(const std::map<std::string, std::vector<int64_t>>& shapes,
       covered += volume(list[i]->shape);
       for (size_t j = i + 1; j < list.size() && list[j]->offset[0] < list[i]->offset[0] + list[i]->shape[0]; ++j)
         if (overlap(*list[i], *list[j]))
-          throw Error("checkpoint save: tensor '" + name + "': " + describe(*list[i]) +
+          throw Error(context + ": tensor '" + name + "': " + describe(*list[i]) +
                       " overlaps " + describe(*list[j]));
     }
     if (covered != volume(shape))
-      throw Error("checkpoint save: tensor '" + name + "' of shape " + shape_text(shape) +
-                  ": the chunks of all ranks cover " + std::to_string(covered) + " of its " +
+      throw Error(context + ": tensor '" + name + "' of shape " + shape_text(shape) +
+                  ": the chunks cover " + std::to_string(covered) + " of its " +
                   std::to_string(volume(shape)) + " elements (a gap)");
   }
 }

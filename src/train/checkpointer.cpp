@@ -137,7 +137,7 @@ void Checkpointer::check_layout() {
   for (size_t rank = 0; rank < texts.size(); ++rank)
     for (const json& b : json::parse(texts[rank]))
       all.push_back({b[0].get<std::string>(), b[1].get<std::vector<int64_t>>(),
-                     b[2].get<std::vector<int64_t>>(), int(rank)});
+                     b[2].get<std::vector<int64_t>>(), "rank " + std::to_string(rank)});
   check_tiling(all_saved_shapes(config_.model), all);
   layout_checked_ = true;
 }

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/checkpoint_reader.h"
 #include "checkpoint/chunk_cipher.h"
 #include "checkpoint/chunk_tiling.h"
 #include "checkpoint/manifest.h"
@@ -77,8 +78,8 @@ TEST_CASE("a newer major version is refused naming both; a newer minor is read")
 
 TEST_CASE("chunks must tile every tensor exactly once, or the save names what is wrong") {
   const std::map<std::string, std::vector<int64_t>> shapes = {{"w", {4, 6}}, {"b", {6}}};
-  const std::vector<ChunkBox> tiled = {{"w", {0, 0}, {4, 3}, 0}, {"w", {0, 3}, {2, 3}, 1},
-                                       {"w", {2, 3}, {2, 3}, 2}, {"b", {0}, {6}, 3}};
+  const std::vector<ChunkBox> tiled = {{"w", {0, 0}, {4, 3}, "rank 0"}, {"w", {0, 3}, {2, 3}, "rank 1"},
+                                       {"w", {2, 3}, {2, 3}, "rank 2"}, {"b", {0}, {6}, "rank 3"}};
   CHECK_NOTHROW(check_tiling(shapes, tiled));
 
   std::vector<ChunkBox> overlap = tiled;
@@ -92,6 +93,32 @@ TEST_CASE("chunks must tile every tensor exactly once, or the save names what is
   outside[3].shape = {7};
   CHECK_THROWS_WITH(check_tiling(shapes, outside), Catch::Contains("outside") && Catch::Contains("rank 3"));
   std::vector<ChunkBox> stranger = tiled;
-  stranger.push_back({"v", {0}, {1}, 5});
+  stranger.push_back({"v", {0}, {1}, "rank 5"});
   CHECK_THROWS_WITH(check_tiling(shapes, stranger), Catch::Contains("'v'") && Catch::Contains("not part"));
+}
+
+TEST_CASE("a reader refuses chunk records that cannot be right, even under a valid hash") {
+  CHECK_NOTHROW(check_chunk_records([] {
+    Manifest m = sample();
+    m.tensors["wte.weight"].shape = {2, 64};
+    return m;
+  }(), "m.json"));
+  Manifest gap = sample();  // 2 of 97 rows
+  CHECK_THROWS_WITH(check_chunk_records(gap, "m.json"), Catch::Contains("wte.weight") && Catch::Contains("gap"));
+  Manifest overlap = sample();
+  overlap.tensors["wte.weight"].shape = {2, 64};
+  overlap.tensors["wte.weight"].chunks.push_back(overlap.tensors["wte.weight"].chunks[0]);
+  CHECK_THROWS_WITH(check_chunk_records(overlap, "m.json"), Catch::Contains("overlaps"));
+  Manifest stray = sample();
+  stray.tensors["wte.weight"].shape = {2, 64};
+  stray.tensors["wte.weight"].chunks[0].file = "elsewhere.bin";
+  CHECK_THROWS_WITH(check_chunk_records(stray, "m.json"), Catch::Contains("does not list"));
+  Manifest past_end = sample();
+  past_end.tensors["wte.weight"].shape = {2, 64};
+  past_end.tensors["wte.weight"].chunks[0].offset = 1000;  // 512 bytes from 1000 in a 1024-byte file
+  CHECK_THROWS_WITH(check_chunk_records(past_end, "m.json"), Catch::Contains("recorded size"));
+  Manifest wrong_length = sample();
+  wrong_length.tensors["wte.weight"].shape = {2, 64};
+  wrong_length.tensors["wte.weight"].chunks[0].length = 500;
+  CHECK_THROWS_WITH(check_chunk_records(wrong_length, "m.json"), Catch::Contains("does not fit"));
 }
