@@ -114,6 +114,9 @@ void Trainer::initialise_weights() {
 bool Trainer::resume() {
   const std::optional<TrainingPosition> position = checkpointer_->resume();
   if (!position) return false;
+  if (!config_.train.init_from.empty() && world_->rank() == 0)
+    QJ_WARN("train.init_from='%s' is not used: the run resumes from %s",
+            config_.train.init_from.c_str(), position->path.c_str());
   start_step_ = int(position->step);
   start_samples_ = position->consumed_samples;
   std::error_code ec;
@@ -233,6 +236,11 @@ void Trainer::run() {
             plan_.report().c_str());
     QJ_INFO("training %d steps: %d sequences of %d tokens per step, micro-batches of %d",
             train.steps, train.global_batch, config_.model.seq_len, train.micro_batch);
+    if (start_step_ >= train.steps && start_step_ > 0)
+      QJ_INFO("the checkpoint is at step %d, at or past train.steps=%d: nothing left to train "
+              "(raise train.steps to continue)", start_step_, train.steps);
+    else if (start_step_ > 0)
+      QJ_INFO("continuing at step %d of %d", start_step_ + 1, train.steps);
   }
   std::unique_ptr<Metrics> metrics;
   if (leader)
