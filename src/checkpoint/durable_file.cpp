@@ -61,17 +61,8 @@ DurableFile::DurableFile(DurableFile&& other) noexcept
     : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)), size_(other.size_) {}
 
 void DurableFile::write(const void* data, size_t bytes) {
-  if (fd_ < 0) throw Error("cannot write " + path_ + ": already closed");
-  const char* next = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t written = ::write(fd_, next, bytes);
-    if (written < 0 && errno == EINTR) continue;
-    if (written < 0) fail("write", path_, errno);
-    if (written == 0) throw Error("cannot write " + path_ + ": write(2) wrote nothing");
-    next += written;
-    bytes -= size_t(written);
-    size_ += uint64_t(written);
-  }
+  write_at(size_, data, bytes);
+  size_ += bytes;
 }
 
 void DurableFile::write_at(uint64_t offset, const void* data, size_t bytes) const {
