@@ -29,9 +29,10 @@ struct StateRange {
   int64_t begin, count;
 };
 
-// At most kChunkElements each (64 MiB of fp32), so a reader never loads more
-// than that to get at a few elements.
-inline constexpr int64_t kChunkElements = int64_t(1) << 24;
+// At most kChunkElements each (16 MiB of fp32), so a reader that needs a few
+// rows of a tensor (a new tensor-parallel split of a big embedding, say) reads
+// little more than those; a chunk is read and verified whole.
+inline constexpr int64_t kChunkElements = int64_t(1) << 22;
 
 std::vector<StateRange> ranges_to_write(const Config& config, const StagePlan& stage,
                                         const MemoryPlan& memory);
