@@ -2,22 +2,18 @@
 
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "checkpoint/checkpoint_reader.h"
 #include "checkpoint/durable_file.h"
+#include "checkpoint/safetensors.h"
+#include "model/model_plan.h"
 #include "qianjun/error.h"
 
 namespace qj {
 
 namespace {
 
-uint64_t volume(const std::vector<int64_t>& shape) {
-  uint64_t n = 1;
-  for (int64_t d : shape) n *= uint64_t(d);
-  return n;
-}
 
 std::vector<std::string> weight_names(const Manifest& m) {
   std::vector<std::string> names;  // sorted: the manifest's map order, and the header's
@@ -26,22 +22,15 @@ std::vector<std::string> weight_names(const Manifest& m) {
   return names;
 }
 
-// The safetensors header as SafetensorsWriter renders it: sorted keys, the data
-// in the same order, padded with spaces so that the data starts 8-byte aligned.
+// The header SafetensorsWriter writes for the same tensors, with the metadata
+// of export_hf_safetensors (transformers refuses files without "format").
 std::string header_text(const Manifest& m, const std::vector<std::string>& names) {
-  nlohmann::json header = nlohmann::json::object();
-  uint64_t offset = 0;
+  std::vector<StHeaderEntry> entries;
   for (const std::string& name : names) {
     const TensorRecord& t = m.tensors.at(name);
-    const uint64_t bytes = volume(t.shape) * sizeof(float);
-    header[name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+    entries.push_back({name, StDType::F32, t.shape, uint64_t(numel(t.shape)) * sizeof(float)});
   }
-  // transformers refuses safetensors files without a "format" entry.
-  header["__metadata__"] = {{"format", "pt"}, {"producer", "qianjun"}};
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');
-  return text;
+  return safetensors_header(entries, {{"format", "pt"}, {"producer", "qianjun"}});
 }
 
 ExportSummary write_weights(CheckpointReader& reader, const std::vector<std::string>& names,

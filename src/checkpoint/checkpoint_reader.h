@@ -1,8 +1,8 @@
 #pragma once
-// Reading a committed checkpoint directory: its manifest, then any box of any
-// tensor. Only the chunks a box touches are read (pread of their byte ranges),
-// and each is verified (SHA-256, and for encrypted checkpoints decrypted and
-// authenticated) before any of its bytes is used.
+// Reading a committed checkpoint directory: its manifest (checked before it is
+// trusted), then chunks (pread of their byte ranges), each verified (SHA-256,
+// and for encrypted checkpoints decrypted and authenticated) before any of its
+// bytes is used.
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -32,21 +32,15 @@ class CheckpointReader {
   uint64_t bytes_read() const { return bytes_read_; }
   const TensorRecord& tensor(const std::string& name) const;
 
-  // Elements of the box [offset, offset + shape) of `name`, row-major into out.
-  void read_box(const std::string& name, const std::vector<int64_t>& offset,
-                const std::vector<int64_t>& shape, float* out);
-  // The whole tensor.
+  // The whole tensor; every chunk of it read and verified.
   std::vector<float> read_tensor(const std::string& name);
-  // Reads one chunk and checks it (hash; decryption when a key is loaded).
-  void verify_chunk(const std::string& name, const ChunkRecord& chunk);
-  // One chunk of `name`, checked, into out (resized). Safe to call from several
-  // threads at once (the other reads are not).
+  // One chunk of `name`, checked, into out (resized). Every read may run in
+  // several threads at once.
   void read_chunk(const std::string& name, const ChunkRecord& chunk, std::vector<float>& out);
   // The same into `out`, which holds the chunk's element count.
   void read_chunk_into(const std::string& name, const ChunkRecord& chunk, float* out);
 
  private:
-  const std::vector<float>& load_chunk(const std::string& name, const ChunkRecord& chunk);
   const ReadOnlyFile& file(const std::string& name);  // opened once, under files_lock_
   std::string where(const std::string& name, const ChunkRecord& chunk) const;
 
@@ -57,13 +51,10 @@ class CheckpointReader {
   std::map<std::string, std::unique_ptr<ReadOnlyFile>> files_;
   std::mutex files_lock_;
   std::atomic<uint64_t> bytes_read_{0};
-  // The last chunk read: boxes are requested in order, so neighbours share it.
-  std::string cached_tensor_;
-  const ChunkRecord* cached_chunk_ = nullptr;
-  std::vector<float> cached_;
 };
 
-// The manifest's chunk records are sound: each in a listed file and inside its
+// The manifest's chunk records are sound: shard file names inside the
+// checkpoint directory; each chunk in a listed file and inside its
 // recorded size, its length that of its shape, and the chunks of every tensor
 // tiling it exactly once. Throws naming the tensor and chunk (`where`: the manifest).
 void check_chunk_records(const Manifest& manifest, const std::string& where);

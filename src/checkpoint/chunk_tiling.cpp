@@ -2,7 +2,8 @@
 
 #include <algorithm>
 
-#include "checkpoint/manifest.h"
+#include "checkpoint/hf_names.h"
+#include "model/model_plan.h"
 #include "qianjun/error.h"
 
 namespace qj {
@@ -10,7 +11,7 @@ namespace qj {
 namespace {
 
 std::string describe(const ChunkBox& b) {
-  return "chunk at " + shape_text(b.offset) + " of shape " + shape_text(b.shape) + " (" + b.origin + ")";
+  return "chunk at " + shape_to_string(b.offset) + " of shape " + shape_to_string(b.shape) + " (" + b.origin + ")";
 }
 
 bool overlap(const ChunkBox& a, const ChunkBox& b) {
@@ -19,11 +20,6 @@ bool overlap(const ChunkBox& a, const ChunkBox& b) {
   return true;
 }
 
-int64_t volume(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  return n;
-}
 
 }  // namespace
 
@@ -38,7 +34,7 @@ void check_tiling(const std::map<std::string, std::vector<int64_t>>& shapes,
     for (size_t d = 0; inside && d < b.shape.size(); ++d)
       inside = b.offset[d] >= 0 && b.shape[d] > 0 && b.offset[d] + b.shape[d] <= shape->second[d];
     if (!inside)
-      throw Error(context + ": tensor '" + b.tensor + "' of shape " + shape_text(shape->second) +
+      throw Error(context + ": tensor '" + b.tensor + "' of shape " + shape_to_string(shape->second) +
                   ": " + describe(b) + " lies outside it");
     by_tensor[b.tensor].push_back(&b);
   }
@@ -48,16 +44,16 @@ void check_tiling(const std::map<std::string, std::vector<int64_t>>& shapes,
     std::sort(list.begin(), list.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
     int64_t covered = 0;
     for (size_t i = 0; i < list.size(); ++i) {
-      covered += volume(list[i]->shape);
+      covered += numel(list[i]->shape);
       for (size_t j = i + 1; j < list.size() && list[j]->offset[0] < list[i]->offset[0] + list[i]->shape[0]; ++j)
         if (overlap(*list[i], *list[j]))
           throw Error(context + ": tensor '" + name + "': " + describe(*list[i]) +
                       " overlaps " + describe(*list[j]));
     }
-    if (covered != volume(shape))
-      throw Error(context + ": tensor '" + name + "' of shape " + shape_text(shape) +
+    if (covered != numel(shape))
+      throw Error(context + ": tensor '" + name + "' of shape " + shape_to_string(shape) +
                   ": the chunks cover " + std::to_string(covered) + " of its " +
-                  std::to_string(volume(shape)) + " elements (a gap)");
+                  std::to_string(numel(shape)) + " elements (a gap)");
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/hf_names.h"
 #include "qianjun/error.h"
 
 namespace qj {
@@ -148,13 +149,7 @@ Manifest parse_manifest(const std::string& text, const std::string& where) {
 
 std::string chunk_aad(const std::string& checkpoint_id, const std::string& tensor,
                       const std::vector<int64_t>& global_offset) {
-  return "qianjun chunk\n" + checkpoint_id + "\n" + tensor + "\n" + shape_text(global_offset);
-}
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
+  return "qianjun chunk\n" + checkpoint_id + "\n" + tensor + "\n" + shape_to_string(global_offset);
 }
 
 }  // namespace qj

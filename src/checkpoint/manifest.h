@@ -67,6 +67,4 @@ Manifest parse_manifest(const std::string& text, const std::string& where);
 std::string chunk_aad(const std::string& checkpoint_id, const std::string& tensor,
                       const std::vector<int64_t>& global_offset);
 
-std::string shape_text(const std::vector<int64_t>& shape);
-
 }  // namespace qj

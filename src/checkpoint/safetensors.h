@@ -71,6 +71,19 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
+// One tensor of a safetensors header; the data of the tensors follow each other
+// in the order given, which must be sorted by name (the header's key order).
+struct StHeaderEntry {
+  std::string name;
+  StDType dtype;
+  std::vector<int64_t> shape;
+  uint64_t bytes;
+};
+// The header text (JSON, keys sorted, padded with spaces so that the data starts
+// 8-byte aligned), without the 8-byte length that precedes it in a file.
+std::string safetensors_header(const std::vector<StHeaderEntry>& entries,
+                               const std::map<std::string, std::string>& metadata);
+
 class SafetensorsWriter {
  public:
   // Copies nbytes = numel(shape) * st_dtype_size(dtype) bytes from data.

@@ -63,21 +63,27 @@ void SafetensorsWriter::add_f32(const std::string& name, const std::vector<int64
   tensors_.emplace(name, Entry{StDType::F32, shape, {}, std::move(values)});
 }
 
-void SafetensorsWriter::write(const std::string& path,
-                              const std::map<std::string, std::string>& metadata) const {
-  // nlohmann::json objects keep keys sorted, and tensors_ is sorted the same
-  // way, so the data follows the header's order.
+std::string safetensors_header(const std::vector<StHeaderEntry>& entries,
+                               const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   uint64_t offset = 0;
-  for (const auto& [name, entry] : tensors_) {
-    header[name] = {{"dtype", st_dtype_name(entry.dtype)},
-                    {"shape", entry.shape},
-                    {"data_offsets", {offset, offset + entry.nbytes()}}};
-    offset += entry.nbytes();
+  for (const StHeaderEntry& e : entries) {
+    header[e.name] = {{"dtype", st_dtype_name(e.dtype)},
+                      {"shape", e.shape},
+                      {"data_offsets", {offset, offset + e.bytes}}};
+    offset += e.bytes;
   }
   if (!metadata.empty()) header["__metadata__"] = metadata;
-  std::string header_text = header.dump();
-  header_text.append((8 - header_text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
+  return text;
+}
+
+void SafetensorsWriter::write(const std::string& path,
+                              const std::map<std::string, std::string>& metadata) const {
+  std::vector<StHeaderEntry> entries;  // tensors_ is sorted by name, as the header is
+  for (const auto& [name, entry] : tensors_) entries.push_back({name, entry.dtype, entry.shape, entry.nbytes()});
+  const std::string header_text = safetensors_header(entries, metadata);
   const uint64_t header_size = header_text.size();
 
   const std::string tmp = path + ".tmp";

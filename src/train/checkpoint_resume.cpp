@@ -7,6 +7,7 @@
 
 #include "checkpoint/checkpoint_dir.h"
 #include "checkpoint/checkpoint_reader.h"
+#include "checkpoint/hf_names.h"
 #include "checkpoint/saved_layout.h"
 #include "comm/collective_errors.h"
 #include "comm/text_collectives.h"
@@ -58,7 +59,7 @@ void Checkpointer::check_model(const CheckpointReader& reader) const {
                     it->second.dtype + "; format 1 stores F32 (fp32 master weights and moments)");
       if (it->second.shape != shape)
         throw Error("checkpoint " + reader.dir() + ": tensor '" + full + "' has shape " +
-                    shape_text(it->second.shape) + " but this model's is " + shape_text(shape) +
+                    shape_to_string(it->second.shape) + " but this model's is " + shape_to_string(shape) +
                     ": it was saved from a different model (its model section: " +
                     reader.manifest().model_json + ")");
     }
@@ -144,7 +145,7 @@ void Checkpointer::load(CheckpointReader& reader) {
           if (covered != numel(s.shape))
             throw Error("checkpoint " + reader.dir() + ": tensor " + name + ": its chunks cover " +
                         std::to_string(covered) + " of the " + std::to_string(numel(s.shape)) +
-                        " elements at " + shape_text(s.offset) + " + " + shape_text(s.shape));
+                        " elements at " + shape_to_string(s.offset) + " + " + shape_to_string(s.shape));
         }
       if (saved != r.count) std::fill_n(dest[i - first], r.count, 0.f);  // vocabulary padding rows
     }

@@ -93,6 +93,7 @@ Checkpointer::Checkpointer(const Config& config, const StagePlan& stage, const A
       params_.push_back(p);
       param_shard_.push_back(chunk->shard());
     }
+  moments_ = optimizer.moment_slices();
   writes_ = ranges_to_write(config, stage, arenas.plan());
   reads_ = ranges_to_read(config, stage, arenas.plan());
   cipher_ = parse_encryption(config.checkpoint.encryption);
@@ -111,7 +112,7 @@ Tensor Checkpointer::state_tensor(const StateRange& r) const {
   const Device device = backend_.device();
   if (r.part == StatePart::Weight)
     return Tensor(params_[r.param].value.f32() + r.begin, DType::F32, {r.count}, device);
-  for (const DistributedOptimizer::MomentSlice& s : optimizer_.moment_slices()) {
+  for (const DistributedOptimizer::MomentSlice& s : moments_) {
     if (s.param != r.param || int64_t(s.begin) > r.begin ||
         r.begin + r.count > int64_t(s.begin) + s.m.numel())
       continue;

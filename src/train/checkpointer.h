@@ -85,6 +85,7 @@ class Checkpointer {
   const Backend& backend_;
   std::vector<ParamRef> params_;           // StagePlan::params order
   std::vector<ModelShard> param_shard_;    // the chunk shard of each parameter
+  std::vector<DistributedOptimizer::MomentSlice> moments_;  // where the optimizer keeps them
   std::vector<StateRange> writes_, reads_;
   Encryption cipher_ = Encryption::None;
   std::vector<uint8_t> key_;
