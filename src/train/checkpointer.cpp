@@ -95,6 +95,7 @@ Checkpointer::Checkpointer(const Config& config, const StagePlan& stage, const A
     }
   moments_ = optimizer.moment_slices();
   writes_ = ranges_to_write(config, stage, arenas.plan());
+  lay_out_shard();
   reads_ = ranges_to_read(config, stage, arenas.plan());
   cipher_ = parse_encryption(config.checkpoint.encryption);
   if (cipher_ != Encryption::None) {
@@ -124,15 +125,24 @@ Tensor Checkpointer::state_tensor(const StateRange& r) const {
               params_[r.param].name);
 }
 
+// The chunks of this rank's shard file, in file order: the saved boxes of every
+// written range. The layout never changes during a run.
+void Checkpointer::lay_out_shard() {
+  for (size_t i = 0; i < writes_.size(); ++i) {
+    const StateRange& r = writes_[i];
+    for (const LocalRect& rect : rects_of_range(stage_.params[r.param], r.begin, r.count))
+      for (SavedSegment& s : saved_segments(config_.model, stage_.params[r.param], stage_.tp_rank, rect)) {
+        shard_chunks_.push_back({i, std::move(s), shard_bytes_});
+        shard_bytes_ += uint64_t(numel(shard_chunks_.back().segment.shape)) * sizeof(float);
+      }
+  }
+}
+
 // Every rank's chunk boxes, checked together: all ranks reach the same verdict.
 void Checkpointer::check_layout() {
   json boxes = json::array();
-  for (const StateRange& r : writes_) {
-    const ParamSpec& spec = stage_.params[r.param];
-    for (const LocalRect& rect : rects_of_range(spec, r.begin, r.count))
-      for (const SavedSegment& s : saved_segments(config_.model, spec, stage_.tp_rank, rect))
-        boxes.push_back({saved_prefix(r.part) + s.tensor, s.offset, s.shape});
-  }
+  for (const ShardChunk& c : shard_chunks_)
+    boxes.push_back({saved_prefix(writes_[c.range].part) + c.segment.tensor, c.segment.offset, c.segment.shape});
   std::vector<ChunkBox> all;
   const std::vector<std::string> texts = all_gather_text(mesh_.world(), boxes.dump());
   for (size_t rank = 0; rank < texts.size(); ++rank)
@@ -189,20 +199,9 @@ void Checkpointer::start_save(int64_t step, uint64_t consumed_samples) {
   });
 }
 
-namespace {
-
-// One chunk of a shard file: a saved box of one written range, at its place in the file.
-struct ChunkJob {
-  size_t range;
-  SavedSegment segment;
-  uint64_t offset;
-};
-
-}  // namespace
-
 // This rank's shard file; its chunk records as JSON, or "error: <message>".
 // `staged`: the written ranges one after another in host memory (async), or
-// nullptr to read each from the backend. The chunks are laid out first, then
+// nullptr to read each from the backend. The chunks (lay_out_shard) are
 // gathered, hashed (encrypted) and written by the OpenMP threads in parallel;
 // an asynchronous save uses one thread, beside the training step's.
 std::string Checkpointer::write_shard(PendingSave& save, const float* staged) {
@@ -210,18 +209,11 @@ std::string Checkpointer::write_shard(PendingSave& save, const float* staged) {
   try {
     json records = json::object();
     if (writes_.empty()) return records.dump();
-    std::vector<ChunkJob> jobs;
-    uint64_t bytes = 0;
+    const std::vector<ShardChunk>& jobs = shard_chunks_;
     std::vector<const float*> source(writes_.size(), nullptr);  // element r.begin of each range
     for (size_t i = 0; i < writes_.size(); ++i) {
-      const StateRange& r = writes_[i];
-      if (staged) source[i] = staged, staged += r.count;
-      else if (backend_.device() == Device::Host) source[i] = state_tensor(r).f32();
-      for (const LocalRect& rect : rects_of_range(stage_.params[r.param], r.begin, r.count))
-        for (SavedSegment& s : saved_segments(config_.model, stage_.params[r.param], stage_.tp_rank, rect)) {
-          jobs.push_back({i, std::move(s), bytes});
-          bytes += uint64_t(numel(jobs.back().segment.shape)) * sizeof(float);
-        }
+      if (staged) source[i] = staged, staged += writes_[i].count;
+      else if (backend_.device() == Device::Host) source[i] = state_tensor(writes_[i]).f32();
     }
     char name[32];
     std::snprintf(name, sizeof name, "rank_%05d.bin", rank);
@@ -269,7 +261,7 @@ std::string Checkpointer::write_shard(PendingSave& save, const float* staged) {
     writer.finish();
     records["file"] = writer.file_name();
     records["chunks"] = std::move(chunks);
-    records["bytes"] = bytes;
+    records["bytes"] = shard_bytes_;
     checkpoint_fault_point("after_shards", save.step, rank);
     return records.dump();
   } catch (const std::exception& e) {

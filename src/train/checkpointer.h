@@ -23,6 +23,7 @@
 
 #include "checkpoint/chunk_cipher.h"
 #include "checkpoint/manifest.h"
+#include "checkpoint/saved_layout.h"
 #include "core/config.h"
 #include "core/memory_plan.h"
 #include "model/model.h"
@@ -67,6 +68,13 @@ class Checkpointer {
 
  private:
   struct PendingSave;
+  // One chunk of this rank's shard file: a saved box of a written range, at its offset.
+  struct ShardChunk {
+    size_t range;  // into writes_
+    SavedSegment segment;
+    uint64_t offset;
+  };
+  void lay_out_shard();
   Tensor state_tensor(const StateRange& range) const;
   void check_layout();
   void start_save(int64_t step, uint64_t consumed_samples);
@@ -87,6 +95,8 @@ class Checkpointer {
   std::vector<ModelShard> param_shard_;    // the chunk shard of each parameter
   std::vector<DistributedOptimizer::MomentSlice> moments_;  // where the optimizer keeps them
   std::vector<StateRange> writes_, reads_;
+  std::vector<ShardChunk> shard_chunks_;
+  uint64_t shard_bytes_ = 0;
   Encryption cipher_ = Encryption::None;
   std::vector<uint8_t> key_;
   bool layout_checked_ = false;
