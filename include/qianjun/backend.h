@@ -34,6 +34,10 @@ struct BackendOps {
   void (*synchronize)(void* ctx);
   // Peak dense fp32/bf16 FLOP/s used for MFU (the CPU measures it with a GEMM).
   double (*peak_flops)(void* ctx);
+  // Bytes the device can still allocate now (the CPU: the host's MemAvailable;
+  // a GPU: cudaMemGetInfo's free); 0 when unknown. The trainer refuses a memory
+  // plan larger than this before allocating. May be null (unknown).
+  size_t (*available_memory)(void* ctx);
 
   // ---- elementwise ----
   void (*fill)(void* ctx, const Tensor& x, float value);
@@ -163,6 +167,9 @@ class Backend {
   void copy_to_host(void* dst, const void* src, size_t n) const { ops_->copy_to_host(ctx_, dst, src, n); }
   void synchronize() const { ops_->synchronize(ctx_); }
   double peak_flops() const { return ops_->peak_flops(ctx_); }
+  size_t available_memory() const {
+    return ops_->available_memory ? ops_->available_memory(ctx_) : 0;
+  }
 
   void fill(const Tensor& x, float v) const { ops_->fill(ctx_, x, v); }
   void add(const Tensor& a, const Tensor& b, const Tensor& out) const { ops_->add(ctx_, a, b, out); }

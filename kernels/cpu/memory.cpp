@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/host_memory.h"
 #include "kernels/cpu/kernels.h"
 
 namespace qj::cpu {
@@ -31,5 +32,7 @@ void copy_to_host(void* /*ctx*/, void* dst, const void* src, size_t bytes) {
 }
 
 void synchronize(void* /*ctx*/) {}
+
+size_t available_memory(void* /*ctx*/) { return host_available_memory(); }
 
 }  // namespace qj::cpu

@@ -13,6 +13,7 @@ void copy_to_device(void* ctx, void* dst, const void* src, size_t bytes);
 void copy_to_host(void* ctx, void* dst, const void* src, size_t bytes);
 void synchronize(void* ctx);
 double peak_flops(void* ctx);
+size_t available_memory(void* ctx);
 void fill(void* ctx, const Tensor& x, float value);
 void add(void* ctx, const Tensor& a, const Tensor& b, const Tensor& out);
 void scale(void* ctx, const Tensor& x, float alpha);

@@ -52,4 +52,10 @@ void synchronize(void* ctx) { QJ_CUDA_CHECK(cudaStreamSynchronize(context(ctx).s
 
 double peak_flops(void* ctx) { return context(ctx).peak_flops; }
 
+size_t available_memory(void* /*ctx*/) {
+  size_t free = 0, total = 0;
+  QJ_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return free;
+}
+
 }  // namespace qj::cuda

@@ -9,9 +9,12 @@
 
 #include <memory>
 
+#include <filesystem>
+
 #include "comm/collective_errors.h"
 #include "core/config.h"
 #include "qianjun/error.h"
+#include "train/preemption.h"
 #include "train/trainer.h"
 
 namespace {
@@ -20,7 +23,10 @@ const char* kUsage =
     "usage: qj-train --config FILE.json [--set section.key=value ...] [--metrics-jsonl FILE]\n"
     "                [--init-from FILE.safetensors] [--export FILE.safetensors]\n"
     "checkpoints: --set checkpoint.dir=DIR [--set checkpoint.every=N]; run the same command\n"
-    "again to resume from the newest checkpoint in DIR, in this or any other layout\n";
+    "again to resume from the newest checkpoint in DIR, in this or any other layout\n"
+    "exit codes: 0 done; 2 bad input or an error; 3 a rank died, stopped responding or a\n"
+    "collective passed parallel.timeout_s; 75 stopped by SIGTERM/SIGINT after saving a\n"
+    "checkpoint (run the same command again to continue)\n";
 
 struct Args {
   std::string config;
@@ -51,18 +57,29 @@ Args parse_args(int argc, char** argv) {
 
 }  // namespace
 
+// Where the watchdog writes the flight recorders after a fault: beside the
+// metrics, else in the checkpoint directory, else here.
+std::string fault_report_dir(const Args& args, const qj::Config& config) {
+  if (!args.options.metrics_jsonl.empty())
+    return std::filesystem::absolute(args.options.metrics_jsonl).parent_path().string();
+  if (!config.checkpoint.dir.empty()) return config.checkpoint.dir;
+  return ".";
+}
+
 // Under mpirun every rank runs this. Set-up (arguments, config, the plan of every
 // rank, data files, allocation) fails on every rank together and is reported once
 // by rank 0; a failure while training ends every rank with the failing rank's message.
 int main(int argc, char** argv) {
   return qj::run_main(argc, argv, [](qj::World& world, int argc, char** argv) {
+    qj::install_preemption_handlers();
     std::unique_ptr<qj::Trainer> trainer;
     qj::agree_on_failure(world.comm(), [&] {
       const Args args = parse_args(argc, argv);
       const qj::Config config = qj::load_config(args.config, args.overrides);
+      world.set_comm_timeout(config.parallel.timeout_s);
+      world.set_fault_report_dir(fault_report_dir(args, config));
       trainer = std::make_unique<qj::Trainer>(config, args.options, &world.comm());
     });
-    trainer->run();
-    return 0;
+    return trainer->run() == qj::Trainer::RunEnd::Preempted ? qj::kExitPreempted : 0;
   });
 }

@@ -58,7 +58,7 @@ int fail_alone(World& world, const char* message) {
   if (world.size() > 1) std::fprintf(stderr, "error: rank %d: %s\n", world.rank(), message);
   else std::fprintf(stderr, "error: %s\n", message);
   std::fflush(stderr);
-  if (world.size() > 1) world.abort(kExitBadInput);
+  if (world.size() > 1) world.abort(kExitBadInput, message);
   world.finalize();
   return kExitBadInput;
 }

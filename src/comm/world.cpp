@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "comm/watchdog/watchdog.h"
+#include "core/config.h"
 #include "core/log.h"
 
 #if QJ_HAVE_MPI
@@ -40,7 +42,15 @@ World::World(int& argc, char**& argv) {
     auto world = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, "world");
     rank_ = world->rank();
     size_ = world->size();
-    comm_ = std::move(world);
+    if (size_ > 1 && Watchdog::enabled()) {
+      watch_ = std::make_unique<CommWatch>(rank_);
+      watchdog_ = std::make_unique<Watchdog>(*world, *watch_, ParallelConfig{}.timeout_s);
+      std::vector<int> members(static_cast<size_t>(size_));
+      for (int r = 0; r < size_; ++r) members[size_t(r)] = r;
+      comm_ = make_watched_communicator(std::move(world), *watch_, std::move(members));
+    } else {
+      comm_ = std::move(world);
+    }
 #else
     throw Error("this process was started by an MPI launcher, but Qianjun was built without "
                 "MPI (CMake found none; install libopenmpi-dev and rebuild)");
@@ -58,9 +68,18 @@ Communicator& World::comm() {
   return *comm_;
 }
 
-void World::abort(int exit_code) {
+void World::set_comm_timeout(double seconds) {
+  if (watchdog_) watchdog_->set_timeout(seconds);
+}
+
+void World::set_fault_report_dir(const std::string& report_dir) {
+  if (watchdog_) watchdog_->set_report_dir(report_dir);
+}
+
+void World::abort(int exit_code, const std::string& message) {
   std::fflush(stdout);
   std::fflush(stderr);
+  if (watchdog_ && !message.empty()) watchdog_->report_error(message);
 #if QJ_HAVE_MPI
   if (uses_mpi_ && !finalized_ && size_ > 1) {
     MPI_Abort(MPI_COMM_WORLD, exit_code);
@@ -73,7 +92,9 @@ void World::abort(int exit_code) {
 void World::finalize() {
   if (finalized_) return;
   finalized_ = true;
+  if (watchdog_) watchdog_->stop();
   comm_.reset();
+  watchdog_.reset();
 #if QJ_HAVE_MPI
   if (!uses_mpi_) return;
   int done = 0;

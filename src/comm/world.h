@@ -6,10 +6,14 @@
 // touch MPI at all and the world is one rank: singleton MPI initialisation is
 // slow and fragile (it forks a daemon), and a single process needs no MPI.
 #include <memory>
+#include <string>
 
 #include "qianjun/comm.h"
 
 namespace qj {
+
+struct CommWatch;
+class Watchdog;
 
 class World {
  public:
@@ -28,9 +32,17 @@ class World {
   // Every rank of the run, named "world". Throws after finalize().
   Communicator& comm();
 
+  // The watchdog of a multi-rank run (comm/watchdog/watchdog.h): every
+  // collective and send/receive of comm() and its groups must finish within
+  // `seconds` (parallel.timeout_s; 600 until set), and a fault writes the flight
+  // recorder into `report_dir`. No effect on one rank.
+  void set_comm_timeout(double seconds);
+  void set_fault_report_dir(const std::string& report_dir);
+
   // Ends the whole run now with `exit_code`: MPI_Abort when other ranks exist
   // (they may be blocked in a collective and would otherwise hang), else exit.
-  [[noreturn]] void abort(int exit_code);
+  // `message` (the rank's error) goes to the watchdog, which names it as the cause.
+  [[noreturn]] void abort(int exit_code, const std::string& message = "");
   // Frees the world communicator and finalises MPI (once; later calls do nothing).
   // Every rank must call it, as MPI_Finalize is collective.
   void finalize();
@@ -42,6 +54,8 @@ class World {
   bool finalized_ = false;
   int rank_ = 0;
   int size_ = 1;
+  std::unique_ptr<CommWatch> watch_;
+  std::unique_ptr<Watchdog> watchdog_;
   std::unique_ptr<Communicator> comm_;
 };
 

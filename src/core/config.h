@@ -56,6 +56,9 @@ struct ParallelConfig {
   int virtual_stages = 1;
   double bucket_mb = 25;            // data-parallel gradient buckets
   bool overlap_grad_reduce = true;  // reduce a bucket as soon as backward completes it
+  // Deadline of every collective and send/receive; past it the watchdog ends the
+  // run naming the ranks behind (src/comm/watchdog/).
+  double timeout_s = 600;
   bool operator==(const ParallelConfig&) const = default;
 };
 
@@ -72,6 +75,9 @@ struct TrainConfig {
   int eval_every = 100;            // 0: never
   int eval_batches = 10;
   int log_every = 1;
+  // Consecutive steps with a non-finite loss or gradient norm (each skipped)
+  // that end the run; 0: no limit.
+  int max_bad_steps = 10;
   std::string export_path;         // write HF safetensors at the end ("" = no)
   std::string init_from;           // load HF safetensors before step 1 ("" = no)
   bool operator==(const TrainConfig&) const = default;

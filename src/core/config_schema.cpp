@@ -29,7 +29,7 @@ const SectionSchema<ParallelConfig>& parallel_section() {
       {{"tp", &P::tp}, {"pp", &P::pp}, {"dp", &P::dp},
        {"sequence_parallel", &P::sequence_parallel}, {"schedule", &P::schedule},
        {"virtual_stages", &P::virtual_stages}, {"bucket_mb", &P::bucket_mb},
-       {"overlap_grad_reduce", &P::overlap_grad_reduce}}};
+       {"overlap_grad_reduce", &P::overlap_grad_reduce}, {"timeout_s", &P::timeout_s}}};
   return schema;
 }
 
@@ -42,7 +42,7 @@ const SectionSchema<TrainConfig>& train_section() {
        {"warmup_steps", &T::warmup_steps}, {"grad_clip", &T::grad_clip}, {"seed", &T::seed},
        {"precision", &T::precision}, {"eval_every", &T::eval_every},
        {"eval_batches", &T::eval_batches}, {"log_every", &T::log_every},
-       {"export_path", &T::export_path}, {"init_from", &T::init_from}}};
+       {"max_bad_steps", &T::max_bad_steps}, {"export_path", &T::export_path}, {"init_from", &T::init_from}}};
   return schema;
 }
 

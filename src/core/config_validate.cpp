@@ -99,6 +99,7 @@ void validate_parallel(const ParallelConfig& p, const ModelConfig& m) {
               show("parallel.schedule", std::string("interleaved")) + ", not " +
               show("parallel.schedule", p.schedule));
 
+  positive("parallel.timeout_s", p.timeout_s);
   require(p.virtual_stages == 1 || p.pp > 1,
           show("parallel.virtual_stages", p.virtual_stages) +
               " needs parallel.pp > 1: one stage gains nothing from interleaving");
@@ -137,6 +138,7 @@ void validate_train(const TrainConfig& t, const ParallelConfig& p) {
   at_least("train.eval_every", t.eval_every, 0);
   at_least("train.eval_batches", t.eval_batches, t.eval_every > 0 ? 1 : 0);
   at_least("train.log_every", t.log_every, 1);
+  at_least("train.max_bad_steps", t.max_bad_steps, 0);
 }
 
 void validate_optim(const OptimConfig& o) {

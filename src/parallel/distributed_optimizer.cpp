@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "parallel/dp_shares.h"
 
@@ -131,6 +132,15 @@ float DistributedOptimizer::grad_norm() {
   float sum = 0.f;
   backend_.copy_to_host(&sum, sum_squares_.data, sizeof(float));
   return std::sqrt(sum);
+}
+
+void DistributedOptimizer::inject_nan_gradient() {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!counted_in_norm(i)) continue;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    backend_.copy_to_device(params_[i].grad.data, &nan, sizeof nan);
+    return;
+  }
 }
 
 float DistributedOptimizer::clip_scale(float norm, float max_norm) {

@@ -39,6 +39,10 @@ class DistributedOptimizer {
   // Global L2 norm of the gradient (after finish_gradients).
   float grad_norm();
   void step(float lr, float grad_scale);
+  // For the tests of bad steps (QJ_FAULT_NAN_GRAD): a NaN in the first gradient
+  // this rank counts in the norm, put there before backward as a faulty kernel
+  // would leave it; the reductions carry it to the ranks that share the parameter.
+  void inject_nan_gradient();
   // The factor that clips a gradient of norm `norm` to `max_norm` (0: off).
   static float clip_scale(float norm, float max_norm);
 

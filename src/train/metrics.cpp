@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "comm/world.h"
 #include "qianjun/error.h"
@@ -15,6 +16,14 @@ static std::string format_duration(double seconds) {
   if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, s / 60 % 60);
   else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
   else std::snprintf(buf, sizeof buf, "%lds", s);
+  return buf;
+}
+
+// JSON has no NaN or infinity: a non-finite value (a skipped step's) is null.
+static std::string json_number(float value) {
+  if (!std::isfinite(value)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6f", double(value));
   return buf;
 }
 
@@ -40,7 +49,8 @@ Metrics::~Metrics() {
 void Metrics::on_step(const StepStats& s) {
   ++steps_seen_;
   elapsed_ += s.seconds;
-  last_loss_ = s.loss;
+  if (s.skipped) ++bad_steps_;
+  else last_loss_ = s.loss;
   if (steps_seen_ > 1 || total_steps_ == 1) {
     timed_seconds_ += s.seconds;
     timed_tokens_ += s.tokens;
@@ -50,12 +60,20 @@ void Metrics::on_step(const StepStats& s) {
   const double mfu = peak_flops_ > 0 ? s.flops / s.seconds / peak_flops_ : 0.0;
   if (jsonl_) {
     std::fprintf(jsonl_,
-                 "{\"step\": %d, \"loss\": %.6f, \"lr\": %.6e, \"grad_norm\": %.6f, "
-                 "\"ms\": %.3f, \"tokens_per_s\": %.1f, \"mfu\": %.5f}\n",
-                 s.step, s.loss, s.lr, s.grad_norm, s.seconds * 1e3, tokens_per_s, mfu);
+                 "{\"step\": %d, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, "
+                 "\"ms\": %.3f, \"tokens_per_s\": %.1f, \"mfu\": %.5f, \"skipped\": %s, "
+                 "\"bad_steps\": %d}\n",
+                 s.step, json_number(s.loss).c_str(), s.lr, json_number(s.grad_norm).c_str(),
+                 s.seconds * 1e3, tokens_per_s, mfu, s.skipped ? "true" : "false", bad_steps_);
     std::fflush(jsonl_);
   }
-  if (terminal_) print_bar(s, tokens_per_s, mfu);
+  if (s.skipped) {
+    if (terminal_) std::printf("\r\033[K");
+    std::printf("step %d skipped: loss %g, gradient norm %g (not finite): no parameter or moment "
+                "changed (%d bad steps so far)\n", s.step, double(s.loss), double(s.grad_norm),
+                bad_steps_);
+    std::fflush(stdout);
+  } else if (terminal_) print_bar(s, tokens_per_s, mfu);
   else if (s.step % log_every_ == 0 || s.step == total_steps_ || s.step == 1)
     print_line(s, tokens_per_s, mfu);
 }
@@ -99,6 +117,7 @@ void Metrics::summary() {
   std::printf("done: %d steps in %s | final loss %.4f", steps_seen_, format_duration(elapsed_).c_str(),
               last_loss_);
   if (have_valid_) std::printf(" | best validation loss %.4f", best_valid_);
+  if (bad_steps_ > 0) std::printf(" | %d bad steps skipped", bad_steps_);
   std::printf(" | %.0f tok/s | MFU %.1f%%\n", tokens_per_s, 100 * mfu);
   std::fflush(stdout);
 }

@@ -16,6 +16,8 @@ struct StepStats {
   double flops = 0;  // model FLOPs of the step
   // This rank's pipeline schedule: computing, and waiting for a neighbour stage.
   double busy_seconds = 0, idle_seconds = 0;
+  // The loss or the gradient norm was not finite: no parameter or moment changed.
+  bool skipped = false;
 };
 
 class Metrics {
@@ -46,6 +48,7 @@ class Metrics {
   float last_loss_ = 0, best_valid_ = 0;
   bool have_valid_ = false;
   int steps_seen_ = 0;
+  int bad_steps_ = 0;  // skipped steps of this run
 };
 
 }  // namespace qj

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <filesystem>
 
+#include "checkpoint/checkpoint_dir.h"
+#include "comm/collective_errors.h"
 #include "comm/staged_comm.h"
 #include "core/log.h"
 #include "data/gpt_sampler.h"
@@ -20,6 +22,9 @@
 #include "qianjun/comm.h"
 #include "train/checkpointer.h"
 #include "train/distributed_weights.h"
+#include "train/fault_injection.h"
+#include "train/memory_check.h"
+#include "train/preemption.h"
 #include "train/run_plan.h"
 
 namespace qj {
@@ -67,6 +72,7 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   // host memory over the world's (MPI) communicator.
   if (backend_.device() != Device::Host)
     staged_world_ = make_staged_communicator(*world_, backend_);
+  check_plan_fits(plan_, backend_, rank, launcher_local_size());
   mesh_ = std::make_unique<Mesh>(staged_world_ ? *staged_world_ : *world_, shape);
   arenas_ = std::make_unique<Arenas>(plan_, backend_);
   std::vector<ParamRef> params;
@@ -172,6 +178,7 @@ StepStats Trainer::train_step(int step) {
   const float dloss = totals[0] > 0 ? 1.f / totals[0] : 0.f;
 
   for (auto& chunk : chunks_) chunk->zero_grads();
+  if (nan_gradient_injected(step + 1, world_->rank())) optimizer_->inject_nan_gradient();
   optimizer_->begin_step();
   const PipelineStepResult result =
       engine_->train_step(step_inputs_.data(), step_targets_.data(), dloss, *optimizer_);
@@ -181,12 +188,17 @@ StepStats Trainer::train_step(int step) {
   stats.step = step + 1;
   stats.grad_norm = optimizer_->grad_norm();
   stats.lr = learning_rate(train, step);
-  optimizer_->step(float(stats.lr), DistributedOptimizer::clip_scale(stats.grad_norm,
-                                                                     float(train.grad_clip)));
-  std::array<float, 2> loss{0.f, 0.f};
-  if (counts) loss = {float(result.loss_sum), float(result.valid_tokens)};
+  // The loss, and the preemption votes: one small all-reduce at the step boundary.
+  std::array<float, 3> loss{0.f, 0.f, preemption_signal() != 0 ? 1.f : 0.f};
+  if (counts) loss[0] = float(result.loss_sum), loss[1] = float(result.valid_tokens);
   sum_over(*world_, loss);
   stats.loss = loss[1] > 0 ? loss[0] / loss[1] : 0.f;
+  stop_requested_ = loss[2] > 0;
+  // Both values are the same on every rank, so every rank skips together.
+  stats.skipped = !std::isfinite(stats.loss) || !std::isfinite(stats.grad_norm);
+  if (!stats.skipped)
+    optimizer_->step(float(stats.lr), DistributedOptimizer::clip_scale(stats.grad_norm,
+                                                                       float(train.grad_clip)));
   backend_.synchronize();
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   stats.tokens = double(train.global_batch) * config_.model.seq_len;
@@ -220,7 +232,46 @@ float Trainer::evaluate() {
   return totals[0] / totals[1];
 }
 
-void Trainer::run() {
+// Counts consecutive skipped steps; throws on every rank alike past the limit.
+void Trainer::note_bad_step(const StepStats& stats) {
+  if (!stats.skipped) {
+    consecutive_bad_steps_ = 0;
+    return;
+  }
+  ++consecutive_bad_steps_;
+  const int limit = config_.train.max_bad_steps;
+  if (limit == 0 || consecutive_bad_steps_ < limit) return;
+  const int first = stats.step - consecutive_bad_steps_ + 1;
+  std::string kept = "no checkpoint was saved";
+  if (last_checkpoint_step_ >= 0)
+    kept = "the last checkpoint, of step " + std::to_string(last_checkpoint_step_) +
+           ", is unchanged";
+  throw RankedError(0, true,
+                    "train.max_bad_steps=" + std::to_string(limit) + ": steps " +
+                        std::to_string(first) + " to " + std::to_string(stats.step) +
+                        " all had a non-finite loss or gradient norm (each update was skipped); "
+                        "stopping at step " + std::to_string(stats.step) + " (" + kept +
+                        "); lower train.lr or check the data",
+                    world_->size());
+}
+
+// Every rank stops after the same step: saves where checkpoint.dir says, reports.
+void Trainer::stop_for_signal(int steps) {
+  const bool leader = world_->rank() == 0;
+  if (checkpointer_->enabled() && last_checkpoint_step_ != steps) save_checkpoint(steps);
+  checkpointer_->wait();
+  if (!leader) return;
+  const std::string signal = preemption_signal() ? signal_name(preemption_signal()) : "a signal on another rank";
+  if (checkpointer_->enabled())
+    QJ_INFO("stopped by %s after step %d: checkpoint %s/%s is committed; run the same command "
+            "to resume (exit code %d)", signal.c_str(), steps, config_.checkpoint.dir.c_str(),
+            step_dir_name(steps).c_str(), kExitPreempted);
+  else
+    QJ_WARN("stopped by %s after step %d without a checkpoint (checkpoint.dir is not set): the "
+            "run cannot resume (exit code %d)", signal.c_str(), steps, kExitPreempted);
+}
+
+Trainer::RunEnd Trainer::run() {
   const TrainConfig& train = config_.train;
   const bool leader = world_->rank() == 0;
   const MeshShape& m = stage_.mesh;
@@ -252,10 +303,12 @@ void Trainer::run() {
   for (int step = start_step_; step < train.steps; ++step) {
     checkpointer_->poll();
     const StepStats stats = train_step(step);
-    if (!std::isfinite(stats.loss))
-      throw Error("training diverged: loss is " + std::to_string(stats.loss) + " at step " +
-                  std::to_string(stats.step) + " (lower train.lr or check the data)");
     if (metrics) metrics->on_step(stats);
+    note_bad_step(stats);
+    if (stop_requested_) {
+      stop_for_signal(stats.step);
+      return RunEnd::Preempted;
+    }
     if (can_eval && (stats.step % train.eval_every == 0 || stats.step == train.steps)) {
       const float loss = evaluate();
       if (metrics) metrics->on_eval(stats.step, loss);
@@ -269,6 +322,7 @@ void Trainer::run() {
     export_weights(train.export_path, config_, *mesh_, chunks_, backend_);
     if (leader) QJ_INFO("exported weights to %s", train.export_path.c_str());
   }
+  return RunEnd::Finished;
 }
 
 }  // namespace qj

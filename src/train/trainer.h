@@ -37,11 +37,18 @@ class Trainer {
                    Communicator* world = nullptr);
   ~Trainer();
 
+  enum class RunEnd { Finished, Preempted };
   // All steps, evaluations, the summary and the export of train.export_path.
-  void run();
+  // Preempted: a SIGTERM/SIGINT (train/preemption.h) reached some rank; every
+  // rank stopped after the same step and saved a checkpoint (checkpoint.dir).
+  // Throws, on every rank alike, after train.max_bad_steps consecutive bad steps.
+  RunEnd run();
   // One optimizer step (0-based). Allocates nothing. Every rank returns the same
-  // loss and gradient norm.
+  // loss and gradient norm. A non-finite loss or gradient norm skips the update
+  // on every rank (stats.skipped): no parameter, moment or Adam step changes.
   StepStats train_step(int step);
+  // After train_step: whether some rank received SIGTERM/SIGINT (agreed by all).
+  bool stop_requested() const { return stop_requested_; }
   // Mean loss over eval_batches micro-batches of the validation windows.
   float evaluate();
 
@@ -66,6 +73,8 @@ class Trainer {
   bool resume();
   void initialise_weights();
   bool final_checkpoint_needed() const;
+  void note_bad_step(const StepStats& stats);
+  void stop_for_signal(int steps);
 
   Config config_;
   TrainerOptions options_;
@@ -88,6 +97,8 @@ class Trainer {
   int start_step_ = 0;
   uint64_t start_samples_ = 0;  // samples consumed before start_step_
   int last_checkpoint_step_ = -1;  // saved, or loaded from checkpoint.dir itself
+  bool stop_requested_ = false;
+  int consecutive_bad_steps_ = 0;
 };
 
 }  // namespace qj

@@ -17,6 +17,7 @@ const BackendOps kCpuOps = {
     .copy_to_host = cpu::copy_to_host,
     .synchronize = cpu::synchronize,
     .peak_flops = cpu::peak_flops,
+    .available_memory = cpu::available_memory,
     .fill = cpu::bf16::fill,
     .add = cpu::bf16::add,
     .scale = cpu::bf16::scale,

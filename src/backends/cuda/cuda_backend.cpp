@@ -19,6 +19,7 @@ const BackendOps kCudaOps = {
     .copy_to_host = cuda::copy_to_host,
     .synchronize = cuda::synchronize,
     .peak_flops = cuda::peak_flops,
+    .available_memory = cuda::available_memory,
     .fill = cuda::fill,
     .add = cuda::add,
     .scale = cuda::scale,

@@ -1,0 +1,69 @@
+#pragma once
+// The watchdog of one rank of a multi-rank run. A thread that, every tick
+// (parallel.timeout_s / 10, at most a second):
+//   - sends rank 0's hub a heartbeat: this rank's groups with their sequence
+//     numbers, its pending operations and its last finished one;
+//   - finds a pending operation older than parallel.timeout_s and reports it,
+//     so that the hub names the ranks behind;
+//   - obeys the hub's order to end the job: writes this rank's flight recorder
+//     (report_dir()/flight_recorder_rankNNNNN.jsonl), prints one line, exits
+//     with kExitRankFault;
+//   - ends the job itself, naming rank 0, when the hub's connection closes (rank
+//     0 died) or the hub does not answer a report (rank 0 is stopped).
+// Rank 0 also runs the hub (watchdog_hub.h). QJ_WATCHDOG=off disables both.
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "comm/watchdog/side_channel.h"
+#include "comm/watchdog/watched_comm.h"
+#include "qianjun/comm.h"
+
+namespace qj {
+
+class WatchdogHub;
+
+class Watchdog {
+ public:
+  // Collective over `world` (more than one rank, not itself watched): rank 0
+  // starts the hub and sends its address to every rank, which connects.
+  Watchdog(Communicator& world, CommWatch& watch, double timeout_s);
+  ~Watchdog();
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  // parallel.timeout_s; every rank sets the same value.
+  void set_timeout(double timeout_s);
+  // Where a fault writes the flight recorder ("" : the working directory).
+  void set_report_dir(const std::string& dir);
+  // This rank is ending the run with an error (MPI_Abort follows): the hub
+  // reports `message` as the cause instead of an unexplained death.
+  void report_error(const std::string& message);
+  // The run ends normally: says goodbye; rank 0 first waits for every rank's.
+  void stop();
+
+  // Whether QJ_WATCHDOG allows a watchdog (it is on unless set to "off" or "0").
+  static bool enabled();
+
+ private:
+  void loop();
+  void send(const std::string& line);
+  std::string heartbeat(const char* type, const OpRecord* late) const;
+  [[noreturn]] void end(const std::string& summary);
+  std::string write_flight_recorder(const std::string& reason) const;
+
+  CommWatch& watch_;
+  const int rank_;
+  std::unique_ptr<WatchdogHub> hub_;  // rank 0
+  std::unique_ptr<LineSocket> socket_;
+  std::mutex send_mutex_;
+  std::atomic<double> timeout_s_;
+  mutable std::mutex dir_mutex_;
+  std::string report_dir_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+}  // namespace qj

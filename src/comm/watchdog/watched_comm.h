@@ -1,0 +1,28 @@
+#pragma once
+// A communicator that records every operation of the one it wraps in the rank's
+// flight recorder (start, end, group sequence number), so that the watchdog can
+// see an operation past its deadline. Groups made by split() are watched too,
+// each registered with its members' world ranks.
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "comm/watchdog/comm_faults.h"
+#include "comm/watchdog/flight_recorder.h"
+#include "qianjun/comm.h"
+
+namespace qj {
+
+// What every watched group of a process shares.
+struct CommWatch {
+  explicit CommWatch(int world_rank) : recorder(world_rank), fault(comm_fault_from_env(world_rank)) {}
+  FlightRecorder recorder;
+  std::optional<CommFault> fault;  // QJ_COMM_FAULT, for tests
+};
+
+// Wraps `inner` (owned); `members` are the world ranks of its ranks, in order.
+std::unique_ptr<Communicator> make_watched_communicator(std::unique_ptr<Communicator> inner,
+                                                        CommWatch& watch,
+                                                        std::vector<int> members);
+
+}  // namespace qj
