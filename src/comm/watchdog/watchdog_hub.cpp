@@ -77,9 +77,16 @@ void WatchdogHub::loop() {
     for (const Client& c : clients_) fds.push_back(c.socket ? c.socket->fd() : -1);
     const double tick = watchdog_tick(timeout_s_);
     const double t = now();
+    if (last_loop_ > 0 && t - last_loop_ > timeout_s_) {
+      // This process was stopped for longer than the deadline: the other ranks
+      // have named it already, and what it would say now about them is stale.
+      std::fprintf(stderr, "error: watchdog: rank 0 was stopped for %.1f s; ending\n", t - last_loop_);
+      std::fflush(stderr);
+      std::_Exit(kExitRankFault);
+    }
     if (last_loop_ > 0 && t - last_loop_ > watchdog_silence(timeout_s_)) {
-      // This process was stopped (or starved of CPU): the silence of the others
-      // during that gap is not theirs.
+      // Starved of CPU for a while: the silence of the others during that gap is
+      // not theirs.
       for (Client& c : clients_) c.last_heard += t - last_loop_;
     }
     last_loop_ = t;
