@@ -377,6 +377,17 @@ TEST_CASE("malformed overrides are named") {
                     Contains("unknown section 'modl'") && Contains("modl.hidden=3"));
 }
 
+// Found by tests/fuzz/fuzz_config: both escaped as nlohmann exceptions.
+TEST_CASE("a number beyond a double and a non-UTF-8 override are config errors") {
+  CHECK_THROWS_WITH(qj::parse_config("{\"train\": {\"lr\": 1e400}}", {}, "big.json"),
+                    StartsWith("config: invalid JSON in big.json") && Contains("1e400"));
+  for (const std::string bad : {"data.train=\xff\xfe", "model.hidden=\xff"}) {
+    CHECK_THROWS_WITH(qj::parse_config("{}", {bad}),
+                      StartsWith("config: override '" + bad.substr(0, bad.find('=')) + "=...'") &&
+                          Contains("not valid UTF-8"));
+  }
+}
+
 TEST_CASE("file errors name the file and the parser's position") {
   const std::string missing = (fs::temp_directory_path() / "qj_no_such_config.json").string();
   CHECK_THROWS_WITH(qj::load_config(missing), StartsWith("config: ") && Contains(missing));
