@@ -388,6 +388,17 @@ TEST_CASE("a number beyond a double and a non-UTF-8 override are config errors")
   }
 }
 
+// Found by tests/fuzz/fuzz_config: accepted, then overflowed where used.
+TEST_CASE("a model whose derived sizes overflow is refused naming the fields") {
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"vocab": 2147483647}})"),
+                    Contains("model.vocab=2147483647") && Contains("model.vocab_pad_to=128"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"hidden": 1073741825, "heads": 1}})"),
+                    Contains("model.hidden=1073741825") && Contains("model.ffn_hidden"));
+  CHECK_THROWS_WITH(
+      qj::parse_config(R"({"model": {"hidden": 2147483647, "heads": 1, "ffn_hidden": 1}})"),
+      Contains("more than 2^62"));
+}
+
 TEST_CASE("file errors name the file and the parser's position") {
   const std::string missing = (fs::temp_directory_path() / "qj_no_such_config.json").string();
   CHECK_THROWS_WITH(qj::load_config(missing), StartsWith("config: ") && Contains(missing));
