@@ -124,7 +124,7 @@ TEST_CASE("a reader refuses chunk records that cannot be right, even under a val
   CHECK_THROWS_WITH(check_chunk_records(wrong_length, "m.json"), Catch::Contains("does not fit"));
 }
 
-// Found by tests/fuzz/fuzz_manifest: signed overflow in the tiling check, a read
+// Reproduced with tests/fuzz/fuzz_manifest: signed overflow in the tiling check, a read
 // before the start of an empty offset, and a byte count that wrapped to 0.
 TEST_CASE("chunk records whose sizes overflow, or that split a scalar, are refused") {
   const int64_t huge = INT64_MAX;

@@ -377,7 +377,7 @@ TEST_CASE("malformed overrides are named") {
                     Contains("unknown section 'modl'") && Contains("modl.hidden=3"));
 }
 
-// Found by tests/fuzz/fuzz_config: both escaped as nlohmann exceptions.
+// Reproduced with tests/fuzz/fuzz_config: both escaped as nlohmann exceptions.
 TEST_CASE("a number beyond a double and a non-UTF-8 override are config errors") {
   CHECK_THROWS_WITH(qj::parse_config("{\"train\": {\"lr\": 1e400}}", {}, "big.json"),
                     StartsWith("config: invalid JSON in big.json") && Contains("1e400"));
@@ -388,7 +388,7 @@ TEST_CASE("a number beyond a double and a non-UTF-8 override are config errors")
   }
 }
 
-// Found by tests/fuzz/fuzz_config: accepted, then overflowed where used.
+// Reproduced with tests/fuzz/fuzz_config: accepted, then overflowed where used.
 TEST_CASE("a model whose derived sizes overflow is refused naming the fields") {
   CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"vocab": 2147483647}})"),
                     Contains("model.vocab=2147483647") && Contains("model.vocab_pad_to=128"));
