@@ -34,13 +34,16 @@ void check_chunk_records(const Manifest& manifest, const std::string& where) {
   }
   check_tiling(shapes, boxes, where);  // every shape positive and inside its tensor from here on
   for (const auto& [name, t] : manifest.tensors)
-    for (const ChunkRecord& c : t.chunks)
-      if (c.length != uint64_t(numel(c.shape)) * sizeof(float) || c.offset > manifest.files.at(c.file) ||
+    for (const ChunkRecord& c : t.chunks) {
+      uint64_t fp32_bytes = 0;  // the element count fits in int64 here; its bytes may not
+      if (__builtin_mul_overflow(uint64_t(numel(c.shape)), sizeof(float), &fp32_bytes) ||
+          c.length != fp32_bytes || c.offset > manifest.files.at(c.file) ||
           c.length > manifest.files.at(c.file) - c.offset)
         throw Error(where + ": tensor " + name + ": the chunk in file " + c.file + " at byte " +
                     std::to_string(c.offset) + " has length " + std::to_string(c.length) +
                     ", which does not fit its fp32 shape " + shape_to_string(c.shape) +
                     " or the file's recorded size");
+    }
 }
 
 bool is_checkpoint_dir(const std::string& dir) {

@@ -313,6 +313,7 @@ void SafetensorsFile::read_f32(const std::string& name, float* out, size_t count
   if (count != size_t(t.numel()))
     fail(path_, "tensor '" + name + "' has " + std::to_string(t.numel()) + " elements, asked for " +
                     std::to_string(count));
+  if (count == 0) return;  // an empty tensor: `out` may be null, which memcpy must not get
   const uint8_t* src = data_ + t.begin;
   switch (t.dtype) {
     case StDType::F32:

@@ -45,8 +45,9 @@ json parse_json_text(const std::string& text, const std::string& source_name) {
   json doc;
   try {
     doc = json::parse(text);
-  } catch (const json::parse_error& e) {
-    // e.what() carries the position: "parse error at line 3, column 5: ...".
+  } catch (const json::exception& e) {
+    // e.what() carries the position: "parse error at line 3, column 5: ...", or
+    // names the number that overflows a double ("number overflow parsing '1e400'").
     throw Error("config: invalid JSON in " + source_name + ": " + e.what());
   }
   if (!doc.is_object()) {
@@ -87,6 +88,11 @@ void apply_override(json& doc, const std::string& text) {
   const std::string raw = text.substr(equals + 1);
   json value = json::parse(raw, nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) value = raw;
+  try {
+    (void)value.dump();  // a config holds JSON text: the value must print
+  } catch (const json::type_error&) {
+    throw Error("config: override '" + name + "=...' has a value that is not valid UTF-8");
+  }
   try {
     const std::string problem = unknown_name(section, key);
     if (!problem.empty()) throw Error("config: " + problem);

@@ -34,6 +34,8 @@ struct ModelConfig {
   // Real (unpadded) parameters, as Hugging Face counts them. kv_heads 0 and
   // ffn_hidden 0 count as their derived defaults.
   int64_t parameter_count() const;
+  // The same in double: never overflows (validate_config refuses counts near 2^63).
+  double parameter_count_approx() const;
   bool operator==(const ModelConfig&) const = default;
 };
 
@@ -41,7 +43,8 @@ struct ModelConfig {
 // qj::Error for any other name.
 ModelConfig model_preset(const std::string& preset);
 // ffn_hidden when the config leaves it 0: 4*hidden for gelu; for swiglu the
-// Llama rule, int(2*4*hidden/3) rounded up to a multiple of 256.
+// Llama rule, int(2*4*hidden/3) rounded up to a multiple of 256. Throws
+// qj::Error when 4*hidden does not fit in an int.
 int default_ffn_hidden(const ModelConfig& model);
 // Replaces kv_heads 0 by heads and ffn_hidden 0 by default_ffn_hidden().
 // parse_config/load_config have already done this to the config they return.

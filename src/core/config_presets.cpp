@@ -1,4 +1,6 @@
 // Model presets, the defaults derived from other fields, and the parameter count.
+#include <climits>
+
 #include "core/config.h"
 #include "qianjun/error.h"
 
@@ -23,6 +25,10 @@ ModelConfig model_preset(const std::string& preset) {
 
 int default_ffn_hidden(const ModelConfig& model) {
   const int64_t hidden = model.hidden;
+  if (4 * hidden > INT_MAX)
+    throw Error("config: model.hidden=" + std::to_string(model.hidden) +
+                " is too large for the default model.ffn_hidden (4 x hidden must fit in 32 bits); "
+                "set model.ffn_hidden");
   if (model.activation != "swiglu") return int(4 * hidden);
   // SwiGLU has three matrices instead of two, so Llama shrinks 4*hidden by 2/3
   // to keep the MLP's parameters, then rounds up to a multiple of 256.
@@ -36,27 +42,36 @@ void fill_derived_defaults(ModelConfig& model) {
   if (model.ffn_hidden == 0) model.ffn_hidden = default_ffn_hidden(model);
 }
 
-int64_t ModelConfig::parameter_count() const {
-  ModelConfig m = *this;
+namespace {
+
+// The count in int64_t (exact) or in double (for a range check that cannot overflow).
+template <class Count>
+Count count_parameters(const ModelConfig& model) {
+  ModelConfig m = model;
   fill_derived_defaults(m);
-  const int64_t H = m.hidden, V = m.vocab, F = m.ffn_hidden, L = m.layers;
-  const int64_t head_dim = m.heads > 0 ? H / m.heads : 0;
-  const int64_t kv_width = m.kv_heads * head_dim;  // width of K and of V
-  const int64_t norm = m.norm_has_bias() ? 2 * H : H;
+  const Count H = m.hidden, V = m.vocab, F = m.ffn_hidden, L = m.layers;
+  const Count head_dim = m.heads > 0 ? m.hidden / m.heads : 0;
+  const Count kv_width = m.kv_heads * head_dim;  // width of K and of V
+  const Count norm = m.norm_has_bias() ? 2 * H : H;
 
   // Attention: Q and O are H x H, K and V are H x kv_width; biases on all four.
-  int64_t attention = 2 * H * H + 2 * H * kv_width;
+  Count attention = 2 * H * H + 2 * H * kv_width;
   if (m.bias) attention += 2 * H + 2 * kv_width;
   // MLP: up (and gate for SwiGLU) H x F, down F x H.
-  const int64_t up_matrices = m.activation == "swiglu" ? 2 : 1;
-  int64_t mlp = (up_matrices + 1) * H * F;
+  const Count up_matrices = m.activation == "swiglu" ? 2 : 1;
+  Count mlp = (up_matrices + 1) * H * F;
   if (m.bias) mlp += up_matrices * F + H;
-  const int64_t layer = 2 * norm + attention + mlp;
+  const Count layer = 2 * norm + attention + mlp;
 
-  int64_t total = V * H + L * layer + norm;  // token embedding, blocks, final norm
-  if (m.position == "learned") total += int64_t(m.seq_len) * H;
+  Count total = V * H + L * layer + norm;  // token embedding, blocks, final norm
+  if (m.position == "learned") total += Count(m.seq_len) * H;
   if (!m.tied_embeddings) total += V * H;  // lm_head (no bias)
   return total;
 }
+
+}  // namespace
+
+int64_t ModelConfig::parameter_count() const { return count_parameters<int64_t>(*this); }
+double ModelConfig::parameter_count_approx() const { return count_parameters<double>(*this); }
 
 }  // namespace qj

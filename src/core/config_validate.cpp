@@ -1,5 +1,6 @@
 // validate_config: ranges, enum values and the rules that tie fields together.
 // Every message starts with "config: " and names the fields with their values.
+#include <climits>
 #include <cmath>
 #include <initializer_list>
 
@@ -65,6 +66,14 @@ void validate_model(const ModelConfig& m) {
   at_least("model.vocab", m.vocab, 2);
   at_least("model.vocab_pad_to", m.vocab_pad_to, 1);
   at_least("model.seq_len", m.seq_len, 1);
+  // The padded vocabulary is an int, the parameter count an int64 (the
+  // default ffn_hidden is checked where it is computed, default_ffn_hidden).
+  require(int64_t(m.vocab) + m.vocab_pad_to - 1 <= INT_MAX,
+          show("model.vocab", m.vocab) + " padded to a multiple of " +
+              show("model.vocab_pad_to", m.vocab_pad_to) + " exceeds 2^31 - 1");
+  require(m.parameter_count_approx() < 0x1p62,
+          "the model has about " + nlohmann::json(m.parameter_count_approx()).dump() +
+              " parameters, more than 2^62 (model.hidden, model.layers, model.vocab)");
   one_of("model.norm", m.norm, {"layernorm", "rmsnorm"});
   one_of("model.activation", m.activation, {"gelu", "swiglu"});
   one_of("model.position", m.position, {"learned", "rope"});

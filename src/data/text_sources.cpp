@@ -126,7 +126,7 @@ bool DocumentReader::text_of_line(const std::string& line, std::string& text, st
   nlohmann::json value;
   try {
     value = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or a number beyond a double
     *problem = std::string("not valid JSON (") + e.what() + ")";
     return false;
   }

@@ -1,5 +1,6 @@
 // The checkpoint manifest (round trip, damage, versions) and the tiling check a
 // save makes before writing anything.
+#include <cstdint>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -121,4 +122,23 @@ TEST_CASE("a reader refuses chunk records that cannot be right, even under a val
   wrong_length.tensors["wte.weight"].shape = {2, 64};
   wrong_length.tensors["wte.weight"].chunks[0].length = 500;
   CHECK_THROWS_WITH(check_chunk_records(wrong_length, "m.json"), Catch::Contains("does not fit"));
+}
+
+// Reproduced with tests/fuzz/fuzz_manifest: signed overflow in the tiling check, a read
+// before the start of an empty offset, and a byte count that wrapped to 0.
+TEST_CASE("chunk records whose sizes overflow, or that split a scalar, are refused") {
+  const int64_t huge = INT64_MAX;
+  CHECK_THROWS_WITH(check_tiling({{"w", {huge, 4}}}, {{"w", {0, 0}, {1, 1}, "rank 0"}}),
+                    Catch::Contains("'w'") && Catch::Contains("fit in 64 bits"));
+  CHECK_THROWS_WITH(check_tiling({{"b", {4}}}, {{"b", {huge}, {4}, "rank 0"}}),
+                    Catch::Contains("outside") && Catch::Contains("rank 0"));
+  CHECK_THROWS_WITH(check_tiling({{"s", {}}}, {{"s", {}, {}, "rank 0"}, {"s", {}, {}, "rank 1"}}),
+                    Catch::Contains("'s'") && Catch::Contains("overlaps"));
+  CHECK_NOTHROW(check_tiling({{"s", {}}}, {{"s", {}, {}, "rank 0"}}));
+
+  Manifest wraps = sample();  // 2^62 fp32 values: 2^64 bytes, once recorded as 0
+  wraps.files = {{"rank_00000.bin", 0}};
+  wraps.tensors["wte.weight"].shape = {int64_t(1) << 62};
+  wraps.tensors["wte.weight"].chunks[0] = {"rank_00000.bin", 0, 0, {0}, {int64_t(1) << 62}, "", std::nullopt};
+  CHECK_THROWS_WITH(check_chunk_records(wraps, "m.json"), Catch::Contains("does not fit"));
 }

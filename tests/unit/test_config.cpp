@@ -377,6 +377,28 @@ TEST_CASE("malformed overrides are named") {
                     Contains("unknown section 'modl'") && Contains("modl.hidden=3"));
 }
 
+// Reproduced with tests/fuzz/fuzz_config: both escaped as nlohmann exceptions.
+TEST_CASE("a number beyond a double and a non-UTF-8 override are config errors") {
+  CHECK_THROWS_WITH(qj::parse_config("{\"train\": {\"lr\": 1e400}}", {}, "big.json"),
+                    StartsWith("config: invalid JSON in big.json") && Contains("1e400"));
+  for (const std::string bad : {"data.train=\xff\xfe", "model.hidden=\xff"}) {
+    CHECK_THROWS_WITH(qj::parse_config("{}", {bad}),
+                      StartsWith("config: override '" + bad.substr(0, bad.find('=')) + "=...'") &&
+                          Contains("not valid UTF-8"));
+  }
+}
+
+// Reproduced with tests/fuzz/fuzz_config: accepted, then overflowed where used.
+TEST_CASE("a model whose derived sizes overflow is refused naming the fields") {
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"vocab": 2147483647}})"),
+                    Contains("model.vocab=2147483647") && Contains("model.vocab_pad_to=128"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"model": {"hidden": 1073741825, "heads": 1}})"),
+                    Contains("model.hidden=1073741825") && Contains("model.ffn_hidden"));
+  CHECK_THROWS_WITH(
+      qj::parse_config(R"({"model": {"hidden": 2147483647, "heads": 1, "ffn_hidden": 1}})"),
+      Contains("more than 2^62"));
+}
+
 TEST_CASE("file errors name the file and the parser's position") {
   const std::string missing = (fs::temp_directory_path() / "qj_no_such_config.json").string();
   CHECK_THROWS_WITH(qj::load_config(missing), StartsWith("config: ") && Contains(missing));
