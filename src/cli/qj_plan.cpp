@@ -3,6 +3,7 @@
 //   qj-plan --config FILE.json [--set section.key=value ...] [--world N]
 // --world: the number of ranks (default tp x pp x dp, dp 0 counting as 1).
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -12,41 +13,90 @@
 #include "parallel/mesh.h"
 #include "train/run_plan.h"
 
+namespace {
+
+constexpr const char* kUsage =
+    "usage: qj-plan --config FILE.json [--set section.key=value ...] [--world N]\n";
+constexpr int kMaxWorld = 1 << 24;  // more ranks than any machine has
+
+// --world's value: a whole positive number, or a qj::Error naming the flag.
+int parse_world(const std::string& text) {
+  size_t used = 0;
+  long long world = 0;
+  try {
+    world = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || world < 1 || world > kMaxWorld)
+    throw qj::Error("command line: --world needs a number of ranks in [1, " + std::to_string(kMaxWorld) +
+                    "], got '" + text + "'");
+  return int(world);
+}
+
+// The ranks a config asks for: tp x pp x dp, dp 0 counting as 1.
+int ranks_asked(const qj::ParallelConfig& par) {
+  const int64_t ranks = int64_t(par.tp) * par.pp * (par.dp == 0 ? 1 : par.dp);
+  if (ranks > kMaxWorld)
+    throw qj::Error("parallel.tp=" + std::to_string(par.tp) + " x parallel.pp=" + std::to_string(par.pp) +
+                    " x parallel.dp=" + std::to_string(par.dp) + " needs " + std::to_string(ranks) +
+                    " ranks, more than qj-plan plans (" + std::to_string(kMaxWorld) + ")");
+  return int(ranks);
+}
+
+struct Args {
+  std::string config;
+  std::vector<std::string> overrides;
+  int world = 0;  // 0: tp x pp x dp
+};
+
+Args parse_args(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "-h" || flag == "--help") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (flag != "--config" && flag != "--set" && flag != "--world")
+      throw qj::Error("command line: unknown flag '" + flag + "'\n" + kUsage);
+    if (i + 1 >= argc) throw qj::Error("command line: " + flag + " needs a value\n" + kUsage);
+    const std::string value = argv[++i];
+    if (flag == "--config") args.config = value;
+    else if (flag == "--set") args.overrides.push_back(value);
+    else args.world = parse_world(value);
+  }
+  if (args.config.empty()) throw qj::Error(std::string("command line: --config is required\n") + kUsage);
+  return args;
+}
+
+}  // namespace
+
 // Plans every pipeline stage (its first rank: tp 0, dp 0; the other ranks of a
 // stage hold the same amounts), prints one line per stage and the full plan of
 // the stage that needs the most memory.
 int main(int argc, char** argv) {
   try {
-    std::string path;
-    std::vector<std::string> overrides;
-    int world = 0;
-    for (int i = 1; i < argc; ++i) {
-      const std::string flag = argv[i];
-      if (i + 1 >= argc) throw qj::Error("command line: " + flag + " needs a value");
-      if (flag == "--config") path = argv[++i];
-      else if (flag == "--set") overrides.push_back(argv[++i]);
-      else if (flag == "--world") world = std::stoi(argv[++i]);
-      else throw qj::Error("command line: unknown flag '" + flag + "'");
+    const Args args = parse_args(argc, argv);
+    const std::string& path = args.config;
+    const qj::Config config = qj::load_config(path, args.overrides);
+    const int world = args.world > 0 ? args.world : ranks_asked(config.parallel);
+    const qj::MeshShape mesh = qj::resolve_mesh(config.parallel, world);
+    // Every stage is planned before anything is printed: a config that fails
+    // prints its error alone.
+    std::vector<qj::MemoryPlan> plans;
+    int largest = 0;
+    for (int stage = 0; stage < mesh.pp; ++stage) {
+      plans.push_back(qj::plan_training_run(config, world, stage * mesh.tp * mesh.dp));
+      if (plans.back().total_bytes() > plans[largest].total_bytes()) largest = stage;
     }
-    if (path.empty())
-      throw qj::Error("usage: qj-plan --config FILE.json [--set section.key=value ...] [--world N]");
-    const qj::Config config = qj::load_config(path, overrides);
-    const qj::ParallelConfig& par = config.parallel;
-    if (world == 0) world = par.tp * par.pp * (par.dp == 0 ? 1 : par.dp);
-    const qj::MeshShape mesh = qj::resolve_mesh(par, world);
     std::printf("%s: %.3fB parameters, micro-batch %d x %d tokens, %d ranks (tp %d x pp %d x dp %d)\n",
                 path.c_str(), double(config.model.parameter_count()) / 1e9,
                 config.train.micro_batch, config.model.seq_len, world, mesh.tp, mesh.pp, mesh.dp);
-    qj::MemoryPlan largest;
-    int largest_stage = 0;
-    for (int stage = 0; stage < mesh.pp; ++stage) {
-      qj::MemoryPlan plan = qj::plan_training_run(config, world, stage * mesh.tp * mesh.dp);
-      std::printf("stage %d: %s per rank\n", stage, qj::format_bytes(plan.total_bytes()).c_str());
-      if (stage == 0 || plan.total_bytes() > largest.total_bytes())
-        largest = std::move(plan), largest_stage = stage;
-    }
-    std::printf("plan of stage %d, rank %d:\n%s", largest_stage,
-                largest_stage * mesh.tp * mesh.dp, largest.report().c_str());
+    for (int stage = 0; stage < mesh.pp; ++stage)
+      std::printf("stage %d: %s per rank\n", stage, qj::format_bytes(plans[stage].total_bytes()).c_str());
+    std::printf("plan of stage %d, rank %d:\n%s", largest, largest * mesh.tp * mesh.dp,
+                plans[largest].report().c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

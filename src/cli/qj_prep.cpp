@@ -149,10 +149,11 @@ int main(int argc, char** argv) {
   try {
     return prep(parse_args(argc, argv));
   } catch (const qj::Error& error) {
-    std::fprintf(stderr, "\nqj-prep: error: %s\n", error.what());
+    // On a terminal the progress bar may hold the line: the error starts a new one.
+    std::fprintf(stderr, "%serror: %s\n", isatty(fileno(stderr)) ? "\n" : "", error.what());
     return qj::kExitBadInput;
   } catch (const std::exception& error) {
-    std::fprintf(stderr, "\nqj-prep: internal error: %s\n", error.what());
+    std::fprintf(stderr, "%serror: internal: %s\n", isatty(fileno(stderr)) ? "\n" : "", error.what());
     return 1;
   }
 }

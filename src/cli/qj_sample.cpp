@@ -205,7 +205,13 @@ int sample(const Args& args) {
     throw qj::Error("model.vocab=" + std::to_string(config.model.vocab) + " is smaller than the tokenizer's " +
                     std::to_string(tokenizer.vocab_size()) + " tokens (" + config.tokenizer.encoder + ")");
 
-  const qj::Backend& backend = qj::get_backend(config.backend.device);
+  const qj::Backend& backend = [&]() -> const qj::Backend& {
+    try {
+      return qj::get_backend(config.backend.device);
+    } catch (const qj::Error& e) {
+      throw qj::Error("backend.device='" + config.backend.device + "': " + e.what());
+    }
+  }();
   qj::MemoryPlan plan;
   qj::Model::plan(config.model, /*micro_batch=*/1, plan);
   qj::Arenas arenas(plan, backend);
@@ -228,10 +234,12 @@ int main(int argc, char** argv) {
   try {
     return sample(parse_args(argc, argv));
   } catch (const qj::Error& error) {
-    std::fprintf(stderr, "\nqj-sample: error: %s\n", error.what());
+    std::fflush(stdout);  // the text generated so far, before the error
+    std::fprintf(stderr, "error: %s\n", error.what());
     return qj::kExitBadInput;
   } catch (const std::exception& error) {
-    std::fprintf(stderr, "\nqj-sample: internal error: %s\n", error.what());
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: internal: %s\n", error.what());
     return 1;
   }
 }

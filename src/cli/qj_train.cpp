@@ -4,10 +4,11 @@
 //            [--export FILE.safetensors]
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include <memory>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 
@@ -28,6 +29,9 @@ const char* kUsage =
     "collective passed parallel.timeout_s; 75 stopped by SIGTERM/SIGINT after saving a\n"
     "checkpoint (run the same command again to continue)\n";
 
+// A path as a JSON string, so that --set parses it back unchanged (quotes, backslashes).
+std::string json_string(const std::string& text) { return nlohmann::json(text).dump(); }
+
 struct Args {
   std::string config;
   std::vector<std::string> overrides;
@@ -42,14 +46,19 @@ Args parse_args(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       std::exit(0);
     }
+    if (flag.rfind("--", 0) != 0)
+      throw qj::Error("command line: unexpected argument '" + flag + "' (a config file goes after --config)\n" +
+                      kUsage);
+    if (flag != "--config" && flag != "--set" && flag != "--metrics-jsonl" && flag != "--init-from" &&
+        flag != "--export")
+      throw qj::Error("command line: unknown flag '" + flag + "'\n" + kUsage);
     if (i + 1 >= argc) throw qj::Error("command line: " + flag + " needs a value\n" + kUsage);
     const std::string value = argv[++i];
     if (flag == "--config") args.config = value;
     else if (flag == "--set") args.overrides.push_back(value);
     else if (flag == "--metrics-jsonl") args.options.metrics_jsonl = value;
-    else if (flag == "--init-from") args.overrides.push_back("train.init_from=\"" + value + "\"");
-    else if (flag == "--export") args.overrides.push_back("train.export_path=\"" + value + "\"");
-    else throw qj::Error("command line: unknown flag '" + flag + "'\n" + kUsage);
+    else if (flag == "--init-from") args.overrides.push_back("train.init_from=" + json_string(value));
+    else args.overrides.push_back("train.export_path=" + json_string(value));
   }
   if (args.config.empty()) throw qj::Error(std::string("command line: --config is required\n") + kUsage);
   return args;

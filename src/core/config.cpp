@@ -41,14 +41,36 @@ std::string unknown_name(const std::string& section, const std::string& key) {
   return "unknown key '" + section + "." + key + "' (did you mean '" + suggestion + "'?)";
 }
 
+// "[json.exception.parse_error.101] parse error at line 3, column 5: ..." without
+// the library's tag: the position and the problem are what the user needs.
+std::string without_tag(const std::string& what) {
+  const size_t tag_end = what.rfind("[json.exception.", 0) == 0 ? what.find("] ") : std::string::npos;
+  return tag_end == std::string::npos ? what : what.substr(tag_end + 2);
+}
+
 json parse_json_text(const std::string& text, const std::string& source_name) {
+  // The keys of the objects being read ("train", "lr"), so that an error inside
+  // a value (a number too large for a double) names its field.
+  std::vector<std::string> keys;
+  const json::parser_callback_t track = [&](int, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start)
+      keys.emplace_back();
+    else if (event == json::parse_event_t::object_end || event == json::parse_event_t::array_end)
+      keys.pop_back();
+    else if (event == json::parse_event_t::key && !keys.empty())
+      keys.back() = parsed.get<std::string>();
+    return true;
+  };
   json doc;
   try {
-    doc = json::parse(text);
+    doc = json::parse(text, track);
   } catch (const json::exception& e) {
-    // e.what() carries the position: "parse error at line 3, column 5: ...", or
-    // names the number that overflows a double ("number overflow parsing '1e400'").
-    throw Error("config: invalid JSON in " + source_name + ": " + e.what());
+    std::string field;
+    for (const std::string& key : keys) {
+      if (!key.empty()) field += (field.empty() ? "" : ".") + key;
+    }
+    throw Error("config: invalid JSON in " + source_name + (field.empty() ? "" : " at " + field) +
+                ": " + without_tag(e.what()));
   }
   if (!doc.is_object()) {
     throw Error("config: the top level of " + source_name + " must be a JSON object, got " +

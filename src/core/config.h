@@ -29,7 +29,9 @@ struct ModelConfig {
   double init_std = 0.02;
 
   int head_dim() const { return hidden / heads; }
-  int padded_vocab() const { return (vocab + vocab_pad_to - 1) / vocab_pad_to * vocab_pad_to; }
+  int padded_vocab() const {
+    return int((int64_t(vocab) + vocab_pad_to - 1) / vocab_pad_to * vocab_pad_to);
+  }
   bool norm_has_bias() const { return norm == "layernorm" && bias; }
   // Real (unpadded) parameters, as Hugging Face counts them. kv_heads 0 and
   // ffn_hidden 0 count as their derived defaults.

@@ -2,6 +2,7 @@
 // Every message starts with "config: " and names the fields with their values.
 #include <climits>
 #include <cmath>
+#include <cstdint>
 #include <initializer_list>
 
 #include <nlohmann/json.hpp>
@@ -82,6 +83,16 @@ void validate_model(const ModelConfig& m) {
   positive("model.norm_eps", m.norm_eps);
   positive("model.init_std", m.init_std);
 
+  // Sizes derived from these fields are ints too: they must not wrap around.
+  const int64_t padded_vocab =
+      (int64_t(m.vocab) + m.vocab_pad_to - 1) / m.vocab_pad_to * m.vocab_pad_to;
+  require(padded_vocab <= INT_MAX, show("model.vocab", m.vocab) + " padded to a multiple of " +
+                                       show("model.vocab_pad_to", m.vocab_pad_to) + " is " +
+                                       std::to_string(padded_vocab) + " rows, more than 2^31-1");
+  require(m.ffn_hidden > 0 || 4 * int64_t(m.hidden) <= INT_MAX,
+          show("model.hidden", m.hidden) + " is too large for the default model.ffn_hidden " +
+              "(4 x hidden must be below 2^31): set model.ffn_hidden");
+
   divides("model.heads", m.heads, "model.hidden", m.hidden);
   ModelConfig resolved = m;
   fill_derived_defaults(resolved);
@@ -126,11 +137,17 @@ void validate_parallel(const ParallelConfig& p, const ModelConfig& m) {
               " x " + show("parallel.virtual_stages", p.virtual_stages) + " model chunks");
 }
 
-void validate_train(const TrainConfig& t, const ParallelConfig& p) {
+void validate_train(const TrainConfig& t, const ParallelConfig& p, const ModelConfig& m) {
   at_least("train.steps", t.steps, 0);
   at_least("train.global_batch", t.global_batch, 1);
   at_least("train.micro_batch", t.micro_batch, 1);
   divides("train.micro_batch", t.micro_batch, "train.global_batch", t.global_batch);
+  // A step's tokens are counted (and its schedule's micro-batches listed) in ints.
+  const int64_t step_tokens = int64_t(t.global_batch) * m.seq_len;
+  require(step_tokens <= INT_MAX, show("train.global_batch", t.global_batch) + " x " +
+                                      show("model.seq_len", m.seq_len) + " = " +
+                                      std::to_string(step_tokens) +
+                                      " tokens per step, more than 2^31-1");
   if (p.dp > 0) {
     require(t.global_batch % (int64_t(t.micro_batch) * p.dp) == 0,
             show("train.global_batch", t.global_batch) + " is not divisible by " +
@@ -164,6 +181,10 @@ void validate_io(const Config& c) {
   require(!c.data.train.empty(), "data.train must name a dataset (prefix of .bin/.idx)");
   require(c.data.valid_fraction >= 0 && c.data.valid_fraction < 1,
           show("data.valid_fraction", c.data.valid_fraction) + " must be in [0, 1)");
+  require(c.data.valid_fraction == 0 || c.data.valid.empty(),
+          show("data.valid_fraction", c.data.valid_fraction) + " holds out part of data.train, but " +
+              show("data.valid", c.data.valid) + " names a validation set: set one of them, " +
+              "data.valid='' to hold out");
   at_least("checkpoint.every", c.checkpoint.every, 0);
   at_least("checkpoint.keep", c.checkpoint.keep, 1);
   require(c.checkpoint.every == 0 || !c.checkpoint.dir.empty(),
@@ -183,7 +204,7 @@ void validate_io(const Config& c) {
 void validate_config(const Config& config) {
   validate_model(config.model);
   validate_parallel(config.parallel, config.model);
-  validate_train(config.train, config.parallel);
+  validate_train(config.train, config.parallel, config.model);
   validate_optim(config.optim);
   validate_io(config);
 }

@@ -36,7 +36,7 @@ GptSampler::GptSampler(const IndexedDataset& data, int seq_len, bool shuffle, ui
   const size_t available = count_windows(data.num_tokens(), seq_len);
   if (available == 0)
     throw Error(data.prefix() + ": " + std::to_string(data.num_tokens()) +
-                " tokens, fewer than one window of seq_len + 1 = " + std::to_string(seq_len + 1));
+                " tokens, fewer than one window of model.seq_len + 1 = " + std::to_string(seq_len + 1));
   if (windows.count == 0 || windows.first > available || windows.count > available - windows.first)
     throw Error(data.prefix() + ": window range [" + std::to_string(windows.first) + ", " +
                 std::to_string(windows.first + windows.count) + ") is empty or outside the " +

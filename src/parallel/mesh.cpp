@@ -5,18 +5,20 @@
 namespace qj {
 
 MeshShape resolve_mesh(const ParallelConfig& parallel, int world_size) {
-  const int tp = parallel.tp, pp = parallel.pp;
+  // In 64 bits: tp x pp x dp of a config can pass int's range.
+  const int64_t tp = parallel.tp, pp = parallel.pp;
   const std::string layout = "parallel.tp=" + std::to_string(tp) + " x parallel.pp=" +
                              std::to_string(pp);
+  if (world_size < 1) throw Error("the world needs at least one rank, got " + std::to_string(world_size));
   if (world_size % (tp * pp) != 0)
     throw Error(layout + " = " + std::to_string(tp * pp) + " ranks does not divide the world of " +
                 std::to_string(world_size) + " ranks (mpirun -np)");
-  const int dp = parallel.dp == 0 ? world_size / (tp * pp) : parallel.dp;
+  const int64_t dp = parallel.dp == 0 ? world_size / (tp * pp) : parallel.dp;
   if (tp * pp * dp != world_size)
     throw Error(layout + " x parallel.dp=" + std::to_string(dp) + " needs " +
                 std::to_string(tp * pp * dp) + " ranks, but the world has " +
                 std::to_string(world_size) + " (mpirun -np; or set parallel.dp=0 to derive it)");
-  return {tp, pp, dp};
+  return {int(tp), int(pp), int(dp)};
 }
 
 Mesh::Mesh(Communicator& world, MeshShape shape) : world_(world), shape_(shape) {

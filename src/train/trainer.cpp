@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "checkpoint/checkpoint_dir.h"
 #include "comm/collective_errors.h"
@@ -33,7 +34,43 @@ static constexpr int kIgnoreIndex = -100;
 
 static const Backend& backend_for(const Config& config) {
   if (config.backend.threads > 0) omp_set_num_threads(config.backend.threads);
-  return get_backend(config.backend.device);
+  try {
+    return get_backend(config.backend.device);
+  } catch (const Error& e) {
+    throw Error("backend.device='" + config.backend.device + "': " + e.what());
+  }
+}
+
+// A file written at the end of the run (or at its first step): a folder that is
+// not there would fail it after the work is done, so it is checked at set-up.
+static void check_output_file(const std::string& name, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec))
+    throw Error(name + "='" + path + "' is a directory; give the file to write");
+  const fs::path folder = fs::path(path).parent_path();
+  if (!folder.empty() && !fs::is_directory(folder, ec))
+    throw Error(name + "='" + path + "': the folder '" + folder.string() + "' does not exist");
+}
+
+// The files a run reads or writes after its set-up, checked before it: a typo
+// fails at once, not after a checkpoint is loaded or the steps are trained.
+// Every rank reads init_from; world rank 0 checks where the run writes.
+static void check_run_files(const Config& config, const TrainerOptions& options, int rank) {
+  const std::string& init_from = config.train.init_from;
+  if (!init_from.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(init_from, ec) || !std::ifstream(init_from))
+      throw Error("train.init_from='" + init_from + "': no readable file there");
+  }
+  if (rank != 0) return;
+  if (!config.train.export_path.empty())
+    check_output_file("train.export_path", config.train.export_path);
+  if (!options.metrics_jsonl.empty()) check_output_file("--metrics-jsonl", options.metrics_jsonl);
+  std::error_code ec;
+  const std::string& dir = config.checkpoint.dir;
+  if (!dir.empty() && std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec))
+    throw Error("checkpoint.dir='" + dir + "' is a file, not a directory");
 }
 
 // Sums small host values over every rank (losses, token counts).
@@ -49,23 +86,42 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   const TrainConfig& train = config.train;
   const MeshShape shape = resolve_mesh(config.parallel, world_->size());
   const int rank = world_->rank();
+  check_run_files(config, options, rank);
   stage_ = plan_stage(config, shape, rank % shape.tp, rank / shape.tp % shape.dp,
                       rank / (shape.tp * shape.dp), plan_);
   add_checkpoint_staging(config, stage_, plan_);
 
-  auto open = [](const std::string& field, const std::string& prefix) {
+  // A data error names the field it comes from ("data.train='PREFIX': ...").
+  auto in_field = [](const std::string& field, const std::string& prefix, auto make) {
     try {
-      return std::make_unique<IndexedDataset>(prefix);
+      return make();
     } catch (const Error& e) {
       throw Error(field + "='" + prefix + "': " + e.what());
     }
   };
-  train_data_ = open("data.train", config.data.train);
-  train_sampler_ = std::make_unique<GptSampler>(*train_data_, config.model.seq_len,
-                                                config.data.shuffle, train.seed);
-  if (!config.data.valid.empty()) {
-    valid_data_ = open("data.valid", config.data.valid);
-    valid_sampler_ = std::make_unique<GptSampler>(*valid_data_, config.model.seq_len, false, 0);
+  const DataConfig& data = config.data;
+  train_data_ = in_field("data.train", data.train,
+                         [&] { return std::make_unique<IndexedDataset>(data.train); });
+  train_sampler_ = in_field("data.train", data.train, [&] {
+    return std::make_unique<GptSampler>(*train_data_, config.model.seq_len, data.shuffle, train.seed);
+  });
+  if (data.valid.empty() && data.valid_fraction > 0) {
+    // No validation set: the last data.valid_fraction of train's windows.
+    const WindowSplit split = hold_out_windows(train_sampler_->num_samples(), data.valid_fraction);
+    train_windows_ = split.train;
+    train_sampler_ = std::make_unique<GptSampler>(*train_data_, config.model.seq_len, data.shuffle,
+                                                  train.seed, split.train);
+    valid_sampler_ =
+        std::make_unique<GptSampler>(*train_data_, config.model.seq_len, false, 0, split.valid);
+  } else {
+    train_windows_ = {0, train_sampler_->num_samples()};
+  }
+  if (!data.valid.empty()) {
+    valid_data_ = in_field("data.valid", data.valid,
+                           [&] { return std::make_unique<IndexedDataset>(data.valid); });
+    valid_sampler_ = in_field("data.valid", data.valid, [&] {
+      return std::make_unique<GptSampler>(*valid_data_, config.model.seq_len, false, 0);
+    });
   }
 
   // A device backend without collectives of its own: its tensors travel through
@@ -136,7 +192,7 @@ bool Trainer::resume() {
               static_cast<unsigned long long>(position->seed), int(position->shuffle),
               static_cast<unsigned long long>(config_.train.seed), int(config_.data.shuffle));
     train_sampler_ = std::make_unique<GptSampler>(*train_data_, config_.model.seq_len,
-                                                  position->shuffle, position->seed);
+                                                  position->shuffle, position->seed, train_windows_);
   }
   return true;
 }

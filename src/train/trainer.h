@@ -10,6 +10,7 @@
 
 #include "core/config.h"
 #include "core/memory_plan.h"
+#include "data/gpt_sampler.h"
 #include "parallel/stage_plan.h"
 #include "train/metrics.h"
 
@@ -22,7 +23,6 @@ class Model;
 class DistributedOptimizer;
 class PipelineEngine;
 class IndexedDataset;
-class GptSampler;
 class Checkpointer;
 
 struct TrainerOptions {
@@ -91,6 +91,7 @@ class Trainer {
   std::unique_ptr<PipelineEngine> engine_;
   std::unique_ptr<IndexedDataset> train_data_, valid_data_;
   std::unique_ptr<GptSampler> train_sampler_, valid_sampler_;
+  WindowRange train_windows_;  // all of data.train, or what data.valid_fraction leaves
   double flops_per_token_ = 0;
   std::vector<int32_t> step_inputs_, step_targets_;  // this dp rank's share, sized once
   std::unique_ptr<Checkpointer> checkpointer_;

@@ -105,3 +105,13 @@ TEST_CASE("with overlap, every bucket's reduction starts during backward; withou
   off.train_step(0);
   CHECK(off.optimizer().buckets_started_in_backward() == 0);
 }
+
+TEST_CASE("data.valid '' with data.valid_fraction evaluates on the last windows of data.train") {
+  qj::Config config = tiny_config("gpt2");
+  config.data.valid = "";
+  qj::Trainer without(config);  // nothing held out: no validation data
+  CHECK_THROWS_WITH(without.evaluate(), Catch::Contains("no validation data"));
+  config.data.valid_fraction = 0.25;
+  qj::Trainer held_out(config);
+  CHECK(std::isfinite(held_out.evaluate()));
+}
