@@ -112,9 +112,13 @@ void WatchdogHub::loop() {
       if (c.view.rank >= 0 && !c.view.finished) {
         RankView view = c.view;
         view.silent_s = now() - c.last_heard;
-        end_job(diagnose_death(view, c.error));
+        // A rank that said why it ends has printed its error and called
+        // MPI_Abort, and the launcher is ending the job: speak only if it does not.
+        if (c.error.empty()) end_job(diagnose_death(view, c.error));
+        if (!erred_) erred_ = Erred{diagnose_death(view, c.error), now()};
       }
     }
+    if (erred_ && now() - erred_->at > kLauncherGrace_s) end_job(erred_->report);
     check_silence();
     bool all = true;
     for (int r = 0; r < world_size_; ++r) {

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -53,6 +54,13 @@ class WatchdogHub {
   int port_ = 0;
   std::vector<Client> clients_;  // accepted connections; view.rank -1 until hello
   std::vector<int> rank_slot_;   // world rank -> index in clients_ (-1: not yet)
+  // A rank that reported an error before its connection closed, and when.
+  struct Erred {
+    FaultReport report;
+    double at;
+  };
+  std::optional<Erred> erred_;
+  static constexpr double kLauncherGrace_s = 10;
   const double started_;
   double last_loop_ = 0;
   std::atomic<bool> all_finished_{false};
