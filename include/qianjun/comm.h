@@ -85,6 +85,13 @@ class Communicator {
   // A new communicator over the ranks that pass the same color, ordered by key
   // (MPI_Comm_split semantics), named `name`.
   virtual std::unique_ptr<Communicator> split(int color, int key, const std::string& name) const = 0;
+
+  // For the watchdog, called from its own thread while the group may be busy:
+  // a failure the transport found by itself ("" when none; NCCL's
+  // ncclCommGetAsyncError), and a way to end its outstanding work so that no
+  // device stays blocked on a dead peer (ncclCommAbort). MPI has neither.
+  virtual std::string async_error() const { return {}; }
+  virtual void abort_transport() {}
 };
 
 // A communicator of one rank: every collective is a copy or a no-op. Used when

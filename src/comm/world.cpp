@@ -72,6 +72,13 @@ void World::set_comm_timeout(double seconds) {
   if (watchdog_) watchdog_->set_timeout(seconds);
 }
 
+std::unique_ptr<Communicator> World::watch(std::unique_ptr<Communicator> comm) {
+  if (!watch_) return comm;
+  std::vector<int> members(static_cast<size_t>(size_));
+  for (int r = 0; r < size_; ++r) members[size_t(r)] = r;
+  return make_watched_communicator(std::move(comm), *watch_, std::move(members));
+}
+
 void World::set_fault_report_dir(const std::string& report_dir) {
   if (watchdog_) watchdog_->set_report_dir(report_dir);
 }

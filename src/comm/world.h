@@ -38,6 +38,10 @@ class World {
   // recorder into `report_dir`. No effect on one rank.
   void set_comm_timeout(double seconds);
   void set_fault_report_dir(const std::string& report_dir);
+  // `comm`, a communicator over every rank in world order made apart from comm()
+  // (the NCCL communicator), watched like comm(): recorded, deadlines, its
+  // transport polled for asynchronous errors. Unchanged on one rank.
+  std::unique_ptr<Communicator> watch(std::unique_ptr<Communicator> comm);
 
   // Ends the whole run now with `exit_code`: MPI_Abort when other ranks exist
   // (they may be blocked in a collective and would otherwise hang), else exit.

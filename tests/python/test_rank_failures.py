@@ -4,6 +4,7 @@ the others down (MPI_Abort) instead of leaving them blocked in a collective."""
 import os
 import shutil
 import subprocess
+import time
 import unittest
 
 from qj_paths import tool
@@ -51,6 +52,17 @@ class RankFailures(unittest.TestCase):
         self.assertNotEqual(result.returncode, 0, msg=result.stderr)
         self.assertIn("error: rank 2: step 3: loss is NaN", result.stderr)
         self.assertEqual(len(self.error_lines(result.stderr)), 1, msg=result.stderr)
+
+    def test_a_transports_asynchronous_error_ends_the_run_and_aborts_every_transport(self):
+        # The watchdog polls each watched group's transport (NCCL's
+        # ncclCommGetAsyncError); rank 2's reports an error after a second.
+        started = time.monotonic()
+        result = launch("transport-error", 4)
+        self.assertNotEqual(result.returncode, 0, msg=result.stderr)
+        self.assertLess(time.monotonic() - started, TIME_LIMIT_S)
+        self.assertIn("stand-in transport: rank 2 lost its link", result.stderr)
+        self.assertIn("error: rank 2:", result.stderr)
+        self.assertIn("rank 2: transport aborted", result.stderr)
 
     def test_no_failure_exits_0(self):
         result = launch("ok", 4)

@@ -318,4 +318,16 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key,
   return std::make_unique<NcclCommunicator>(std::move(host), host_group, device_, compute_, child);
 }
 
+std::string NcclCommunicator::async_error() const {
+  std::string error = collective_.async_error();
+  for (const NcclLane& lane : p2p_)
+    if (error.empty()) error = lane.async_error();
+  return error.empty() ? error : comm_context(*this, "NCCL") + ": " + error;
+}
+
+void NcclCommunicator::abort_transport() {
+  collective_.abort();
+  for (NcclLane& lane : p2p_) lane.abort();
+}
+
 }  // namespace qj

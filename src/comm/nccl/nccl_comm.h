@@ -72,6 +72,8 @@ class NcclCommunicator final : public Communicator {
 
   // Splits the host communicator and the NCCL one (ncclCommSplit) alike.
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) const override;
+  std::string async_error() const override;
+  void abort_transport() override;
 
  private:
   // True when the call's tensors are in host memory; otherwise every one must

@@ -82,4 +82,19 @@ void NcclLane::destroy() noexcept {
   }
 }
 
+std::string NcclLane::async_error() const {
+  if (!comm_) return {};
+  ncclResult_t async = ncclSuccess;
+  const ncclResult_t rc = ncclCommGetAsyncError(comm_, &async);
+  if (rc != ncclSuccess) return std::string("ncclCommGetAsyncError failed: ") + ncclGetErrorString(rc);
+  if (async == ncclSuccess || async == ncclInProgress) return {};
+  return std::string("NCCL reports an asynchronous error: ") + ncclGetErrorString(async) +
+         " (" + ncclGetLastError(comm_) + ")";
+}
+
+void NcclLane::abort() noexcept {
+  if (comm_) ncclCommAbort(comm_);
+  comm_ = nullptr;  // aborted: nothing left to destroy
+}
+
 }  // namespace qj

@@ -1,4 +1,5 @@
 #pragma once
+#include <string>
 // One NCCL communicator and the CUDA stream its operations are enqueued on,
 // owned and destroyed together.
 #include <cuda_runtime.h>
@@ -25,6 +26,10 @@ class NcclLane {
   NcclLane& operator=(const NcclLane&) = delete;
 
   ncclComm_t comm() const { return comm_; }
+  // The NCCL communicator's asynchronous error as text ("" when none).
+  std::string async_error() const;
+  // ncclCommAbort, once; the lane is unusable afterwards.
+  void abort() noexcept;
   cudaStream_t stream() const { return stream_; }
 
  private:

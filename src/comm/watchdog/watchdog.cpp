@@ -118,6 +118,10 @@ void Watchdog::loop() {
         end("rank 0 died: the connection to its watchdog closed (its process ended)");
     }
     if (stopping_) break;
+    if (const std::string error = transport_error(); !error.empty()) {
+      report_error(error);
+      end(error);
+    }
     const FlightRecorder::Snapshot s = watch_.recorder.snapshot(false);
     // After a gap (this process was stopped or starved) the deadlines wait a tick.
     const bool resumed = s.now_s - last_tick > watchdog_silence(timeout);
@@ -171,7 +175,19 @@ std::string Watchdog::write_flight_recorder(const std::string& reason) const {
   return out ? path : "";
 }
 
+std::string Watchdog::transport_error() const {
+  std::lock_guard lock(watch_.groups_mutex);
+  for (const Communicator* group : watch_.groups)
+    if (std::string error = group->async_error(); !error.empty()) return error;
+  return {};
+}
+
 void Watchdog::end(const std::string& summary) {
+  {
+    // No device stays blocked on a dead peer (NCCL); MPI has nothing to abort.
+    std::lock_guard lock(watch_.groups_mutex);
+    for (Communicator* group : watch_.groups) group->abort_transport();
+  }
   const std::string path = write_flight_recorder(summary);
   std::fprintf(stderr, "error: rank %d: %s%s%s\n", rank_, summary.c_str(),
                path.empty() ? "" : "; flight recorder: ", path.c_str());

@@ -9,7 +9,9 @@
 //     (report_dir()/flight_recorder_rankNNNNN.jsonl), prints one line, exits
 //     with kExitRankFault;
 //   - ends the job itself, naming rank 0, when the hub's connection closes (rank
-//     0 died) or the hub does not answer a report (rank 0 is stopped).
+//     0 died) or the hub does not answer a report (rank 0 is stopped);
+//   - polls every watched group's transport for an asynchronous error (NCCL)
+//     and ends the job with it; ending aborts every transport (ncclCommAbort).
 // Rank 0 also runs the hub (watchdog_hub.h). QJ_WATCHDOG=off disables both.
 #include <atomic>
 #include <memory>
@@ -51,6 +53,8 @@ class Watchdog {
   void loop();
   void send(const std::string& line);
   std::string heartbeat(const char* type, const OpRecord* late) const;
+  // A transport's asynchronous error (NCCL), "" when none.
+  std::string transport_error() const;
   [[noreturn]] void end(const std::string& summary);
   std::string write_flight_recorder(const std::string& reason) const;
 

@@ -50,7 +50,14 @@ class WatchedCommunicator final : public Communicator {
  public:
   WatchedCommunicator(std::unique_ptr<Communicator> inner, CommWatch& watch, std::vector<int> members)
       : inner_(std::move(inner)), watch_(watch), members_(members),
-        group_(watch.recorder.add_group(inner_->name(), std::move(members))) {}
+        group_(watch.recorder.add_group(inner_->name(), std::move(members))) {
+    std::lock_guard lock(watch_.groups_mutex);
+    watch_.groups.push_back(inner_.get());
+  }
+  ~WatchedCommunicator() override {
+    std::lock_guard lock(watch_.groups_mutex);
+    std::erase(watch_.groups, inner_.get());
+  }
 
   int rank() const override { return inner_->rank(); }
   int size() const override { return inner_->size(); }
@@ -95,6 +102,9 @@ class WatchedCommunicator final : public Communicator {
     return start("recv_async", x.nbytes(), [&] { return inner_->recv_async(x, peer, tag); },
                  world_rank(peer), true);
   }
+
+  std::string async_error() const override { return inner_->async_error(); }
+  void abort_transport() override { inner_->abort_transport(); }
 
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) const override {
     std::unique_ptr<Communicator> group = inner_->split(color, key, name);

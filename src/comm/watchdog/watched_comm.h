@@ -4,6 +4,7 @@
 // see an operation past its deadline. Groups made by split() are watched too,
 // each registered with its members' world ranks.
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -18,6 +19,9 @@ struct CommWatch {
   explicit CommWatch(int world_rank) : recorder(world_rank), fault(comm_fault_from_env(world_rank)) {}
   FlightRecorder recorder;
   std::optional<CommFault> fault;  // QJ_COMM_FAULT, for tests
+  // The live groups, whose transports the watchdog polls for asynchronous errors.
+  std::mutex groups_mutex;
+  std::vector<Communicator*> groups;
 };
 
 // Wraps `inner` (owned); `members` are the world ranks of its ranks, in order.
