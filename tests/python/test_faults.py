@@ -49,8 +49,10 @@ class Run:
         self.start = time.monotonic()
         self.lines = []
         self.fault_at = None
+        # In the config's folder: flight recorders without a better place land there.
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=dict(ENV, **(env or {})))
+                                     text=True, env=dict(ENV, **(env or {})),
+                                     cwd=os.path.dirname(config))
         self.reader = threading.Thread(target=self._read)
         self.reader.start()
 

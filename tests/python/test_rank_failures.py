@@ -4,6 +4,7 @@ the others down (MPI_Abort) instead of leaving them blocked in a collective."""
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -20,7 +21,10 @@ def launch(mode, ranks=None):
     command = [TOOL, mode]
     if ranks is not None:
         command = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(ranks)] + command
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=TIME_LIMIT_S)
+    # In a scratch folder: a watchdog that ends the run writes flight recorders there.
+    with tempfile.TemporaryDirectory() as scratch:
+        return subprocess.run(command, capture_output=True, text=True, env=env,
+                              timeout=TIME_LIMIT_S, cwd=scratch)
 
 
 @unittest.skipIf(MPIRUN is None, "mpirun is not on PATH")
