@@ -9,8 +9,9 @@ std::string broadcast_text(Communicator& group, int root, const std::string& tex
   int32_t length = int32_t(text.size());
   group.broadcast(Tensor(&length, DType::I32, {1}), root);
   std::vector<int32_t> words((size_t(length) + 3) / 4, 0);
+  if (words.empty()) return std::string();  // an empty vector's data() may be null: no memcpy
   if (group.rank() == root) std::memcpy(words.data(), text.data(), text.size());
-  if (!words.empty()) group.broadcast(Tensor(words.data(), DType::I32, {int64_t(words.size())}), root);
+  group.broadcast(Tensor(words.data(), DType::I32, {int64_t(words.size())}), root);
   return std::string(reinterpret_cast<const char*>(words.data()), size_t(length));
 }
 

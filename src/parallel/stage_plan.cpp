@@ -43,18 +43,19 @@ void add_parameters(StagePlan& stage, MemoryPlan& memory) {
       const int b = bucket_of_last[i];
       if (b < 0) continue;
       GradBucket& bucket = stage.buckets[size_t(b)];
-      const PlannedBuffer& first = memory.buffer(prefix + stage.params[bucket.params.front()].name);
+      // Offsets copied out: adding the pad below may move the plan's buffers.
+      const size_t begin = memory.buffer(prefix + stage.params[bucket.params.front()].name).offset;
       const PlannedBuffer& last = memory.buffer(prefix + stage.params[i].name);
       const size_t end = (last.offset + last.bytes + MemoryPlan::kAlignment - 1) /
                          MemoryPlan::kAlignment * MemoryPlan::kAlignment;
-      size_t elems = (end - first.offset) / sizeof(float);
+      size_t elems = (end - begin) / sizeof(float);
       const size_t pad = (dp - elems % dp) % dp;
       if (pad) memory.add(arena, std::string(prefix) + "pad.bucket" + std::to_string(b), DType::F32,
                           {int64_t(pad)});
       elems += pad;
-      QJ_CHECK(*prefix == 0 || (bucket.begin == first.offset / sizeof(float) && bucket.elems == elems),
+      QJ_CHECK(*prefix == 0 || (bucket.begin == begin / sizeof(float) && bucket.elems == elems),
                "stage plan: the Params and Grads arenas must have the same layout");
-      bucket.begin = first.offset / sizeof(float), bucket.elems = elems;
+      bucket.begin = begin / sizeof(float), bucket.elems = elems;
     }
   }
 }

@@ -30,6 +30,14 @@ inline void* counted_alloc(std::size_t size, std::size_t alignment) {
   return p;
 }
 
+inline void* counted_alloc_nothrow(std::size_t size, std::size_t alignment) noexcept {
+  try {
+    return counted_alloc(size, alignment);
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+
 }  // namespace detail
 
 // Allocations made by the whole process since it started.
@@ -55,6 +63,21 @@ void* operator new(std::size_t size, std::align_val_t a) {
 void* operator new[](std::size_t size, std::align_val_t a) {
   return qj::test::detail::counted_alloc(size, std::size_t(a));
 }
+// The nothrow forms too: otherwise a library's nothrow new (Catch2 uses it)
+// could come from elsewhere (AddressSanitizer defines every form) while its
+// delete comes here.
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  return qj::test::detail::counted_alloc_nothrow(size, 0);
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+  return qj::test::detail::counted_alloc_nothrow(size, 0);
+}
+void* operator new(std::size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return qj::test::detail::counted_alloc_nothrow(size, std::size_t(a));
+}
+void* operator new[](std::size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return qj::test::detail::counted_alloc_nothrow(size, std::size_t(a));
+}
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
@@ -63,3 +86,7 @@ void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }

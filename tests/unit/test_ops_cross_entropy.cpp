@@ -21,6 +21,7 @@ using qj::DType;
 using qj::Tensor;
 
 constexpr int kIgnore = -100;
+constexpr float kPadding = 50.f;  // the logit of a padding column
 
 struct Batch {
   int rows, vocab, padded;
@@ -37,7 +38,7 @@ Batch make_batch(int rows, int vocab, int padded, float offset, uint32_t seed) {
   std::uniform_int_distribution<int> id(0, vocab - 1);
   Batch b{rows, vocab, padded, std::vector<float>(size_t(rows) * padded), std::vector<int32_t>(rows)};
   for (int n = 0; n < rows; ++n) {
-    for (int v = 0; v < padded; ++v) b.logits[n * padded + v] = v < vocab ? offset + u(rng) : 50.f;
+    for (int v = 0; v < padded; ++v) b.logits[n * padded + v] = v < vocab ? offset + u(rng) : kPadding;
     b.targets[n] = id(rng);
   }
   b.targets[0] = 0;
@@ -70,15 +71,17 @@ std::vector<double> reference_grad(const Batch& b, float dloss) {
   return g;
 }
 
-// Columns [start, start + width) of the logits: one rank's slice.
+// Columns [start, start + width) of the logits: one rank's slice. Columns past
+// the batch's padded width (a slice beyond the padding) hold padding too.
 struct Slice {
   int64_t start, width;
 };
 
 std::vector<float> slice_logits(const Batch& b, Slice s) {
-  std::vector<float> out(size_t(b.rows) * s.width);
+  std::vector<float> out(size_t(b.rows) * s.width, kPadding);
+  const int64_t stored = std::clamp<int64_t>(b.padded - s.start, 0, s.width);
   for (int n = 0; n < b.rows; ++n)
-    std::copy_n(b.logits.begin() + n * b.padded + s.start, s.width, out.begin() + n * s.width);
+    std::copy_n(b.logits.begin() + n * b.padded + s.start, stored, out.begin() + n * s.width);
   return out;
 }
 
