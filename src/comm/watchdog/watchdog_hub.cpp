@@ -75,22 +75,12 @@ void WatchdogHub::loop() {
   while (!stop_) {
     std::vector<int> fds{listener_};
     for (const Client& c : clients_) fds.push_back(c.socket ? c.socket->fd() : -1);
-    const double tick = watchdog_tick(timeout_s_);
-    const double t = now();
-    if (last_loop_ > 0 && t - last_loop_ > timeout_s_) {
-      // This process was stopped for longer than the deadline: the other ranks
-      // have named it already, and what it would say now about them is stale.
-      std::fprintf(stderr, "error: watchdog: rank 0 was stopped for %.1f s; ending\n", t - last_loop_);
-      std::fflush(stderr);
-      std::_Exit(kExitRankFault);
-    }
-    if (last_loop_ > 0 && t - last_loop_ > watchdog_silence(timeout_s_)) {
-      // Starved of CPU for a while: the silence of the others during that gap is
-      // not theirs.
-      for (Client& c : clients_) c.last_heard += t - last_loop_;
-    }
-    last_loop_ = t;
-    for (size_t i : wait_readable(fds, tick)) {
+    account_for_own_pause();
+    const std::vector<size_t> readable = wait_readable(fds, watchdog_tick(timeout_s_));
+    // Stopped inside poll(): what queued meanwhile (the others' timeout
+    // reports about this very pause) is stale as well.
+    account_for_own_pause();
+    for (size_t i : readable) {
       if (i == 0) {
         const int fd = accept_tcp(listener_);
         if (fd >= 0) {
@@ -127,6 +117,23 @@ void WatchdogHub::loop() {
     }
     if (all) all_finished_ = true;
   }
+}
+
+void WatchdogHub::account_for_own_pause() {
+  const double t = now();
+  const double gap = last_loop_ > 0 ? t - last_loop_ : 0;
+  last_loop_ = t;
+  if (gap > timeout_s_) {
+    // This process was stopped for longer than the deadline: the other ranks
+    // have named it already, and what it would say now about them is stale.
+    std::fprintf(stderr, "error: watchdog: rank 0 was stopped for %.1f s; ending\n", gap);
+    std::fflush(stderr);
+    std::_Exit(kExitRankFault);
+  }
+  // Starved of CPU for a while: the silence of the others during that gap is
+  // not theirs.
+  if (gap > watchdog_silence(timeout_s_))
+    for (Client& c : clients_) c.last_heard += gap;
 }
 
 void WatchdogHub::on_line(Client& c, const std::string& line) {

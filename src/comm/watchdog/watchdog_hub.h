@@ -44,6 +44,8 @@ class WatchdogHub {
   void loop();
   void on_line(Client& client, const std::string& line);
   void check_silence();
+  // Ends this process if it was itself stopped past the deadline.
+  void account_for_own_pause();
   std::vector<RankView> views() const;
   [[noreturn]] void end_job(const FaultReport& report);
   double now() const;
