@@ -1,8 +1,9 @@
 #pragma once
 // The communicator interface: what model, pipeline and optimizer code asks of a
 // group of ranks (one communicator per mesh axis: tp, pp, dp). Implementations:
-// MPI now (src/comm/mpi_comm.*), NCCL and vendor plugins later, behind the same
-// calls. Model code never includes mpi.h or nccl.h.
+// MPI (src/comm/mpi/), MPI staged through host memory for device tensors
+// (src/comm/staged_comm.*) and NCCL (src/comm/nccl/, built with CUDA but not yet
+// selected by the trainer), behind the same calls; vendor plugins later. Model code never includes mpi.h or nccl.h.
 //
 // Conventions:
 // - Buffers are tensors in the memory of the backend the run uses (host memory

@@ -1,6 +1,6 @@
 #pragma once
 // A non-owning view of memory: pointer, dtype, device, shape and strides.
-// Memory is owned by arenas (see src/core/arena.h); a Tensor never frees.
+// Memory is owned by arenas (see src/core/memory_plan.h); a Tensor never frees.
 #include <array>
 #include <cstddef>
 #include <cstdint>

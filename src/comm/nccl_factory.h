@@ -23,7 +23,7 @@ bool nccl_built();
 // result. A collective call over `bootstrap`: rank 0 creates NCCL's unique id
 // and broadcasts it. Throws, on every rank alike (a RankedError, see
 // comm/collective_errors.h), when two ranks use the same GPU (NCCL cannot share
-// one; backend.comm=staged can) or when `cuda_backend` is not the built-in
+// one; the staged MPI communicator can) or when `cuda_backend` is not the built-in
 // "cuda" backend. The GPU is the backend's: create it on local_rank_device().
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap,
                                                      const Backend& cuda_backend);
@@ -35,7 +35,7 @@ int launcher_local_rank();
 
 // The GPU this rank should use: its local rank modulo `device_count` (> 0).
 // More ranks than GPUs on a node share GPUs this way: fine with
-// backend.comm=staged, refused by make_nccl_communicator.
+// the staged MPI communicator (comm/staged_comm.h), refused by make_nccl_communicator.
 int local_rank_device(int device_count);
 
 }  // namespace qj

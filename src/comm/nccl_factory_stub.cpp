@@ -10,10 +10,10 @@ namespace qj {
 bool nccl_built() { return false; }
 
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, const Backend&) {
-  throw Error("backend.comm=nccl on '" + bootstrap.name() +
+  throw Error("NCCL communicator on '" + bootstrap.name() +
               "': qianjun was built without NCCL (CMake found no CUDA toolkit or no "
-              "nccl.h/libnccl, or QJ_WITH_NCCL=OFF); use backend.comm=staged, or rebuild with "
-              "NCCL installed");
+              "nccl.h/libnccl, or QJ_WITH_NCCL=OFF); the staged MPI communicator (what qj-train "
+              "uses) needs no NCCL, or rebuild with NCCL installed");
 }
 
 }  // namespace qj

@@ -75,7 +75,6 @@ void add_optimizer_state(StagePlan& stage, const Config& config, MemoryPlan& mem
     }
   }
   memory.add(ArenaKind::Workspace, "optim.grad_sum_squares", DType::F32, {1});
-  memory.add(ArenaKind::Workspace, "optim.step_stats", DType::F32, {4});
 }
 
 }  // namespace

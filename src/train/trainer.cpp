@@ -1,13 +1,12 @@
 #include "train/trainer.h"
 
-#include <omp.h>
-
 #include <array>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
+#include "backends/host_threads.h"
 #include "checkpoint/checkpoint_dir.h"
 #include "comm/collective_errors.h"
 #include "comm/staged_comm.h"
@@ -30,10 +29,8 @@
 
 namespace qj {
 
-static constexpr int kIgnoreIndex = -100;
-
 static const Backend& backend_for(const Config& config) {
-  if (config.backend.threads > 0) omp_set_num_threads(config.backend.threads);
+  if (config.backend.threads > 0) set_host_threads(config.backend.threads);
   try {
     return get_backend(config.backend.device);
   } catch (const Error& e) {
@@ -229,7 +226,7 @@ StepStats Trainer::train_step(int step) {
   if (reads_data()) load_step_batch(step);
   std::array<float, 1> totals{0.f};
   if (counts)
-    for (int32_t t : step_targets_) totals[0] += t != kIgnoreIndex;
+    for (int32_t t : step_targets_) totals[0] += t != Model::kIgnoreIndex;
   sum_over(*world_, totals);
   const float dloss = totals[0] > 0 ? 1.f / totals[0] : 0.f;
 

@@ -24,7 +24,7 @@ constexpr int kMinNcclVersion = 21800;  // ncclCommSplit
 const cuda::CudaContext& cuda_context_of(const Communicator& bootstrap, const Backend& backend) {
   if (backend.device() != Device::Cuda || backend.name() != "cuda")
     throw Error(comm_context(bootstrap, kSetUp) + ": backend '" + backend.name() +
-                "' is not the built-in cuda backend; backend.comm=nccl needs backend.device=cuda");
+                "' is not the built-in cuda backend; the NCCL communicator needs backend.device=cuda");
   return cuda::context(backend.ctx());
 }
 
@@ -54,11 +54,11 @@ void refuse_shared_gpus(const Communicator& bootstrap, const std::vector<int32_t
   for (int a = 0; a < bootstrap.size(); ++a)
     for (int b = a + 1; b < bootstrap.size(); ++b)
       if (std::memcmp(uuid_of(a), uuid_of(b), words * sizeof(int32_t)) == 0)
-        throw Error("backend.comm=nccl: ranks " + std::to_string(a) + " and " +
+        throw Error("NCCL communicator: ranks " + std::to_string(a) + " and " +
                     std::to_string(b) + " of '" + bootstrap.name() +
                     "' use the same GPU, and NCCL cannot run two ranks on one GPU; launch at most "
                     "as many ranks per node as it has GPUs (rank r uses GPU local_rank % count), "
-                    "or set backend.comm=staged to share GPUs through host memory");
+                    "or use the staged MPI communicator, which shares GPUs through host memory");
 }
 
 // Selects the backend's GPU and checks it is this rank's alone; returns the
