@@ -177,7 +177,7 @@ if [ -x "$BUILD_DIR/qj-equivalence" ] && command -v mpirun >/dev/null 2>&1; then
   OMPI_MCA_mpi_yield_when_idle=1 timeout 300 mpirun --allow-run-as-root --oversubscribe -np 8 \
     "$BUILD_DIR/qj-equivalence" --data "$BUILD_DIR/equivalence" --device cuda \
     >"$equivalence_report" 2>&1 && equivalence_status=0
-  # bf16 (tolerances as in tests/CMakeLists.txt, justified in equivalence_tool.cpp)
+  # bf16 (tolerances as in tests/CMakeLists.txt, justified in tests/mpi/equivalence_matrix.cpp)
   OMPI_MCA_mpi_yield_when_idle=1 timeout 300 mpirun --allow-run-as-root --oversubscribe -np 8 \
     "$BUILD_DIR/qj-equivalence" --data "$BUILD_DIR/equivalence_bf16" --device cuda \
     --precision bf16 --tolerance 5e-4 --param-tolerance 5e-2 \

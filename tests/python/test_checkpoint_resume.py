@@ -37,7 +37,7 @@ MODELS = {
     "llama": {"preset": "llama", "layers": 4, "hidden": 64, "heads": 4, "kv_heads": 2,
               "ffn_hidden": 96, "vocab": 97, "vocab_pad_to": 1, "seq_len": 16},
 }
-# eps 1e-4 (fp32) and 1e-2 (bf16): see tests/tools/equivalence_tool.cpp. Only the
+# eps 1e-4 (fp32) and 1e-2 (bf16): see tests/mpi/equivalence_matrix.cpp. Only the
 # comparisons across layouts need it; bit-exact resume holds for any eps.
 BF16 = ["train.precision=\"bf16\"", "optim.eps=1e-2"]
 

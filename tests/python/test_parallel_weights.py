@@ -28,7 +28,7 @@ class ParallelWeights(unittest.TestCase):
                                "--train-tokens", "20000", "--valid-tokens", "5000"],
                               capture_output=True, text=True)
         assert made.returncode == 0, made.stderr
-        # eps 1e-4: see tests/tools/equivalence_tool.cpp (Adam and rounding noise).
+        # eps 1e-4: see tests/mpi/equivalence_matrix.cpp (Adam and rounding noise).
         config = {"model": {"preset": "gpt2", "layers": 4, "hidden": 64, "heads": 4, "kv_heads": 2,
                             "vocab": 500, "seq_len": 16},
                   "train": {"steps": 3, "global_batch": 4, "micro_batch": 1, "warmup_steps": 1,

@@ -68,7 +68,7 @@ TEST_CASE("accumulating 4 micro-batches of 1 equals one step on a micro-batch of
   qj::Config one = tiny_config("gpt2");
   one.train.micro_batch = 4;
   // Adam turns rounding noise in near-zero gradients into steps of up to lr; a
-  // larger eps bounds that (see tests/tools/equivalence_tool.cpp), so the
+  // larger eps bounds that (see tests/mpi/equivalence_matrix.cpp), so the
   // comparison tests the accumulation, not Adam's conditioning.
   one.optim.eps = 1e-4;
   qj::Config four = one;
