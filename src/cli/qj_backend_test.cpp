@@ -8,6 +8,7 @@
 #include <string>
 
 #include "backends/conformance.h"
+#include "core/command_line.h"
 #include "qianjun/backend.h"
 #include "qianjun/error.h"
 #ifdef QJ_HAVE_CUDA
@@ -18,14 +19,6 @@ namespace {
 
 constexpr int kExitSkipped = 77;
 
-void print_usage(std::FILE* out) {
-  std::fprintf(out,
-               "usage: qj-backend-test [--backend NAME] [--filter OP] [--list]\n"
-               "  --backend NAME  backend to test against the cpu backend (default: cuda)\n"
-               "  --filter OP     run only the ops whose name contains OP\n"
-               "  --list          print the ops covered and exit\n");
-}
-
 struct Options {
   std::string backend = "cuda";
   std::string filter;
@@ -34,18 +27,12 @@ struct Options {
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&](const char* name) {
-      if (i + 1 >= argc) throw qj::Error(std::string(name) + " needs a value");
-      return std::string(argv[++i]);
-    };
-    if (arg == "--backend") o.backend = value("--backend");
-    else if (arg == "--filter") o.filter = value("--filter");
-    else if (arg == "--list") o.list = true;
-    else if (arg == "--help" || arg == "-h") { print_usage(stdout); std::exit(0); }
-    else throw qj::Error("unknown argument '" + arg + "'");
-  }
+  qj::CommandLine cli("qj-backend-test", "Runs every op of a backend against the cpu backend on random inputs.");
+  cli.value("--backend", "NAME", "the backend to test (default: cuda)", [&](const std::string& v) { o.backend = v; })
+      .value("--filter", "OP", "only the ops whose name contains OP", [&](const std::string& v) { o.filter = v; })
+      .flag("--list", "prints the ops covered and exits", [&] { o.list = true; })
+      .notes("exit status: 0 all passed, 1 some failed, 2 bad command line, 77 skipped (no device)\n");
+  cli.parse(argc, argv);
   return o;
 }
 
@@ -67,8 +54,7 @@ int main(int argc, char** argv) {
   try {
     options = parse(argc, argv);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "qj-backend-test: %s\n", e.what());
-    print_usage(stderr);
+    std::fprintf(stderr, "error: %s\n", e.what());
     return qj::kExitBadInput;
   }
   if (options.list) {

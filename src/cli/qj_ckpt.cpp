@@ -20,6 +20,7 @@
 #include "checkpoint/checkpoint_verify.h"
 #include "checkpoint/durable_file.h"
 #include "checkpoint/manifest.h"
+#include "core/command_line.h"
 #include "qianjun/error.h"
 
 namespace {
@@ -28,10 +29,11 @@ namespace fs = std::filesystem;
 
 constexpr int kExitDamaged = 1;
 
-constexpr const char* kUsage =
-    "usage: qj-ckpt info DIR\n"
-    "       qj-ckpt verify DIR [--key-file F]\n"
-    "       qj-ckpt export DIR --output W.safetensors [--key-file F]\n"
+constexpr const char* kNotes =
+    "commands:\n"
+    "  qj-ckpt info DIR                                    what was saved, from the manifest\n"
+    "  qj-ckpt verify DIR [--key-file F]                   every byte of it, every problem listed\n"
+    "  qj-ckpt export DIR --output W.safetensors [--key-file F]  the weights for Hugging Face\n"
     "DIR: a step directory (with manifest.json) or a checkpoint root (its newest checkpoint).\n"
     "The key of an encrypted checkpoint: hex text in F, or in $QJ_CHECKPOINT_KEY.\n"
     "Exit status: 0 ok, 1 verify found damaged data, 2 unusable input.\n";
@@ -42,33 +44,26 @@ struct Args {
 
 Args parse_args(int argc, char** argv) {
   Args args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (arg == "--output" || arg == "--key-file") {
-      if (i + 1 >= argc) throw qj::Error(arg + " needs a value\n" + kUsage);
-      (arg == "--output" ? args.output : args.key_file) = argv[++i];
-    } else if (arg.rfind("-", 0) == 0) {
-      throw qj::Error("unknown option '" + arg + "'\n" + kUsage);
-    } else if (args.command.empty()) {
-      args.command = arg;
-    } else if (args.dir.empty()) {
-      args.dir = arg;
-    } else {
-      throw qj::Error("unexpected argument '" + arg + "'\n" + kUsage);
-    }
-  }
-  if (args.command != "info" && args.command != "verify" && args.command != "export")
-    throw qj::Error((args.command.empty() ? std::string("no command") : "unknown command '" + args.command + "'") +
-                    "\n" + kUsage);
-  if (args.dir.empty()) throw qj::Error("qj-ckpt " + args.command + " needs a checkpoint DIR\n" + kUsage);
+  qj::CommandLine cli("qj-ckpt", "Looks inside, checks and exports saved checkpoints.");
+  cli.positional("COMMAND", "info, verify or export",
+                 [&](const std::string& v) {
+                   if (v != "info" && v != "verify" && v != "export")
+                     throw qj::Error("unknown command '" + v + "' (info, verify or export)");
+                   args.command = v;
+                 })
+      .positional("DIR", "a step directory or a checkpoint root", [&](const std::string& v) { args.dir = v; })
+      .value("--output", "W.safetensors", "where export writes the weights",
+             [&](const std::string& v) { args.output = v; })
+      .value("--key-file", "F", "the key of an encrypted checkpoint, as hex text",
+             [&](const std::string& v) { args.key_file = v; })
+      .required("COMMAND")
+      .required("DIR")
+      .notes(kNotes);
+  cli.parse(argc, argv);
   if (args.command == "export" && args.output.empty())
-    throw qj::Error("qj-ckpt export needs --output W.safetensors\n" + std::string(kUsage));
+    throw qj::Error("command line: qj-ckpt export needs --output W.safetensors");
   if (args.command != "export" && !args.output.empty())
-    throw qj::Error("--output belongs to qj-ckpt export\n" + std::string(kUsage));
+    throw qj::Error("command line: --output belongs to qj-ckpt export");
   return args;
 }
 

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/command_line.h"
 #include "data/indexed_dataset.h"
 #include "data/indexed_dataset_writer.h"
 #include "data/synthetic_corpus.h"
@@ -24,24 +25,25 @@
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: qj-make-corpus --output DIR [--vocab 2048] [--train-tokens 4000000]\n"
-    "                      [--valid-tokens 200000] [--seed 1]\n"
-    "       qj-make-corpus --dump PREFIX [--offset 0] [--count 64]\n";
-
 using Options = std::map<std::string, std::string>;
 
 Options parse_options(int argc, char** argv) {
-  static const char* const known[] = {"--output", "--vocab", "--train-tokens", "--valid-tokens",
-                                      "--seed",   "--dump",  "--offset",       "--count"};
   Options options;
-  for (int i = 1; i < argc; i += 2) {
-    const std::string name = argv[i];
-    if (std::find(std::begin(known), std::end(known), name) == std::end(known))
-      throw qj::Error("unknown argument '" + name + "'\n" + kUsage);
-    if (i + 1 >= argc) throw qj::Error(name + " needs a value\n" + kUsage);
-    options[name] = argv[i + 1];
-  }
+  auto store = [&](const char* name) { return [&options, name](const std::string& v) { options[name] = v; }; };
+  qj::CommandLine cli("qj-make-corpus",
+                      "Writes the synthetic corpus (DIR/train, DIR/valid, DIR/corpus.json with its entropy rate),\n"
+                      "or prints tokens of an indexed dataset (--dump).");
+  cli.value("--output", "DIR", "where the corpus goes", store("--output"))
+      .value("--vocab", "N", "vocabulary size, uint16 tokens (default 2048)", store("--vocab"))
+      .value("--train-tokens", "N", "default 4000000", store("--train-tokens"))
+      .value("--valid-tokens", "N", "default 200000", store("--valid-tokens"))
+      .value("--seed", "S", "default 1", store("--seed"))
+      .value("--dump", "PREFIX", "prints this dataset's shape and tokens as JSON instead", store("--dump"))
+      .value("--offset", "K", "--dump: the first token (default 0)", store("--offset"))
+      .value("--count", "N", "--dump: how many tokens (default 64)", store("--count"));
+  cli.parse(argc, argv);
+  if (options.count("--dump") == 0 && options.count("--output") == 0)
+    throw qj::Error("command line: --output or --dump is required; qj-make-corpus --help lists the flags");
   return options;
 }
 
@@ -129,10 +131,9 @@ int main(int argc, char** argv) {
   try {
     const Options options = parse_options(argc, argv);
     if (options.count("--dump") != 0) return dump_dataset(options);
-    if (options.count("--output") == 0) throw qj::Error(std::string("--output or --dump is required\n") + kUsage);
     return make_corpus(options);
   } catch (const std::exception& error) {
-    std::fprintf(stderr, "qj-make-corpus: error: %s\n", error.what());
+    std::fprintf(stderr, "error: %s\n", error.what());
     return qj::kExitBadInput;
   }
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/command_line.h"
 #include "core/config.h"
 #include "core/memory_plan.h"
 #include "qianjun/error.h"
@@ -15,24 +16,7 @@
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: qj-plan --config FILE.json [--set section.key=value ...] [--world N]\n";
 constexpr int kMaxWorld = 1 << 24;  // more ranks than any machine has
-
-// --world's value: a whole positive number, or a qj::Error naming the flag.
-int parse_world(const std::string& text) {
-  size_t used = 0;
-  long long world = 0;
-  try {
-    world = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || world < 1 || world > kMaxWorld)
-    throw qj::Error("command line: --world needs a number of ranks in [1, " + std::to_string(kMaxWorld) +
-                    "], got '" + text + "'");
-  return int(world);
-}
 
 // The ranks a config asks for: tp x pp x dp, dp 0 counting as 1.
 int ranks_asked(const qj::ParallelConfig& par) {
@@ -52,21 +36,15 @@ struct Args {
 
 Args parse_args(int argc, char** argv) {
   Args args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "-h" || flag == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (flag != "--config" && flag != "--set" && flag != "--world")
-      throw qj::Error("command line: unknown flag '" + flag + "'\n" + kUsage);
-    if (i + 1 >= argc) throw qj::Error("command line: " + flag + " needs a value\n" + kUsage);
-    const std::string value = argv[++i];
-    if (flag == "--config") args.config = value;
-    else if (flag == "--set") args.overrides.push_back(value);
-    else args.world = parse_world(value);
-  }
-  if (args.config.empty()) throw qj::Error(std::string("command line: --config is required\n") + kUsage);
+  qj::CommandLine cli("qj-plan", "Prints the memory plan of every pipeline stage of a config; allocates nothing.");
+  cli.value("--config", "FILE.json", "the training config",
+            [&](const std::string& v) { args.config = v; })
+      .value("--set", "section.key=VALUE", "overrides one config value (repeatable)",
+             [&](const std::string& v) { args.overrides.push_back(v); }, /*repeats=*/true)
+      .value("--world", "N", "the number of ranks (default tp x pp x dp, dp 0 counting as 1)",
+             [&](const std::string& v) { args.world = int(qj::parse_integer("--world", v, 1, kMaxWorld)); })
+      .required("--config");
+  cli.parse(argc, argv);
   return args;
 }
 

@@ -17,30 +17,12 @@
 #include <thread>
 #include <vector>
 
+#include "core/command_line.h"
 #include "core/config.h"
 #include "data/text_to_dataset.h"
 #include "qianjun/error.h"
 
 namespace {
-
-constexpr const char* kUsage =
-    "usage: qj-prep --input PATH... --output PREFIX [--threads N] [--append-eod]\n"
-    "               [--jsonl-errors skip|fatal] [--encoder encoder.json --vocab vocab.bpe]\n"
-    "  PATH: a text file (one document), a .jsonl/.json file (one document per line,\n"
-    "  its \"text\" field) or a folder of them. Writes PREFIX.bin and PREFIX.idx.\n";
-
-int parse_threads(const std::string& text) {
-  size_t used = 0;
-  int threads = 0;
-  try {
-    threads = std::stoi(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || threads < 1 || threads > 1024)
-    throw qj::Error("--threads needs an integer in [1, 1024], got '" + text + "'");
-  return threads;
-}
 
 qj::JsonlErrors parse_jsonl_errors(const std::string& text) {
   if (text == "skip") return qj::JsonlErrors::Skip;
@@ -54,31 +36,25 @@ qj::TextToDatasetOptions parse_args(int argc, char** argv) {
   options.encoder_json = defaults.encoder;
   options.vocab_bpe = defaults.vocab;
   options.threads = int(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "-h" || flag == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (flag == "--append-eod") {
-      options.append_end_of_text = true;
-      continue;
-    }
-    if (flag == "--input") {  // every value up to the next flag
-      while (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) options.inputs.push_back(argv[++i]);
-      continue;
-    }
-    if (i + 1 >= argc) throw qj::Error(flag + " needs a value\n" + kUsage);
-    const std::string value = argv[++i];
-    if (flag == "--output") options.output_prefix = value;
-    else if (flag == "--threads") options.threads = parse_threads(value);
-    else if (flag == "--jsonl-errors") options.jsonl_errors = parse_jsonl_errors(value);
-    else if (flag == "--encoder") options.encoder_json = value;
-    else if (flag == "--vocab") options.vocab_bpe = value;
-    else throw qj::Error("unknown argument '" + flag + "'\n" + kUsage);
-  }
-  if (options.inputs.empty()) throw qj::Error(std::string("--input needs at least one path\n") + kUsage);
-  if (options.output_prefix.empty()) throw qj::Error(std::string("--output is required\n") + kUsage);
+  qj::CommandLine cli("qj-prep",
+                      "Tokenizes text with GPT-2's BPE into a Megatron-LM indexed dataset (PREFIX.bin, PREFIX.idx).");
+  cli.values("--input", "PATH", "a text file (one document), a .jsonl/.json file (one document per line, its "
+                                "\"text\" field) or a folder of them",
+             [&](const std::string& v) { options.inputs.push_back(v); })
+      .value("--output", "PREFIX", "writes PREFIX.bin and PREFIX.idx",
+             [&](const std::string& v) { options.output_prefix = v; })
+      .value("--threads", "N", "tokenizer threads (default: all cores); the files are the same for any N",
+             [&](const std::string& v) { options.threads = int(qj::parse_integer("--threads", v, 1, 1024)); })
+      .flag("--append-eod", "ends every document with <|endoftext|>", [&] { options.append_end_of_text = true; })
+      .value("--jsonl-errors", "skip|fatal", "a malformed JSONL line is skipped (default) or ends the run",
+             [&](const std::string& v) { options.jsonl_errors = parse_jsonl_errors(v); })
+      .value("--encoder", "encoder.json", "GPT-2's token ids (default: " + options.encoder_json + ")",
+             [&](const std::string& v) { options.encoder_json = v; })
+      .value("--vocab", "vocab.bpe", "GPT-2's merges (default: " + options.vocab_bpe + ")",
+             [&](const std::string& v) { options.vocab_bpe = v; })
+      .required("--input")
+      .required("--output");
+  cli.parse(argc, argv);
   return options;
 }
 

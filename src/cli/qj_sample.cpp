@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "checkpoint/hf_weights.h"
+#include "core/command_line.h"
 #include "core/config.h"
 #include "core/memory_plan.h"
 #include "data/gpt2_tokenizer.h"
@@ -30,14 +31,8 @@
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: qj-sample --config FILE.json --weights W.safetensors --prompt TEXT [--tokens 64]\n"
-    "                 [--temperature 0.8] [--top-k 40] [--seed 1234] [--set section.key=value ...]\n"
-    "                 [--print-ids]\n";
-
 struct Args {
   std::string config, weights, prompt;
-  bool have_prompt = false;
   bool print_ids = false;
   std::vector<std::string> overrides;
   int tokens = 64;
@@ -46,49 +41,31 @@ struct Args {
   uint64_t seed = 1234;
 };
 
-// A whole-string number or a qj::Error naming the flag.
-template <typename T>
-T parse_number(const std::string& flag, const std::string& text, T low, T high) {
-  size_t used = 0;
-  long double value = 0;
-  try {
-    value = std::stold(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != text.size() || !(value >= low && value <= high) ||
-      (std::is_integral_v<T> && value != std::floor(value)))
-    throw qj::Error(flag + " needs a number in [" + std::to_string(low) + ", " + std::to_string(high) +
-                    "], got '" + text + "'");
-  return T(value);
-}
-
 Args parse_args(int argc, char** argv) {
   Args args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "-h" || flag == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (flag == "--print-ids") {
-      args.print_ids = true;
-      continue;
-    }
-    if (i + 1 >= argc) throw qj::Error(flag + " needs a value\n" + kUsage);
-    const std::string value = argv[++i];
-    if (flag == "--config") args.config = value;
-    else if (flag == "--weights") args.weights = value;
-    else if (flag == "--prompt") args.prompt = value, args.have_prompt = true;
-    else if (flag == "--set") args.overrides.push_back(value);
-    else if (flag == "--tokens") args.tokens = parse_number<int>(flag, value, 1, 1 << 20);
-    else if (flag == "--temperature") args.temperature = parse_number<double>(flag, value, 0.0, 100.0);
-    else if (flag == "--top-k") args.top_k = parse_number<int>(flag, value, 0, 1 << 30);
-    else if (flag == "--seed") args.seed = parse_number<uint64_t>(flag, value, 0, uint64_t(1) << 53);
-    else throw qj::Error("unknown argument '" + flag + "'\n" + kUsage);
-  }
-  if (args.config.empty() || args.weights.empty() || !args.have_prompt)
-    throw qj::Error(std::string("--config, --weights and --prompt are required\n") + kUsage);
+  qj::CommandLine cli("qj-sample", "Continues a prompt with a trained model (weights with Hugging Face names).");
+  cli.value("--config", "FILE.json", "the model and tokenizer sections",
+            [&](const std::string& v) { args.config = v; })
+      .value("--weights", "W.safetensors", "what qj-train --export writes",
+             [&](const std::string& v) { args.weights = v; })
+      .value("--prompt", "TEXT", "the text to continue",
+             [&](const std::string& v) { args.prompt = v; })
+      .value("--tokens", "N", "tokens to generate (default 64)",
+             [&](const std::string& v) { args.tokens = int(qj::parse_integer("--tokens", v, 1, 1 << 20)); })
+      .value("--temperature", "T", "0: greedy; else softmax(logits / T) (default 0.8)",
+             [&](const std::string& v) { args.temperature = qj::parse_real("--temperature", v, 0.0, 100.0); })
+      .value("--top-k", "K", "draw from the K most likely tokens, 0: all (default 40)",
+             [&](const std::string& v) { args.top_k = int(qj::parse_integer("--top-k", v, 0, 1 << 30)); })
+      .value("--seed", "S", "the generator's seed (default 1234)",
+             [&](const std::string& v) { args.seed = uint64_t(qj::parse_integer("--seed", v, 0, int64_t(1) << 53)); })
+      .value("--set", "section.key=VALUE", "overrides one config value (repeatable)",
+             [&](const std::string& v) { args.overrides.push_back(v); }, /*repeats=*/true)
+      .flag("--print-ids", "also prints the prompt's and the generated token ids as JSON on stderr",
+            [&] { args.print_ids = true; })
+      .required("--config")
+      .required("--weights")
+      .required("--prompt");
+  cli.parse(argc, argv);
   return args;
 }
 

@@ -2,17 +2,15 @@
 //   qj-train --config configs/default.json [--set section.key=value ...]
 //            [--metrics-jsonl FILE] [--init-from FILE.safetensors]
 //            [--export FILE.safetensors]
-#include <cstdio>
-#include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
-
 #include "comm/collective_errors.h"
+#include "core/command_line.h"
 #include "core/config.h"
 #include "qianjun/error.h"
 #include "train/preemption.h"
@@ -20,9 +18,7 @@
 
 namespace {
 
-const char* kUsage =
-    "usage: qj-train --config FILE.json [--set section.key=value ...] [--metrics-jsonl FILE]\n"
-    "                [--init-from FILE.safetensors] [--export FILE.safetensors]\n"
+constexpr const char* kNotes =
     "checkpoints: --set checkpoint.dir=DIR [--set checkpoint.every=N]; run the same command\n"
     "again to resume from the newest checkpoint in DIR, in this or any other layout\n"
     "exit codes: 0 done; 2 bad input or an error; 3 a rank died, stopped responding or a\n"
@@ -40,27 +36,20 @@ struct Args {
 
 Args parse_args(int argc, char** argv) {
   Args args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag == "-h" || flag == "--help") {
-      std::fputs(kUsage, stdout);
-      std::exit(0);
-    }
-    if (flag.rfind("--", 0) != 0)
-      throw qj::Error("command line: unexpected argument '" + flag + "' (a config file goes after --config)\n" +
-                      kUsage);
-    if (flag != "--config" && flag != "--set" && flag != "--metrics-jsonl" && flag != "--init-from" &&
-        flag != "--export")
-      throw qj::Error("command line: unknown flag '" + flag + "'\n" + kUsage);
-    if (i + 1 >= argc) throw qj::Error("command line: " + flag + " needs a value\n" + kUsage);
-    const std::string value = argv[++i];
-    if (flag == "--config") args.config = value;
-    else if (flag == "--set") args.overrides.push_back(value);
-    else if (flag == "--metrics-jsonl") args.options.metrics_jsonl = value;
-    else if (flag == "--init-from") args.overrides.push_back("train.init_from=" + json_string(value));
-    else args.overrides.push_back("train.export_path=" + json_string(value));
-  }
-  if (args.config.empty()) throw qj::Error(std::string("command line: --config is required\n") + kUsage);
+  qj::CommandLine cli("qj-train", "Trains a model from a JSON config (under mpirun: one process per rank).");
+  cli.value("--config", "FILE.json", "the training config",
+            [&](const std::string& v) { args.config = v; })
+      .value("--set", "section.key=VALUE", "overrides one config value (repeatable)",
+             [&](const std::string& v) { args.overrides.push_back(v); }, /*repeats=*/true)
+      .value("--metrics-jsonl", "FILE", "one JSON line per step and evaluation",
+             [&](const std::string& v) { args.options.metrics_jsonl = v; })
+      .value("--init-from", "FILE.safetensors", "starts from these weights (train.init_from)",
+             [&](const std::string& v) { args.overrides.push_back("train.init_from=" + json_string(v)); })
+      .value("--export", "FILE.safetensors", "writes the weights at the end (train.export_path)",
+             [&](const std::string& v) { args.overrides.push_back("train.export_path=" + json_string(v)); })
+      .required("--config")
+      .notes(kNotes);
+  cli.parse(argc, argv);
   return args;
 }
 
