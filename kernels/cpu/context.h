@@ -33,7 +33,11 @@ struct CpuContext {
 
 inline CpuContext& context(void* ctx) { return *static_cast<CpuContext*>(ctx); }
 
-// Times a few sgemm calls (about 0.2 s) and returns the best FLOP/s seen.
+// Times sgemm at three sizes (about 0.5 s) and returns the best FLOP/s seen.
 double measure_peak_flops();
+// measure_peak_flops() once per machine, OpenBLAS kernel and thread count,
+// cached in cpu_peak_flops.json beside the program (QJ_PEAK_FLOPS_CACHE names
+// another file); delete the file to measure again.
+double cached_peak_flops();
 
 }  // namespace qj::cpu

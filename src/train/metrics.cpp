@@ -58,6 +58,7 @@ void Metrics::on_step(const StepStats& s) {
   }
   const double tokens_per_s = s.tokens / s.seconds;
   const double mfu = peak_flops_ > 0 ? s.flops / s.seconds / peak_flops_ : 0.0;
+  warn_if_peak_stale(mfu);
   if (jsonl_) {
     std::fprintf(jsonl_,
                  "{\"step\": %d, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, "
@@ -76,6 +77,19 @@ void Metrics::on_step(const StepStats& s) {
   } else if (terminal_) print_bar(s, tokens_per_s, mfu);
   else if (s.step % log_every_ == 0 || s.step == total_steps_ || s.step == 1)
     print_line(s, tokens_per_s, mfu);
+}
+
+void Metrics::warn_if_peak_stale(double mfu) {
+  if (mfu <= 1.0 || warned_peak_) return;
+  warned_peak_ = true;
+  if (terminal_) std::printf("\r\033[K");
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "warning: MFU %.0f%% is above 100%%: the peak the backend reported (%.4g GFLOP/s for "
+               "the job) is stale or was measured on a busy machine; the cpu backend caches it in "
+               "cpu_peak_flops.json beside the program: delete that file to measure again\n",
+               100 * mfu, peak_flops_ / 1e9);
+  std::fflush(stderr);
 }
 
 void Metrics::print_line(const StepStats& s, double tokens_per_s, double mfu) {
@@ -118,6 +132,7 @@ void Metrics::summary() {
               last_loss_);
   if (have_valid_) std::printf(" | best validation loss %.4f", best_valid_);
   if (bad_steps_ > 0) std::printf(" | %d bad steps skipped", bad_steps_);
+  warn_if_peak_stale(mfu);
   std::printf(" | %.0f tok/s | MFU %.1f%%\n", tokens_per_s, 100 * mfu);
   std::fflush(stdout);
 }

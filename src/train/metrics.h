@@ -36,6 +36,8 @@ class Metrics {
  private:
   void print_line(const StepStats& s, double tokens_per_s, double mfu);
   void print_bar(const StepStats& s, double tokens_per_s, double mfu);
+  // MFU above 100% means the peak is wrong, not the step: said once, on stderr.
+  void warn_if_peak_stale(double mfu);
 
   int total_steps_;
   double peak_flops_;
@@ -49,6 +51,7 @@ class Metrics {
   bool have_valid_ = false;
   int steps_seen_ = 0;
   int bad_steps_ = 0;  // skipped steps of this run
+  bool warned_peak_ = false;
 };
 
 }  // namespace qj

@@ -50,7 +50,7 @@ const BackendOps kCpuOps = {
 
 Backend& cpu_backend() {
   // Function-local statics: created once, thread-safely, on first use.
-  static cpu::CpuContext context{.peak_flops = cpu::measure_peak_flops()};
+  static cpu::CpuContext context{.peak_flops = cpu::cached_peak_flops()};
   static Backend backend("cpu", Device::Host, &kCpuOps, &context);
   return backend;
 }
