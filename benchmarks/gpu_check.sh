@@ -111,6 +111,14 @@ status=$?
 [ -n "${OUT:-}" ] && [ -d "${OUT}" ] && cp "$report" "$OUT/" 2>/dev/null
 echo "gpu_check: qj-backend-test --backend cuda exited with $status; its output:"
 cat "$report"
+# The fallback fp32 attention kernels on every shape (otherwise they run only
+# for head dimensions the tiled kernels do not specialise).
+simple_report="$BUILD_DIR/backend_test_simple_attention.txt"
+"$BUILD_DIR/qj-backend-test" --backend cuda --simple-attention --filter attention >"$simple_report" 2>&1
+simple_status=$?
+echo "gpu_check: qj-backend-test --simple-attention --filter attention exited with $simple_status:"
+tail -n 5 "$simple_report"
+[ $simple_status = 0 ] || status=$simple_status
 
 # ---- 2. the whole model: 10 fp32 steps on cuda reproduce the cpu run's losses ----
 # Same seed, same data, no shuffle. The bound 1e-4 (relative, per step) allows

@@ -13,6 +13,7 @@
 #include "qianjun/error.h"
 #ifdef QJ_HAVE_CUDA
 #include "backends/cuda/cuda_backend.h"
+#include "kernels/cuda/attention/dispatch.h"
 #endif
 
 namespace {
@@ -23,6 +24,7 @@ struct Options {
   std::string backend = "cuda";
   std::string filter;
   bool list = false;
+  bool simple_attention = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -31,6 +33,8 @@ Options parse(int argc, char** argv) {
   cli.value("--backend", "NAME", "the backend to test (default: cuda)", [&](const std::string& v) { o.backend = v; })
       .value("--filter", "OP", "only the ops whose name contains OP", [&](const std::string& v) { o.filter = v; })
       .flag("--list", "prints the ops covered and exits", [&] { o.list = true; })
+      .flag("--simple-attention", "cuda: the simple fp32 attention kernels for every shape, not the tiled ones",
+            [&] { o.simple_attention = true; })
       .notes("exit status: 0 all passed, 1 some failed, 2 bad command line, 77 skipped (no device)\n");
   cli.parse(argc, argv);
   return o;
@@ -67,6 +71,11 @@ int main(int argc, char** argv) {
     return kExitSkipped;
   }
   try {
+#ifdef QJ_HAVE_CUDA
+    if (options.simple_attention) qj::cuda::set_fp32_attention_kernels(qj::cuda::Fp32AttentionKernels::SimpleOnly);
+#else
+    if (options.simple_attention) throw qj::Error("--simple-attention: this build has no cuda backend");
+#endif
     const qj::Backend& reference = qj::get_backend("cpu");
     const qj::Backend& tested = qj::get_backend(options.backend);
     std::printf("qj-backend-test: backend '%s' against '%s', peak %.4g TFLOP/s\n",

@@ -1,5 +1,5 @@
 // The host-side arithmetic of the bf16 tensor-core attention kernels
-// (kernels/cuda/attention_bf16.h), checked without a GPU:
+// (kernels/cuda/attention/bf16_layout.h), checked without a GPU:
 //  - the mma.sync / ldmatrix lane maps, by running the kernels' warp products
 //    on an emulation of the two PTX instructions written from the PTX ISA
 //    tables (independently of the header) and comparing with plain matrix
@@ -17,7 +17,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "kernels/cuda/attention_bf16.h"
+#include "kernels/cuda/attention/bf16_layout.h"
 
 namespace {
 
@@ -115,7 +115,7 @@ WarpRegs<2> pick(const WarpRegs<4>& r, int first) {
   return out;
 }
 
-// ---- the kernels' warp products (attention_bf16.cuh), step for step ----
+// ---- the kernels' warp products (bf16_warp_mma.cuh), step for step ----
 
 using Blocks = std::vector<std::vector<WarpAcc>>;  // [m block][n block]
 

@@ -9,8 +9,8 @@
 //   dv = p^T do            group's query heads and query tiles kj..last
 // Scores s and dp are thread tiles (rows 4ty+i, keys 4tx+j); p and ds go
 // through shared memory for the products reduced over rows or keys.
-#include "kernels/cuda/attention_tiled.h"
-#include "kernels/cuda/attention_tiles.cuh"
+#include "kernels/cuda/attention/fp32_tiled.h"
+#include "kernels/cuda/attention/fp32_tiles.cuh"
 #include "kernels/cuda/check.h"
 
 namespace qj::cuda {

@@ -6,13 +6,13 @@
 //   warp_accumulate: acc[16 x DP] += P[16 x K] . B[K x DP]     (p v, ds k, p^T do, ds^T q)
 // A and B are row-major bf16 tiles in shared memory with smem_stride(DP)
 // elements per row; P is held in registers as A fragments. The fragment
-// layouts and lane offsets are in attention_bf16.h.
+// layouts and lane offsets are in bf16_layout.h.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
-#include "kernels/cuda/attention_bf16.h"
+#include "kernels/cuda/attention/bf16_layout.h"
 
 namespace qj::cuda::bf16attn {
 
@@ -56,7 +56,7 @@ __device__ inline void ldmatrix_x4_trans(uint32_t (&r)[4], const bf16* p) {
                : "memory");
 }
 
-// c += a . b for one 16 x 8 x 16 block (layouts in attention_bf16.h).
+// c += a . b for one 16 x 8 x 16 block (layouts in bf16_layout.h).
 __device__ inline void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
       "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"

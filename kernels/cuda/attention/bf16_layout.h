@@ -3,7 +3,7 @@
 // the index arithmetic of tiles and of mma.sync fragments, and the launchers.
 // Plain C++ with no CUDA header, so that tests/unit/test_attention_tiling.cpp
 // checks every index map here on the host; the kernels
-// (attention_bf16_forward.cu, attention_bf16_backward.cu, attention_bf16.cuh)
+// (bf16_forward.cu, bf16_backward.cu, bf16_warp_mma.cuh)
 // take their indices from these functions only.
 //
 // Head dimensions: D % 8 == 0 and D <= 256. Shared-memory tiles are DP columns
@@ -154,7 +154,7 @@ QJ_HOST_DEVICE constexpr int ldsm_bt_col(int lane) { return 8 * ((lane >> 3) & 1
 QJ_HOST_DEVICE constexpr int c_to_a_block(int kk, int r) { return 2 * kk + (r >> 1); }
 QJ_HOST_DEVICE constexpr int c_to_a_elem(int r) { return 2 * (r & 1); }
 
-// ---- launchers (attention_bf16_forward.cu, attention_bf16_backward.cu) ----
+// ---- launchers (bf16_forward.cu, bf16_backward.cu) ----
 // The semantics of attention_forward / attention_backward (qianjun/backend.h)
 // for bf16 qkv, out, dout, dqkv and fp32 lse; `a` comes from the argument
 // checks. Pointers are 16-byte aligned. Throw qj::Error for unsupported head

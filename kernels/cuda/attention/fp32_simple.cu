@@ -13,34 +13,17 @@
 //   dv_j = sum_{h in group} sum_{t >= j} p_tj do_t       (one warp per key row)
 // Every output element is written by one lane in a fixed order: no atomics, no
 // scratch, and the same bits on every run. No T x T buffer.
-//
-// These simple kernels are the fallback: head dimensions the tiled kernels
-// (attention_forward_tiled.cu, attention_backward_tiled.cu) do not specialise
-// run here, and QJ_ATTENTION_SIMPLE=1 in the environment sends every shape here.
-//
-// bf16 tensors (qkv, out, dout, dqkv bf16; lse fp32) go to the tensor-core
-// kernels of attention_bf16_forward.cu and attention_bf16_backward.cu.
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 
-#include "kernels/common/attention_args.h"
-#include "kernels/cuda/attention_bf16.h"
-#include "kernels/cuda/attention_tiled.h"
+#include "kernels/cuda/attention/fp32_simple.h"
 #include "kernels/cuda/check.h"
-#include "kernels/cuda/context.h"
-#include "kernels/cuda/kernels.cuh"
 #include "kernels/cuda/launch.cuh"
-#include "kernels/cuda/tensor_args.h"
 
-namespace qj::cuda {
+namespace qj::cuda::simple {
 namespace {
 
 constexpr int kWarpsPerBlock = 4;
-constexpr int kMaxHeadDim = 256;
 constexpr int kDimsPerLane = kMaxHeadDim / 32;  // o, dq, dk, dv registers per lane
-
-using kernels::AttnLayout;
 
 __device__ float dot(const float* a, const float* b, int64_t n) {
   float sum = 0.f;
@@ -174,103 +157,33 @@ __global__ void attention_key_value_grad_kernel(AttnLayout a, const float* qkv, 
   store(dqkv + a.v(b, j, g), dv, 1.f, d, lane);
 }
 
-// QJ_ATTENTION_SIMPLE=1 (read once per process) skips the tiled kernels.
-bool tiled_enabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("QJ_ATTENTION_SIMPLE");
-    return v == nullptr || std::strcmp(v, "1") != 0;
-  }();
-  return enabled;
-}
-
 unsigned warp_blocks(int64_t rows) {
   return unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
 }
 
-// ---- bf16 ----
-
-bool is_bf16(const Tensor& qkv) { return qkv.dtype == DType::BF16; }
-
-// The tensor-core kernels read 16-byte vectors of every head row.
-void check_aligned(const Tensor& t, const char* op, const char* arg) {
-  QJ_CHECK(reinterpret_cast<uintptr_t>(t.data) % 16 == 0,
-           kernels::arg_where(op, arg) + " must be 16-byte aligned for the cuda bf16 kernels");
-}
-
-// The tensor-core path takes bf16 throughout: mixed fp32/bf16 tensors are
-// refused here, then the shared check takes the shapes.
-AttnLayout check_bf16_attention_args(const char* op, const Tensor& qkv, const Tensor& out,
-                                     const Tensor& lse, int heads, int kv_heads) {
-  kernels::check_tensor(qkv, DType::BF16, kDevice, op, "qkv");
-  kernels::check_tensor(out, DType::BF16, kDevice, op, "out");
-  check_aligned(qkv, op, "qkv");
-  check_aligned(out, op, "out");
-  return kernels::check_attention_args(kDevice, op, qkv, out, lse, heads, kv_heads,
-                                       bf16attn::kMaxHeadDim);
-}
-
-void attention_forward_bf16(void* ctx, const Tensor& qkv, const Tensor& out, const Tensor& lse,
-                            int heads, int kv_heads) {
-  const AttnLayout a =
-      check_bf16_attention_args("attention_forward", qkv, out, lse, heads, kv_heads);
-  bf16attn::attention_forward(context(ctx), a, qkv.data, out.data, lse.f32());
-}
-
-void attention_backward_bf16(void* ctx, const Tensor& dout, const Tensor& qkv, const Tensor& out,
-                             const Tensor& lse, const Tensor& dqkv, int heads, int kv_heads) {
-  const char* op = "attention_backward";
-  const AttnLayout a = check_bf16_attention_args(op, qkv, out, lse, heads, kv_heads);
-  kernels::check_tensor(dout, DType::BF16, kDevice, op, "dout");
-  kernels::check_tensor(dqkv, DType::BF16, kDevice, op, "dqkv");
-  check_aligned(dout, op, "dout");
-  check_aligned(dqkv, op, "dqkv");
-  kernels::check_attention_grads(kDevice, op, dout, out, qkv, dqkv);
-  bf16attn::attention_backward(context(ctx), a, qkv.data, out.data, dout.data, lse.f32(),
-                               dqkv.data);
-}
-
 }  // namespace
 
-void attention_forward(void* ctx, const Tensor& qkv, const Tensor& out, const Tensor& lse,
-                       int heads, int kv_heads) {
-  if (is_bf16(qkv)) return attention_forward_bf16(ctx, qkv, out, lse, heads, kv_heads);
-  const AttnLayout a = kernels::check_attention_args(kDevice, "attention_forward", qkv, out, lse,
-                                                     heads, kv_heads, kMaxHeadDim);
+void attention_forward(const CudaContext& ctx, const AttnLayout& a, const float* qkv, float* out,
+                       float* lse) {
   const int64_t rows = a.batch * a.heads * a.seq;
   if (rows == 0) return;
-  if (tiled_enabled() &&
-      attention_forward_tiled(context(ctx), a, qkv.f32(), out.f32(), lse.f32()))
-    return;
-  attention_forward_kernel<<<warp_blocks(rows), kWarpsPerBlock * 32, 0, context(ctx).stream>>>(
-      a, static_cast<const float*>(qkv.data), static_cast<float*>(out.data),
-      static_cast<float*>(lse.data));
+  attention_forward_kernel<<<warp_blocks(rows), kWarpsPerBlock * 32, 0, ctx.stream>>>(a, qkv, out,
+                                                                                     lse);
   QJ_CUDA_CHECK_LAUNCH("attention_forward_kernel");
 }
 
-void attention_backward(void* ctx, const Tensor& dout, const Tensor& qkv, const Tensor& out,
-                        const Tensor& lse, const Tensor& dqkv, int heads, int kv_heads) {
-  if (is_bf16(qkv))
-    return attention_backward_bf16(ctx, dout, qkv, out, lse, dqkv, heads, kv_heads);
-  const char* op = "attention_backward";
-  const AttnLayout a =
-      kernels::check_attention_args(kDevice, op, qkv, out, lse, heads, kv_heads, kMaxHeadDim);
-  kernels::check_attention_grads(kDevice, op, dout, out, qkv, dqkv);
+void attention_backward(const CudaContext& ctx, const AttnLayout& a, const float* qkv,
+                        const float* out, const float* dout, const float* lse, float* dqkv) {
   const int64_t query_rows = a.batch * a.heads * a.seq;
   const int64_t key_rows = a.batch * a.kv_heads * a.seq;
   if (query_rows == 0) return;
-  const float *pqkv = qkv.f32(), *pout = out.f32(), *pdout = dout.f32(), *plse = lse.f32();
-  float* pdqkv = dqkv.f32();
-  if (tiled_enabled() &&
-      attention_backward_tiled(context(ctx), a, pqkv, pout, pdout, plse, pdqkv))
-    return;
-  cudaStream_t stream = context(ctx).stream;
   // The two kernels write disjoint parts of dqkv (q heads; k and v heads).
-  attention_query_grad_kernel<<<warp_blocks(query_rows), kWarpsPerBlock * 32, 0, stream>>>(
-      a, pqkv, pout, pdout, plse, pdqkv);
+  attention_query_grad_kernel<<<warp_blocks(query_rows), kWarpsPerBlock * 32, 0, ctx.stream>>>(
+      a, qkv, out, dout, lse, dqkv);
   QJ_CUDA_CHECK_LAUNCH("attention_query_grad_kernel");
-  attention_key_value_grad_kernel<<<warp_blocks(key_rows), kWarpsPerBlock * 32, 0, stream>>>(
-      a, pqkv, pout, pdout, plse, pdqkv);
+  attention_key_value_grad_kernel<<<warp_blocks(key_rows), kWarpsPerBlock * 32, 0, ctx.stream>>>(
+      a, qkv, out, dout, lse, dqkv);
   QJ_CUDA_CHECK_LAUNCH("attention_key_value_grad_kernel");
 }
 
-}  // namespace qj::cuda
+}  // namespace qj::cuda::simple

@@ -2,7 +2,7 @@
 // The tiled (FlashAttention-style) fp32 causal attention kernels. Each returns
 // false, launching nothing, for shapes it does not specialise (head dimension,
 // grid limits, scratch size); the caller then runs the simple kernels of
-// attention.cu. Same contract as attention_forward / attention_backward.
+// fp32_simple.cu. Same contract as attention_forward / attention_backward.
 #include "kernels/common/attention_args.h"
 #include "kernels/cuda/context.h"
 

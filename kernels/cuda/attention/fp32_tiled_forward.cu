@@ -9,8 +9,8 @@
 //   o = o c + p v                                      thread: rows 4tx+i, dims ty+16k
 // At the end o /= l and lse = m + log l. Every sum runs in a fixed order: the
 // same bits on every run.
-#include "kernels/cuda/attention_tiled.h"
-#include "kernels/cuda/attention_tiles.cuh"
+#include "kernels/cuda/attention/fp32_tiled.h"
+#include "kernels/cuda/attention/fp32_tiles.cuh"
 #include "kernels/cuda/check.h"
 
 namespace qj::cuda {

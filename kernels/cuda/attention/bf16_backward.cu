@@ -16,7 +16,7 @@
 #include <algorithm>
 #include <string>
 
-#include "kernels/cuda/attention_bf16.cuh"
+#include "kernels/cuda/attention/bf16_warp_mma.cuh"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "qianjun/error.h"
