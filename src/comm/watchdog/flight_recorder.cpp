@@ -71,13 +71,8 @@ FlightRecorder::Snapshot FlightRecorder::snapshot(bool with_history) const {
   s.groups = groups_;
   for (const auto& [id, r] : pending_) s.pending.push_back(r);
   if (with_history) s.recent.assign(finished_.begin(), finished_.end());
+  if (!finished_.empty()) s.last = finished_.back();
   return s;
-}
-
-std::optional<OpRecord> FlightRecorder::last_finished() const {
-  std::lock_guard lock(mutex_);
-  if (finished_.empty()) return std::nullopt;
-  return finished_.back();
 }
 
 }  // namespace qj

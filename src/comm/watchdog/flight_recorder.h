@@ -69,10 +69,11 @@ class FlightRecorder {
     std::vector<GroupRecord> groups;
     std::vector<OpRecord> pending;  // oldest first
     std::vector<OpRecord> recent;   // finished, oldest first (empty unless asked)
+    // The operation that finished last, taken under the same lock as `groups`,
+    // so its group is always among them (a group split off later is not).
+    std::optional<OpRecord> last;
   };
   Snapshot snapshot(bool with_history) const;
-  // The operation that finished last, if any.
-  std::optional<OpRecord> last_finished() const;
 
  private:
   const int world_rank_;

@@ -19,8 +19,11 @@ using nlohmann::json;
 
 namespace {
 
+// `groups` comes from the same snapshot as `op`; an unknown group is named
+// "?" rather than thrown about, since this runs on the watchdog's own thread.
 json op_json(const OpRecord& op, const std::vector<GroupRecord>& groups, double now) {
-  const GroupRecord& g = groups.at(size_t(op.group));
+  static const GroupRecord unknown{"?", {}};
+  const GroupRecord& g = size_t(op.group) < groups.size() ? groups[size_t(op.group)] : unknown;
   json j = {{"group", g.key()}, {"name", g.name}, {"op", op.op}, {"seq", op.seq},
             {"p2p", op.p2p},    {"peer", op.peer}, {"bytes", op.bytes}, {"waited", op.waited}};
   if (!op.p2p) j["members"] = g.members;
@@ -94,7 +97,7 @@ std::string Watchdog::heartbeat(const char* type, const OpRecord* late) const {
   for (size_t i = 0; i < s.pending.size() && i < 32; ++i)
     pending.push_back(op_json(s.pending[i], s.groups, s.now_s));
   json beat = {{"t", type}, {"groups", groups}, {"pending", pending}};
-  if (const auto last = watch_.recorder.last_finished()) beat["last"] = op_json(*last, s.groups, s.now_s);
+  if (s.last) beat["last"] = op_json(*s.last, s.groups, s.now_s);
   if (late) beat["op"] = op_json(*late, s.groups, s.now_s);
   return beat.dump();
 }
@@ -143,7 +146,7 @@ void Watchdog::loop() {
   }
 }
 
-std::string Watchdog::write_flight_recorder(const std::string& reason) const {
+std::string Watchdog::flight_recorder_path() const {
   std::string dir;
   {
     std::lock_guard lock(dir_mutex_);
@@ -153,9 +156,12 @@ std::string Watchdog::write_flight_recorder(const std::string& reason) const {
   if (dir.empty() || !std::filesystem::is_directory(dir, ec)) dir = ".";
   char name[32];
   std::snprintf(name, sizeof name, "flight_recorder_rank%05d.jsonl", rank_);
-  const std::string path = (std::filesystem::path(dir) / name).string();
+  return (std::filesystem::path(dir) / name).string();
+}
+
+bool Watchdog::write_flight_recorder(const std::string& path, const std::string& reason) const {
   std::ofstream out(path, std::ios::trunc);
-  if (!out) return "";
+  if (!out) return false;
   const FlightRecorder::Snapshot s = watch_.recorder.snapshot(true);
   char host[256] = {};
   gethostname(host, sizeof host - 1);
@@ -172,7 +178,8 @@ std::string Watchdog::write_flight_recorder(const std::string& reason) const {
       if (op.end_s >= 0) j["end_s"] = op.end_s;
       out << j.dump() << "\n";
     }
-  return out ? path : "";
+  out.flush();
+  return bool(out);
 }
 
 std::string Watchdog::transport_error() const {
@@ -188,9 +195,13 @@ void Watchdog::end(const std::string& summary) {
     std::lock_guard lock(watch_.groups_mutex);
     for (Communicator* group : watch_.groups) group->abort_transport();
   }
-  const std::string path = write_flight_recorder(summary);
-  std::fprintf(stderr, "error: rank %d: %s%s%s\n", rank_, summary.c_str(),
-               path.empty() ? "" : "; flight recorder: ", path.c_str());
+  // The cause first: the launcher may kill this process at any moment now
+  // (mpirun ends every rank once one has died), and the file takes longer.
+  const std::string path = flight_recorder_path();
+  std::fprintf(stderr, "error: rank %d: %s; flight recorder: %s\n", rank_, summary.c_str(), path.c_str());
+  std::fflush(stderr);
+  if (!write_flight_recorder(path, summary))
+    std::fprintf(stderr, "warning: rank %d: could not write the flight recorder %s\n", rank_, path.c_str());
   std::fflush(stderr);
   if (hub_) {
     // The hub, in this process, is ending the job: let it finish.

@@ -56,7 +56,10 @@ class Watchdog {
   // A transport's asynchronous error (NCCL), "" when none.
   std::string transport_error() const;
   [[noreturn]] void end(const std::string& summary);
-  std::string write_flight_recorder(const std::string& reason) const;
+  // flight_recorder_rankNNNNN.jsonl in the report folder (else the working one).
+  std::string flight_recorder_path() const;
+  // False when the file cannot be written.
+  bool write_flight_recorder(const std::string& path, const std::string& reason) const;
 
   CommWatch& watch_;
   const int rank_;
