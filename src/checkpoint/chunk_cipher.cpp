@@ -11,6 +11,7 @@
 #include <climits>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 
 #include "checkpoint/durable_file.h"
 #include "qianjun/error.h"
@@ -18,8 +19,6 @@
 namespace qj {
 
 namespace {
-
-constexpr const char* kValidNames = "none, aes-256-gcm, sm4-gcm";
 
 // The oldest error OpenSSL queued, and the queue cleared for the next call.
 std::string openssl_error() {
@@ -157,20 +156,12 @@ std::string key_text(Encryption e, const std::string& key_file, std::string* sou
 }  // namespace
 
 Encryption parse_encryption(const std::string& name, const std::string& field) {
-  if (name == "none") return Encryption::None;
-  if (name == "aes-256-gcm") return Encryption::Aes256Gcm;
-  if (name == "sm4-gcm") return Encryption::Sm4Gcm;
-  throw Error(field + "=\"" + name + "\" is not a known cipher; valid values: " + kValidNames);
+  if (const std::optional<Encryption> e = from_string<Encryption>(name)) return *e;
+  throw Error(field + "=\"" + name + "\" is not a known cipher; valid values: " +
+              names_list<Encryption>());
 }
 
-const char* encryption_name(Encryption e) {
-  switch (e) {
-    case Encryption::None: return "none";
-    case Encryption::Aes256Gcm: return "aes-256-gcm";
-    case Encryption::Sm4Gcm: return "sm4-gcm";
-  }
-  return "?";
-}
+const char* encryption_name(Encryption e) { return EnumNames<Encryption>::names[size_t(e)]; }
 
 size_t key_bytes(Encryption e) {
   switch (e) {

@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "core/config_enums.h"  // Encryption
+
 struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX
 
 namespace qj {
-
-enum class Encryption { None, Aes256Gcm, Sm4Gcm };
 
 // "none" | "aes-256-gcm" | "sm4-gcm"; anything else throws naming `field`.
 Encryption parse_encryption(const std::string& name,

@@ -87,7 +87,7 @@ std::vector<HfPiece> split_pieces(const ModelConfig& config, const std::string& 
     return consecutive(prefix + "self_attn.", {"q_proj", "k_proj", "v_proj"},
                        {q_rows, kv_rows, kv_rows}, suffix);
   }
-  if (config.activation == "swiglu") {
+  if (config.activation == Activation::SwiGlu) {
     if (rows % 2 != 0) bad_shape(name, param, "an even number of rows (gate then up)");
     return consecutive(prefix + "mlp.", {"gate_proj", "up_proj"}, {rows / 2, rows / 2}, suffix);
   }
@@ -141,7 +141,7 @@ std::vector<HfPiece> top_pieces(const ModelConfig& config, const std::string& na
 }  // namespace
 
 bool uses_gpt2_names(const ModelConfig& config) {
-  return config.position == "learned" && config.norm == "layernorm";
+  return config.position == Position::Learned && config.norm == Norm::LayerNorm;
 }
 
 std::vector<int64_t> HfPiece::hf_shape(const Tensor& param) const {

@@ -126,8 +126,8 @@ void apply_override(json& doc, const std::string& text) {
   doc[section][key] = value;
 }
 
-std::string preset_of(const json& doc) {
-  std::string preset = "gpt2";
+Preset preset_of(const json& doc) {
+  Preset preset = Preset::Gpt2;
   if (doc.contains("model") && doc["model"].contains("preset")) {
     schema::read_value(doc["model"]["preset"], preset, "model.preset");
   }

@@ -6,10 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "core/config_enums.h"
+
 namespace qj {
 
 struct ModelConfig {
-  std::string preset = "gpt2";  // gpt2 | llama
+  Preset preset = Preset::Gpt2;
   int layers = 12;
   int hidden = 768;
   int heads = 12;
@@ -18,21 +20,21 @@ struct ModelConfig {
   int vocab = 50257;            // the real vocabulary; padded internally (padded_vocab)
   int vocab_pad_to = 128;       // pad the embedding/head rows to a multiple of this
   int seq_len = 1024;
-  std::string norm = "layernorm";      // layernorm | rmsnorm
-  std::string activation = "gelu";     // gelu | swiglu
-  std::string position = "learned";    // learned | rope
+  Norm norm = Norm::LayerNorm;
+  Activation activation = Activation::Gelu;
+  Position position = Position::Learned;
   double rope_theta = 10000.0;
   bool bias = true;
   bool tied_embeddings = true;
   double norm_eps = 1e-5;
-  std::string recompute = "none";      // none | selective | full
+  Recompute recompute = Recompute::None;
   double init_std = 0.02;
 
   int head_dim() const { return hidden / heads; }
   int padded_vocab() const {
     return int((int64_t(vocab) + vocab_pad_to - 1) / vocab_pad_to * vocab_pad_to);
   }
-  bool norm_has_bias() const { return norm == "layernorm" && bias; }
+  bool norm_has_bias() const { return norm == Norm::LayerNorm && bias; }
   // Real (unpadded) parameters, as Hugging Face counts them. kv_heads 0 and
   // ffn_hidden 0 count as their derived defaults.
   int64_t parameter_count() const;
@@ -41,9 +43,8 @@ struct ModelConfig {
   bool operator==(const ModelConfig&) const = default;
 };
 
-// The model section's defaults for a preset ("gpt2" or "llama"); throws
-// qj::Error for any other name.
-ModelConfig model_preset(const std::string& preset);
+// The model section's defaults for a preset.
+ModelConfig model_preset(Preset preset);
 // ffn_hidden when the config leaves it 0: 4*hidden for gelu; for swiglu the
 // Llama rule, int(2*4*hidden/3) rounded up to a multiple of 256. Throws
 // qj::Error when 4*hidden does not fit in an int.
@@ -57,7 +58,7 @@ struct ParallelConfig {
   int pp = 1;
   int dp = 0;  // 0: whatever the world size leaves
   bool sequence_parallel = false;
-  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved
+  PipeSchedule schedule = PipeSchedule::OneFOneB;
   int virtual_stages = 1;
   double bucket_mb = 25;            // data-parallel gradient buckets
   bool overlap_grad_reduce = true;  // reduce a bucket as soon as backward completes it
@@ -76,7 +77,7 @@ struct TrainConfig {
   int warmup_steps = 100;
   double grad_clip = 1.0;  // 0: no clipping
   uint64_t seed = 1234;
-  std::string precision = "fp32";  // fp32 | bf16
+  Precision precision = Precision::Fp32;
   int eval_every = 100;            // 0: never
   int eval_batches = 10;
   int log_every = 1;
@@ -89,7 +90,7 @@ struct TrainConfig {
 };
 
 struct OptimConfig {
-  std::string name = "adamw";
+  Optimizer name = Optimizer::AdamW;
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;
@@ -121,7 +122,7 @@ struct CheckpointConfig {
   int keep = 3;                 // committed checkpoints kept; older ones are deleted
   std::string resume = "auto";  // auto (newest valid in dir) | never | a checkpoint path
   bool async = false;           // write in a background thread from a planned host buffer
-  std::string encryption = "none";  // none | aes-256-gcm | sm4-gcm
+  Encryption encryption = Encryption::None;
   std::string key_file;         // hex key ("" : environment variable QJ_CHECKPOINT_KEY)
   bool operator==(const CheckpointConfig&) const = default;
 };
@@ -150,7 +151,8 @@ struct Config {
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 Config parse_config(const std::string& json_text, const std::vector<std::string>& overrides = {},
                     const std::string& source_name = "<config>");
-// Checks ranges, enum values and cross-field rules (divisibility, ordering).
+// Checks ranges and cross-field rules (divisibility, ordering); the names of
+// choices (model.norm, ...) were checked when they were read.
 // Called by load/parse; kv_heads 0 and ffn_hidden 0 are accepted as defaults.
 void validate_config(const Config& config);
 // The config as JSON text (every key, after presets), for logs and checkpoints.

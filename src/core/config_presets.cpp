@@ -6,21 +6,19 @@
 
 namespace qj {
 
-ModelConfig model_preset(const std::string& preset) {
+ModelConfig model_preset(Preset preset) {
   ModelConfig model;  // the struct's defaults are GPT-2's
-  if (preset == "gpt2") return model;
-  if (preset == "llama") {
-    model.preset = "llama";
-    model.norm = "rmsnorm";
-    model.activation = "swiglu";
-    model.position = "rope";
+  if (preset == Preset::Llama) {
+    model.preset = Preset::Llama;
+    model.norm = Norm::RmsNorm;
+    model.activation = Activation::SwiGlu;
+    model.position = Position::Rope;
     model.bias = false;
     model.tied_embeddings = false;
     model.norm_eps = 1e-5;  // Llama 2's rms_norm_eps
     model.rope_theta = 10000.0;
-    return model;
   }
-  throw Error("config: model.preset='" + preset + "' is not one of: gpt2, llama");
+  return model;
 }
 
 int default_ffn_hidden(const ModelConfig& model) {
@@ -29,7 +27,7 @@ int default_ffn_hidden(const ModelConfig& model) {
     throw Error("config: model.hidden=" + std::to_string(model.hidden) +
                 " is too large for the default model.ffn_hidden (4 x hidden must fit in 32 bits); "
                 "set model.ffn_hidden");
-  if (model.activation != "swiglu") return int(4 * hidden);
+  if (model.activation != Activation::SwiGlu) return int(4 * hidden);
   // SwiGLU has three matrices instead of two, so Llama shrinks 4*hidden by 2/3
   // to keep the MLP's parameters, then rounds up to a multiple of 256.
   const int64_t multiple = 256;
@@ -58,13 +56,13 @@ Count count_parameters(const ModelConfig& model) {
   Count attention = 2 * H * H + 2 * H * kv_width;
   if (m.bias) attention += 2 * H + 2 * kv_width;
   // MLP: up (and gate for SwiGLU) H x F, down F x H.
-  const Count up_matrices = m.activation == "swiglu" ? 2 : 1;
+  const Count up_matrices = m.activation == Activation::SwiGlu ? 2 : 1;
   Count mlp = (up_matrices + 1) * H * F;
   if (m.bias) mlp += up_matrices * F + H;
   const Count layer = 2 * norm + attention + mlp;
 
   Count total = V * H + L * layer + norm;  // token embedding, blocks, final norm
-  if (m.position == "learned") total += Count(m.seq_len) * H;
+  if (m.position == Position::Learned) total += Count(m.seq_len) * H;
   if (!m.tied_embeddings) total += V * H;  // lm_head (no bias)
   return total;
 }

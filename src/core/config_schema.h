@@ -4,6 +4,7 @@
 // so a field added to config.h needs one line here and nothing else.
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -13,9 +14,13 @@
 
 namespace qj::config_schema {
 
+// Every field type; a new config enum (config_enums.h) is listed here once.
 template <class Section>
-using Member = std::variant<int Section::*, double Section::*, bool Section::*,
-                            std::string Section::*, uint64_t Section::*>;
+using Member =
+    std::variant<int Section::*, double Section::*, bool Section::*, std::string Section::*,
+                 uint64_t Section::*, Preset Section::*, Norm Section::*, Activation Section::*,
+                 Position Section::*, Recompute Section::*, PipeSchedule Section::*,
+                 Precision Section::*, Optimizer Section::*, Encryption Section::*>;
 
 template <class Section>
 struct Field {
@@ -63,6 +68,13 @@ void read_value(const nlohmann::json& value, double& out, const std::string& fie
 void read_value(const nlohmann::json& value, bool& out, const std::string& field);
 void read_value(const nlohmann::json& value, std::string& out, const std::string& field);
 void read_value(const nlohmann::json& value, uint64_t& out, const std::string& field);
+// A choice is a string from the enum's table; any other name gets "did you mean".
+template <ConfigEnum E>
+void read_value(const nlohmann::json& value, E& out, const std::string& field) {
+  std::string name;
+  read_value(value, name, field);
+  out = parse_choice<E>(name, field);
+}
 
 template <class Section>
 void read_field(const Field<Section>& field, const nlohmann::json& value, Section& section,
@@ -72,8 +84,15 @@ void read_field(const Field<Section>& field, const nlohmann::json& value, Sectio
 
 template <class Section>
 nlohmann::ordered_json write_field(const Field<Section>& field, const Section& section) {
-  return std::visit([&](auto member) { return nlohmann::ordered_json(section.*member); },
-                    field.member);
+  return std::visit(
+      [&](auto member) {
+        const auto& value = section.*member;
+        if constexpr (ConfigEnum<std::decay_t<decltype(value)>>)
+          return nlohmann::ordered_json(to_string(value));  // its name, not its number
+        else
+          return nlohmann::ordered_json(value);
+      },
+      field.member);
 }
 
 // Throws qj::Error if `value` cannot go into section.key (which must exist).

@@ -15,7 +15,7 @@ void linear_backward(const Backend& be, const Tensor& dy, const Tensor& x, const
   if (db.defined()) be.bias_backward(dy, db);
 }
 
-static bool is_layernorm(const ModelConfig& config) { return config.norm == "layernorm"; }
+static bool is_layernorm(const ModelConfig& config) { return config.norm == Norm::LayerNorm; }
 
 void norm_forward(const Backend& be, const ModelConfig& config, const Tensor& x,
                   const Tensor& weight, const Tensor& bias, const NormActivations& saved) {

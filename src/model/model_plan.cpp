@@ -12,10 +12,8 @@ int64_t numel(const std::vector<int64_t>& shape) {
 }
 
 std::string layer_prefix(int layer) { return "layers." + std::to_string(layer) + "."; }
-DType compute_dtype(const std::string& precision) {
-  if (precision == "fp32") return DType::F32;
-  if (precision == "bf16") return DType::BF16;
-  throw Error("train.precision must be fp32 or bf16, got '" + precision + "'");
+DType compute_dtype(Precision precision) {
+  return precision == Precision::Bf16 ? DType::BF16 : DType::F32;
 }
 
 std::string weight_name(const std::string& param, const ModelShard& s) {
@@ -31,7 +29,7 @@ int64_t qkv_width(const ModelConfig& c, const ModelShard& s) {
 }
 
 int64_t fc_width(const ModelConfig& c, const ModelShard& s) {
-  return (c.activation == "swiglu" ? 2 : 1) * int64_t(s.ffn_hidden(c));
+  return (c.activation == Activation::SwiGlu ? 2 : 1) * int64_t(s.ffn_hidden(c));
 }
 
 static void require(bool ok, const std::string& message) {
@@ -41,8 +39,6 @@ static void require(bool ok, const std::string& message) {
 static std::string str(int64_t v) { return std::to_string(v); }
 
 void check_model_config(const ModelConfig& c, int micro_batch, const ModelShard& s) {
-  require(c.recompute == "none" || c.recompute == "selective" || c.recompute == "full",
-          "model.recompute must be none, selective or full, got '" + c.recompute + "'");
   require(micro_batch > 0, "micro_batch must be positive, got " + str(micro_batch));
   require(c.layers > 0 && c.hidden > 0 && c.heads > 0 && c.seq_len > 0 && c.vocab > 0,
           "layers, hidden, heads, seq_len and vocab must be positive");
@@ -54,13 +50,7 @@ void check_model_config(const ModelConfig& c, int micro_batch, const ModelShard&
   require(c.ffn_hidden > 0,
           "model.ffn_hidden must be resolved to a positive value, got " + str(c.ffn_hidden));
   require(c.vocab_pad_to > 0, "model.vocab_pad_to must be positive");
-  require(c.norm == "layernorm" || c.norm == "rmsnorm",
-          "model.norm must be layernorm or rmsnorm, got '" + c.norm + "'");
-  require(c.activation == "gelu" || c.activation == "swiglu",
-          "model.activation must be gelu or swiglu, got '" + c.activation + "'");
-  require(c.position == "learned" || c.position == "rope",
-          "model.position must be learned or rope, got '" + c.position + "'");
-  require(c.position != "rope" || c.head_dim() % 2 == 0,
+  require(c.position != Position::Rope || c.head_dim() % 2 == 0,
           "model.position='rope' needs an even head dimension, got " + str(c.head_dim()));
   // Tensor parallelism (parallel.tp): every rank holds whole heads.
   const int tp = s.tp_size;
@@ -86,8 +76,9 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const ModelShard& s
   const int64_t C = c.hidden, D = c.head_dim(), T = c.seq_len;
   const int64_t Vp = s.padded_vocab(c), F = c.ffn_hidden;
   const int64_t qkv = int64_t(c.heads + 2 * c.kv_heads) * D, HD = int64_t(c.heads) * D;
-  const int64_t fc = (c.activation == "swiglu" ? 2 : 1) * F;
-  const ShardKind fc_kind = c.activation == "swiglu" ? ShardKind::GateUpRows : ShardKind::Rows;
+  const bool swiglu = c.activation == Activation::SwiGlu;
+  const int64_t fc = (swiglu ? 2 : 1) * F;
+  const ShardKind fc_kind = swiglu ? ShardKind::GateUpRows : ShardKind::Rows;
   const bool norm_bias = c.norm_has_bias(), bias = c.bias, sp = s.sequence_sharded();
   std::vector<ParamSpec> specs;
   // Global shape and split; the local shape follows from the kind.
@@ -105,7 +96,7 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const ModelShard& s
     if (norm_bias) add(prefix + ".bias", {C}, ShardKind::Replicated, false);
   };
   if (s.embedding || (s.head && c.tied_embeddings)) add("wte", {Vp, C}, ShardKind::Rows, true);
-  if (s.embedding && c.position == "learned") add("wpe", {T, C}, ShardKind::Replicated, true);
+  if (s.embedding && c.position == Position::Learned) add("wpe", {T, C}, ShardKind::Replicated, true);
   for (int i = s.first_layer; i < s.end(c); ++i) {
     const std::string p = layer_prefix(i);
     add_norm(p + "norm1");
@@ -135,7 +126,7 @@ static std::vector<ActivationSpec> layer_activations(const ModelConfig& c, const
                                                      int64_t B, int64_t N) {
   const int64_t C = c.hidden, HD = int64_t(s.heads(c)) * c.head_dim();
   const int64_t Nl = s.local_tokens(N);
-  const bool layernorm = c.norm == "layernorm";
+  const bool layernorm = c.norm == Norm::LayerNorm;
   const DType act = s.compute_dtype, stat = DType::F32;
   std::vector<ActivationSpec> specs;
   auto add = [&](const std::string& name, DType dtype, std::vector<int64_t> shape) {
@@ -159,9 +150,9 @@ static std::vector<ActivationSpec> layer_activations(const ModelConfig& c, const
 
 // Whether a layer activation is kept per layer and micro-batch, or rebuilt in
 // backward into one buffer that every layer shares ("act.recompute.<name>").
-static bool kept_per_layer(const std::string& recompute, const std::string& name) {
-  if (recompute == "full") return name == "residual_out";  // the next layer's input
-  if (recompute == "selective") return name != "attn_out" && name != "attn_lse";
+static bool kept_per_layer(Recompute recompute, const std::string& name) {
+  if (recompute == Recompute::Full) return name == "residual_out";  // the next layer's input
+  if (recompute == Recompute::Selective) return name != "attn_out" && name != "attn_lse";
   return true;
 }
 
@@ -169,7 +160,7 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
                                              const ModelShard& s) {
   const int64_t B = micro_batch, N = B * c.seq_len, C = c.hidden, Nl = s.local_tokens(N);
   const int64_t HD = int64_t(s.heads(c)) * c.head_dim();
-  const bool layernorm = c.norm == "layernorm";
+  const bool layernorm = c.norm == Norm::LayerNorm;
   const DType act = s.compute_dtype;  // statistics, tables and token ids keep their types
   std::vector<ActivationSpec> specs;
   auto add = [&](const std::string& name, DType dtype, std::vector<int64_t> shape) {
@@ -205,7 +196,7 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
   if (s.chunk > 0) return specs;  // the rest is shared by the chunks of a rank
   for (const ActivationSpec& a : layer_activations(c, s, B, N))
     if (!kept_per_layer(c.recompute, a.name)) add("act.recompute." + a.name, a.dtype, a.shape);
-  if (c.position == "rope") {
+  if (c.position == Position::Rope) {
     add("rope.cos", DType::F32, {c.seq_len, c.head_dim() / 2});
     add("rope.sin", DType::F32, {c.seq_len, c.head_dim() / 2});
   }

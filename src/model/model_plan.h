@@ -57,8 +57,8 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& config, int micr
 void add_weight_copies(const std::vector<ParamSpec>& params, const ModelShard& shard,
                        MemoryPlan& plan);
 
-// What train.precision computes in: "fp32" -> F32, "bf16" -> BF16.
-DType compute_dtype(const std::string& precision);
+// What train.precision computes in: fp32 -> F32, bf16 -> BF16.
+DType compute_dtype(Precision precision);
 
 // Elements of a tensor of this shape (ParamSpec shapes).
 int64_t numel(const std::vector<int64_t>& shape);

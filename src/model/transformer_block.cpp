@@ -28,7 +28,7 @@ void TransformerBlock::forward(const Tensor& x, const BlockActivations& acts) {
 
 void TransformerBlock::backward(const Tensor& x, const BlockActivations& acts,
                                 const Tensor& dresidual) {
-  if (config_.recompute == "full") forward(x, acts);  // rebuilds the shared activations
+  if (config_.recompute == Recompute::Full) forward(x, acts);  // rebuilds the shared activations
   mlp_backward(acts, dresidual);
   attention_backward(x, acts, dresidual);
 }
@@ -64,7 +64,7 @@ void TransformerBlock::mlp_forward(const BlockActivations& a) {
   norm_forward(be_, config_, a.residual_mid, p.norm2_weight, p.norm2_bias, a.norm2);
   const Tensor ln = tp_.gather_tokens(a.norm2.out, scratch_.tp_full);
   linear_forward(be_, ln, p.fc_weight, p.fc_bias, a.fc);
-  if (config_.activation == "swiglu") be_.swiglu_forward(a.fc, a.fc_act);
+  if (config_.activation == Activation::SwiGlu) be_.swiglu_forward(a.fc, a.fc_act);
   else be_.gelu_forward(a.fc, a.fc_act);
   row_parallel_forward(a.fc_act, p.mlp_proj_weight, p.mlp_proj_bias, a.residual_out);
   be_.add(a.residual_out, a.residual_mid, a.residual_out);
@@ -78,7 +78,7 @@ void TransformerBlock::mlp_backward(const BlockActivations& a, const Tensor& dre
   const Tensor dy = tp_.gather_tokens(dresidual, s.tp_full);
   linear_backward(be_, dy, a.fc_act, p.mlp_proj_weight, s.d_fc_act, grads_.mlp_proj_weight,
                   grads_.mlp_proj_bias);
-  if (config_.activation == "swiglu") be_.swiglu_backward(s.d_fc_act, a.fc, s.d_fc);
+  if (config_.activation == Activation::SwiGlu) be_.swiglu_backward(s.d_fc_act, a.fc, s.d_fc);
   else be_.gelu_backward(s.d_fc_act, a.fc, s.d_fc);
   // Gathered again rather than kept (dy, which used the buffer, is consumed).
   const Tensor ln = tp_.gather_tokens(a.norm2.out, s.tp_full);
@@ -94,7 +94,7 @@ void TransformerBlock::attention_backward(const Tensor& x, const BlockActivation
   const BlockParams& p = params_;
   const BlockScratch& s = scratch_;
   const Tensor dy = tp_.gather_tokens(dresidual, s.tp_full);
-  if (config_.recompute == "selective")  // the attention core was not kept
+  if (config_.recompute == Recompute::Selective)  // the attention core was not kept
     be_.attention_forward(as_btc(a.qkv), as_btc(a.attn_out), a.attn_lse, heads_, kv_heads_);
   linear_backward(be_, dy, a.attn_out, p.attn_proj_weight, s.d_attn_out, grads_.attn_proj_weight,
                   grads_.attn_proj_bias);

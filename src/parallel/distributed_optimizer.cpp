@@ -27,7 +27,6 @@ DistributedOptimizer::DistributedOptimizer(const Config& config, const StagePlan
       backend_(backend),
       arenas_(arenas),
       zero_(config.optim.zero == 1) {
-  QJ_CHECK(optim_.name == "adamw", "optim.name='" + optim_.name + "': only 'adamw' exists");
   QJ_CHECK(params_.size() == plan.params.size(), "distributed optimizer: parameter list mismatch");
   bucket_of_.assign(params_.size(), -1);
   for (size_t b = 0; b < plan.buckets.size(); ++b)

@@ -3,6 +3,7 @@
 #include "parallel/pipeline_schedule.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "qianjun/error.h"
 
@@ -97,19 +98,8 @@ std::vector<PipeAction> interleaved_actions(int stage, int stages, int micro_bat
 }  // namespace
 
 PipeSchedule parse_pipe_schedule(const std::string& name) {
-  if (name == "gpipe") return PipeSchedule::GPipe;
-  if (name == "1f1b") return PipeSchedule::OneFOneB;
-  if (name == "interleaved") return PipeSchedule::Interleaved;
-  throw Error("parallel.schedule='" + name + "' is not one of: gpipe, 1f1b, interleaved");
-}
-
-std::string to_string(PipeSchedule schedule) {
-  switch (schedule) {
-    case PipeSchedule::GPipe: return "gpipe";
-    case PipeSchedule::OneFOneB: return "1f1b";
-    case PipeSchedule::Interleaved: return "interleaved";
-  }
-  return "unknown";
+  if (const std::optional<PipeSchedule> schedule = from_string<PipeSchedule>(name)) return *schedule;
+  throw Error("parallel.schedule='" + name + "' is not one of: " + names_list<PipeSchedule>());
 }
 
 std::string to_string(const PipeAction& action) {

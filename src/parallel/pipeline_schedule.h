@@ -12,13 +12,12 @@
 #include <string>
 #include <vector>
 
-namespace qj {
+#include "core/config_enums.h"  // PipeSchedule, to_string(PipeSchedule)
 
-enum class PipeSchedule { GPipe, OneFOneB, Interleaved };
+namespace qj {
 
 // "gpipe", "1f1b", "interleaved"; throws qj::Error naming parallel.schedule.
 PipeSchedule parse_pipe_schedule(const std::string& name);
-std::string to_string(PipeSchedule schedule);
 
 struct PipeAction {
   enum Kind { Forward, Backward } kind;

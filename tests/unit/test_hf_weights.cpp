@@ -37,20 +37,22 @@ std::string temp_path(const std::string& name) {
 
 ModelConfig gpt2_config() {
   ModelConfig c;
-  c.preset = "gpt2";
+  c.preset = qj::Preset::Gpt2;
   c.layers = 2, c.hidden = 8, c.heads = 2, c.kv_heads = 2, c.ffn_hidden = 32;
   c.vocab = 10, c.vocab_pad_to = 8, c.seq_len = 4;  // padded vocab 16
-  c.norm = "layernorm", c.activation = "gelu", c.position = "learned";
+  c.norm = qj::Norm::LayerNorm, c.activation = qj::Activation::Gelu;
+  c.position = qj::Position::Learned;
   c.bias = true, c.tied_embeddings = true;
   return c;
 }
 
 ModelConfig llama_config() {
   ModelConfig c;
-  c.preset = "llama";
+  c.preset = qj::Preset::Llama;
   c.layers = 2, c.hidden = 8, c.heads = 4, c.kv_heads = 2, c.ffn_hidden = 12;  // head_dim 2
   c.vocab = 10, c.vocab_pad_to = 8, c.seq_len = 4;
-  c.norm = "rmsnorm", c.activation = "swiglu", c.position = "rope";
+  c.norm = qj::Norm::RmsNorm, c.activation = qj::Activation::SwiGlu;
+  c.position = qj::Position::Rope;
   c.bias = false, c.tied_embeddings = false;
   return c;
 }
@@ -83,11 +85,11 @@ struct HostParams {
 HostParams make_params(const ModelConfig& c, uint32_t seed) {
   std::mt19937 rng(seed);
   const int64_t C = c.hidden, D = c.head_dim(), H = c.heads, Hkv = c.kv_heads, F = c.ffn_hidden;
-  const int64_t Vp = c.padded_vocab(), fc_rows = c.activation == "swiglu" ? 2 * F : F;
+  const int64_t Vp = c.padded_vocab(), fc_rows = c.activation == qj::Activation::SwiGlu ? 2 * F : F;
   const bool norm_bias = c.norm_has_bias();
   HostParams p;
   p.add("wte", {Vp, C}, rng);
-  if (c.position == "learned") p.add("wpe", {c.seq_len, C}, rng);
+  if (c.position == qj::Position::Learned) p.add("wpe", {c.seq_len, C}, rng);
   for (int i = 0; i < c.layers; ++i) {
     const std::string l = "layers." + std::to_string(i) + ".";
     p.add(l + "norm1.weight", {C}, rng);

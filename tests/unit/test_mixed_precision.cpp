@@ -99,7 +99,8 @@ namespace {
 qj::ModelConfig small_config(const std::string& preset) {
   qj::ModelConfig c;
   if (preset == "llama") {
-    c.preset = "llama", c.norm = "rmsnorm", c.activation = "swiglu", c.position = "rope";
+    c.preset = qj::Preset::Llama, c.norm = qj::Norm::RmsNorm;
+    c.activation = qj::Activation::SwiGlu, c.position = qj::Position::Rope;
     c.bias = false, c.tied_embeddings = false;
   }
   c.layers = 2, c.hidden = 32, c.heads = 4, c.kv_heads = 2, c.ffn_hidden = 64;

@@ -73,7 +73,7 @@ int64_t expected_global_col(const ParamSpec& spec, int tp, int r, int64_t j) {
 
 ModelConfig small_model(const std::string& preset, int heads, int kv_heads, int head_dim, int ffn,
                         int pad_to) {
-  ModelConfig m = model_preset(preset);
+  ModelConfig m = model_preset(from_string<Preset>(preset).value());
   m.layers = 2;
   m.heads = heads;
   m.kv_heads = kv_heads;
@@ -218,7 +218,7 @@ TEST_CASE("parameter_specs: local shapes, kinds, padded vocabulary for tp 1, 2, 
   for (const std::string preset : {"gpt2", "llama"}) {
     for (int pad_to : {1, 128}) {
       const ModelConfig m = small_model(preset, 8, 4, 2, 24, pad_to);
-      const bool swiglu = m.activation == "swiglu";
+      const bool swiglu = m.activation == Activation::SwiGlu;
       const std::vector<ParamSpec> single = parameter_specs(m, tp_shard(1, 0));
       for (int tp : {1, 2, 4}) {
         for (int r = 0; r < tp; ++r) {

@@ -27,7 +27,7 @@ using namespace qj;
 namespace {
 
 ModelConfig tiny(const std::string& preset) {
-  ModelConfig c = model_preset(preset);
+  ModelConfig c = model_preset(from_string<Preset>(preset).value());
   c.layers = 2, c.hidden = 32, c.heads = 4, c.kv_heads = 2, c.vocab = 37, c.vocab_pad_to = 4;
   c.seq_len = 8;
   c.ffn_hidden = preset == "llama" ? 48 : 0;

@@ -47,7 +47,7 @@ std::vector<float> all_parameters(qj::Trainer& t) {
 // In bf16 the CPU backend widens into buffers it keeps (kernels/cpu/context.h):
 // the first step may allocate them, no later one.
 TEST_CASE("training steps and evaluation allocate nothing after the first step") {
-  for (const char* precision : {"fp32", "bf16"})
+  for (const qj::Precision precision : {qj::Precision::Fp32, qj::Precision::Bf16})
     for (const char* preset : {"gpt2", "llama"}) {
       qj::Config config = tiny_config(preset);
       config.train.precision = precision;
@@ -59,7 +59,7 @@ TEST_CASE("training steps and evaluation allocate nothing after the first step")
       trainer.train_step(2);
       trainer.evaluate();
       const long allocations = counter.count();  // read before Catch allocates
-      INFO("preset " << preset << ", precision " << precision);
+      INFO("preset " << preset << ", precision " << qj::to_string(precision));
       CHECK(allocations == 0);
     }
 }
