@@ -143,12 +143,11 @@ TEST_CASE("a snapshot's last operation always belongs to one of its groups") {
     done = true;
   });
   size_t checked = 0;
-  while (!done) {
+  while (!done || checked == 0) {
     const auto s = recorder.snapshot(false);
     if (!s.last) continue;
     REQUIRE(size_t(s.last->group) < s.groups.size());
     ++checked;
   }
   splitter.join();
-  CHECK(checked > 0);
 }
