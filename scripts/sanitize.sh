@@ -2,7 +2,9 @@
 # The test suite under AddressSanitizer + UndefinedBehaviorSanitizer: configures
 # build-asan/ (cmake -DQJ_SANITIZE=ON, CPU only), builds it and runs ctest there.
 #   scripts/sanitize.sh              the default set (ctest -LE long)
-#   scripts/sanitize.sh --fast       the unit tests only (tests/unit, label-less C++ tests)
+#   scripts/sanitize.sh --fast       the C++ tests only: unit tests, the MPI tests (the
+#                                    watchdog thread in every multi-rank run) and the fp32
+#                                    equivalence matrix; what CI runs (.ci/run)
 #   scripts/sanitize.sh -R model     extra arguments go to ctest
 # Every sanitizer report (also one from a program that a Python test expected to
 # fail, or one under mpirun) is written to build-asan/sanitizer-logs/; the
@@ -30,9 +32,10 @@ mpi_flags=()
 [[ -n "$QJ_REAL_MPIRUN" ]] && mpi_flags=(-DMPIEXEC_EXECUTABLE="$root/tests/sanitizers/mpirun")
 cmake -S . -B build-asan -G Ninja -DQJ_SANITIZE=ON "${mpi_flags[@]}" >/dev/null
 if (( fast )); then
-  # Only the unit test executables: no programs, no MPI tests (about 80% of
-  # the full build's compile time: the library and Catch2's main are shared).
-  targets=$(cd tests/unit && ls test_*.cpp | sed 's/\.cpp$//')
+  # The C++ test executables and qj-equivalence: no other programs, so no
+  # Python test (the library is most of the full build's compile time).
+  targets="$(cd tests/unit && ls test_*.cpp | sed 's/\.cpp$//') qj-equivalence"
+  [[ -n "$QJ_REAL_MPIRUN" ]] && targets+=" $(cd tests/mpi && ls test_*.cpp | sed 's/^/mpi_/; s/\.cpp$//')"
   cmake --build build-asan -j"$jobs" --target $targets
 else
   cmake --build build-asan -j"$jobs"
@@ -57,7 +60,7 @@ export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp:print_suppres
 
 status=0
 if (( fast )); then
-  ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE long -R '^test_' "$@" || status=$?
+  ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE long -R '^(test_|mpi_test_|equivalence_matrix$)' "$@" || status=$?
 else
   ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE long "$@" || status=$?
 fi
