@@ -49,7 +49,7 @@ mkdir -p "$logs"
 common="log_path=$logs/report:abort_on_error=1:print_summary=1"
 # Leak checking on; the suppressions name only other projects' libraries.
 # allocator_may_return_null: the cpu backend's alloc returns null on failure (a tested contract).
-export ASAN_OPTIONS="$common:allocator_may_return_null=1:detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1"
+export ASAN_OPTIONS="$common:allocator_may_return_null=1:detect_leaks=1:check_initialization_order=1:strict_init_order=1"
 export UBSAN_OPTIONS="$common:print_stacktrace=1:halt_on_error=1"
 export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0"
 [[ -z "$QJ_REAL_MPIRUN" ]] || export PATH=$root/tests/sanitizers:$PATH

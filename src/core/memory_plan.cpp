@@ -98,7 +98,8 @@ std::string MemoryPlan::report() const {
   return out;
 }
 
-Arenas::Arenas(const MemoryPlan& plan, const Backend& backend) : plan_(plan), backend_(backend) {
+Arenas::Arenas(const MemoryPlan& plan, const Backend& backend)
+    : plan_(plan), backend_(backend), bound_(plan.buffers().size(), false) {
   for (int a = 0; a < int(ArenaKind::Count); ++a) {
     const size_t bytes = plan.arena_bytes(ArenaKind(a));
     if (bytes == 0) continue;
@@ -128,8 +129,20 @@ void Arenas::release(ArenaKind arena) {
   base = nullptr;
 }
 
+std::vector<std::string> Arenas::never_bound() const {
+  std::lock_guard lock(bound_mutex_);
+  std::vector<std::string> names;
+  for (size_t i = 0; i < bound_.size(); ++i)
+    if (!bound_[i]) names.push_back(plan_.buffers()[i].name);
+  return names;
+}
+
 Tensor Arenas::tensor(const std::string& name) const {
   const PlannedBuffer& b = plan_.buffer(name);
+  {
+    std::lock_guard lock(bound_mutex_);
+    bound_[size_t(&b - plan_.buffers().data())] = true;
+  }
   Tensor t;
   t.data = static_cast<char*>(base_[int(b.arena)]) + b.offset;
   t.dtype = b.dtype;

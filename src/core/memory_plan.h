@@ -3,6 +3,7 @@
 // arenas before anything is allocated. `qj-plan` prints the plan; Arenas
 // allocates exactly it (one block per arena), so the prediction is the allocation.
 #include <cstddef>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -57,7 +58,11 @@ class Arenas {
   Arenas(const Arenas&) = delete;
   Arenas& operator=(const Arenas&) = delete;
 
+  // The buffer `name`, which must be planned; remembered as bound.
   Tensor tensor(const std::string& name) const;
+  // Planned names that tensor() was never asked for: a planner and a binder
+  // that spell a name differently. The trainer refuses to start with any.
+  std::vector<std::string> never_bound() const;
   void* arena_base(ArenaKind arena) const { return base_[int(arena)]; }
   const MemoryPlan& plan() const { return plan_; }
 
@@ -67,6 +72,8 @@ class Arenas {
   const MemoryPlan& plan_;
   const Backend& backend_;
   void* base_[int(ArenaKind::Count)] = {};
+  mutable std::mutex bound_mutex_;  // an asynchronous checkpoint save binds from its thread
+  mutable std::vector<bool> bound_;  // by index in plan_.buffers()
 };
 
 std::string format_bytes(size_t bytes);

@@ -2,9 +2,12 @@
 
 #include <string>
 
+#include "model/buffer_names.h"
 #include "model/vocab_parallel_loss.h"
 
 namespace qj {
+
+using namespace buffer_names;
 
 struct Model::Slot {
   Tensor tokens, targets;  // device copies (embedding / head shards)
@@ -17,46 +20,50 @@ struct Model::Slot {
 
 namespace {
 
-// A buffer the plan may or may not hold (optional biases, LayerNorm means).
+// A buffer the plan may or may not hold (optional biases, LayerNorm means);
+// the names come from buffer_names.h, as the planner's do.
 Tensor optional_tensor(const Arenas& arenas, const std::string& name) {
   return arenas.plan().contains(name) ? arenas.tensor(name) : Tensor{};
 }
 
 BlockParams bind_block_params(const Arenas& arenas, const std::string& prefix) {
-  auto get = [&](const char* name) { return optional_tensor(arenas, prefix + name); };
+  auto get = [&](const std::string& name) { return optional_tensor(arenas, prefix + name); };
   BlockParams p;
-  p.norm1_weight = get("norm1.weight");
-  p.norm1_bias = get("norm1.bias");
-  p.qkv_weight = get("attn.qkv.weight");
-  p.qkv_bias = get("attn.qkv.bias");
-  p.attn_proj_weight = get("attn.proj.weight");
-  p.attn_proj_bias = get("attn.proj.bias");
-  p.norm2_weight = get("norm2.weight");
-  p.norm2_bias = get("norm2.bias");
-  p.fc_weight = get("mlp.fc.weight");
-  p.fc_bias = get("mlp.fc.bias");
-  p.mlp_proj_weight = get("mlp.proj.weight");
-  p.mlp_proj_bias = get("mlp.proj.bias");
+  p.norm1_weight = get(std::string(kNorm1) + kWeight);
+  p.norm1_bias = get(std::string(kNorm1) + kBias);
+  p.qkv_weight = get(kQkvWeight);
+  p.qkv_bias = get(kQkvBias);
+  p.attn_proj_weight = get(kAttnProjWeight);
+  p.attn_proj_bias = get(kAttnProjBias);
+  p.norm2_weight = get(std::string(kNorm2) + kWeight);
+  p.norm2_bias = get(std::string(kNorm2) + kBias);
+  p.fc_weight = get(kFcWeight);
+  p.fc_bias = get(kFcBias);
+  p.mlp_proj_weight = get(kMlpProjWeight);
+  p.mlp_proj_bias = get(kMlpProjBias);
   return p;
 }
 
 // A layer's activations: kept per layer and slot under `prefix`, or shared by
-// every layer under "act.recompute." (see model_plan.cpp).
+// every layer under kRecomputePrefix (see model_plan.cpp).
 BlockActivations bind_block_activations(const Arenas& arenas, const std::string& prefix) {
   auto get = [&](const std::string& name) {
     if (arenas.plan().contains(prefix + name)) return arenas.tensor(prefix + name);
-    return optional_tensor(arenas, "act.recompute." + name);
+    return optional_tensor(arenas, kRecomputePrefix + name);
+  };
+  auto norm = [&](const std::string& n) -> NormActivations {
+    return {get(n), get(n + kMeanSuffix), get(n + kRstdSuffix)};
   };
   BlockActivations a;
-  a.norm1 = {get("norm1"), get("norm1_mean"), get("norm1_rstd")};
-  a.qkv = get("qkv");
-  a.attn_lse = get("attn_lse");
-  a.attn_out = get("attn_out");
-  a.residual_mid = get("residual_mid");
-  a.norm2 = {get("norm2"), get("norm2_mean"), get("norm2_rstd")};
-  a.fc = get("fc");
-  a.fc_act = get("fc_act");
-  a.residual_out = get("residual_out");
+  a.norm1 = norm(kNorm1);
+  a.qkv = get(kQkv);
+  a.attn_lse = get(kAttnLse);
+  a.attn_out = get(kAttnOut);
+  a.residual_mid = get(kResidualMid);
+  a.norm2 = norm(kNorm2);
+  a.fc = get(kFc);
+  a.fc_act = get(kFcAct);
+  a.residual_out = get(kResidualOut);
   return a;
 }
 
@@ -86,11 +93,11 @@ Model::Model(const ModelConfig& config, int micro_batch, const ModelShard& shard
                std::to_string(tp_.size()) + ", the shard expects rank " +
                std::to_string(shard.tp_rank) + " of " + std::to_string(shard.tp_size));
   const int64_t N = tokens_per_micro_batch();
-  rope_ = {optional_tensor(arenas, "rope.cos"), optional_tensor(arenas, "rope.sin")};
-  d_residual_ = arenas.tensor("act.grad.residual");
-  const std::string chunk = "act.c" + std::to_string(shard_.chunk) + ".";
-  loss_stats_ = optional_tensor(arenas, chunk + "loss_stats");
-  loss_stats_all_ = optional_tensor(arenas, chunk + "loss_stats_all");
+  rope_ = {optional_tensor(arenas, kRopeCos), optional_tensor(arenas, kRopeSin)};
+  d_residual_ = arenas.tensor(kGradResidual);
+  const std::string chunk = chunk_prefix(shard_.chunk);
+  loss_stats_ = optional_tensor(arenas, chunk + kLossStats);
+  loss_stats_all_ = optional_tensor(arenas, chunk + kLossStatsAll);
   bind_parameters(arenas);
   bind_slots(arenas);
   bind_blocks(arenas);
@@ -109,15 +116,17 @@ Model::~Model() = default;
 void Model::bind_parameters(const Arenas& arenas) {
   specs_ = parameter_specs(config_, shard_);
   for (const ParamSpec& spec : specs_)
-    params_.push_back({spec.name, arenas.tensor(spec.name), arenas.tensor("grad." + spec.name),
+    params_.push_back({spec.name, arenas.tensor(spec.name), arenas.tensor(kGradPrefix + spec.name),
                        arenas.tensor(weight_name(spec.name, shard_)), spec.weight_decay});
   auto weight = [&](const std::string& n) { return optional_tensor(arenas, weight_name(n, shard_)); };
-  auto grad = [&](const std::string& n) { return optional_tensor(arenas, "grad." + n); };
-  wte_ = weight("wte"), d_wte_ = grad("wte");
-  wpe_ = weight("wpe"), d_wpe_ = grad("wpe");
-  norm_f_weight_ = weight("norm_f.weight"), d_norm_f_weight_ = grad("norm_f.weight");
-  norm_f_bias_ = weight("norm_f.bias"), d_norm_f_bias_ = grad("norm_f.bias");
-  const char* head = config_.tied_embeddings ? "wte" : "lm_head.weight";
+  auto grad = [&](const std::string& n) { return optional_tensor(arenas, kGradPrefix + n); };
+  wte_ = weight(kTokenEmbedding), d_wte_ = grad(kTokenEmbedding);
+  wpe_ = weight(kPositionEmbedding), d_wpe_ = grad(kPositionEmbedding);
+  const std::string norm_f_weight = std::string(kFinalNorm) + kWeight;
+  const std::string norm_f_bias = std::string(kFinalNorm) + kBias;
+  norm_f_weight_ = weight(norm_f_weight), d_norm_f_weight_ = grad(norm_f_weight);
+  norm_f_bias_ = weight(norm_f_bias), d_norm_f_bias_ = grad(norm_f_bias);
+  const char* head = config_.tied_embeddings ? kTokenEmbedding : kHeadWeight;
   head_weight_ = weight(head), d_head_weight_ = grad(head);
 
   // Backward finishes the head first, then the layers from the last, then the
@@ -128,7 +137,7 @@ void Model::bind_parameters(const Arenas& arenas) {
     if (name.starts_with("layers.")) {
       const int layer = std::stoi(name.substr(7));
       layer_params_[size_t(layer - shard_.first_layer)].push_back(i);
-    } else if (name == "wpe" || (name == "wte" && shard_.embedding)) {
+    } else if (name == kPositionEmbedding || (name == kTokenEmbedding && shard_.embedding)) {
       embedding_params_.push_back(i);
     } else {
       head_params_.push_back(i);
@@ -142,27 +151,28 @@ void Model::bind_slots(const Arenas& arenas) {
     Slot& s = slots_[size_t(k)];
     const std::string p = slot_prefix(shard_.chunk, k);
     auto get = [&](const std::string& name) { return optional_tensor(arenas, p + name); };
-    s.tokens = get("tokens"), s.encoded = get("encoded");
-    s.input = get("input"), s.grad_input = get("grad_input");
+    s.tokens = get(kTokens), s.encoded = get(kEncoded);
+    s.input = get(kInput), s.grad_input = get(kGradInput);
     for (int i = shard_.first_layer; i < shard_.end(config_); ++i)
       s.layers.push_back(bind_block_activations(arenas, p + layer_prefix(i)));
-    s.targets = get("targets");
-    s.norm_f = {get("norm_f"), get("norm_f_mean"), get("norm_f_rstd")};
-    s.logits = get("logits"), s.lse = get("lse");
+    s.targets = get(kTargets);
+    s.norm_f = {get(kFinalNorm), get(std::string(kFinalNorm) + kMeanSuffix),
+                get(std::string(kFinalNorm) + kRstdSuffix)};
+    s.logits = get(kLogits), s.lse = get(kLse);
   }
 }
 
 void Model::bind_blocks(const Arenas& arenas) {
-  scratch_ = {arenas.tensor("act.grad.norm_out"), arenas.tensor("act.grad.norm_in"),
-              arenas.tensor("act.grad.attn_out"), arenas.tensor("act.grad.qkv"),
-              arenas.tensor("act.grad.fc_act"),   arenas.tensor("act.grad.fc"),
-              optional_tensor(arenas, "act.tp.full"), optional_tensor(arenas, "act.tp.reduced")};
+  scratch_ = {arenas.tensor(kGradNormOut), arenas.tensor(kGradNormIn),
+              arenas.tensor(kGradAttnOut), arenas.tensor(kGradQkv),
+              arenas.tensor(kGradFcAct),   arenas.tensor(kGradFc),
+              optional_tensor(arenas, kTpFull), optional_tensor(arenas, kTpReduced)};
   blocks_.reserve(size_t(shard_.layer_count(config_)));
   for (int i = shard_.first_layer; i < shard_.end(config_); ++i) {
     const std::string prefix = layer_prefix(i);
     blocks_.emplace_back(config_, micro_batch_, shard_.heads(config_), shard_.kv_heads(config_),
                          be_, tp_, bind_block_params(arenas, weight_name(prefix, shard_)),
-                         bind_block_params(arenas, "grad." + prefix), scratch_, rope_);
+                         bind_block_params(arenas, kGradPrefix + prefix), scratch_, rope_);
   }
 }
 

@@ -1,9 +1,12 @@
 #include "model/model_plan.h"
 
 #include "core/memory_plan.h"
+#include "model/buffer_names.h"
 #include "model/model.h"
 
 namespace qj {
+
+using namespace buffer_names;
 
 int64_t numel(const std::vector<int64_t>& shape) {
   int64_t n = 1;
@@ -20,9 +23,9 @@ std::string weight_name(const std::string& param, const ModelShard& s) {
   return s.mixed_precision() ? "bf16." + param : param;
 }
 
-std::string slot_prefix(int chunk, int slot) {
-  return "act.c" + std::to_string(chunk) + ".s" + std::to_string(slot) + ".";
-}
+std::string chunk_prefix(int chunk) { return "act.c" + std::to_string(chunk) + "."; }
+
+std::string slot_prefix(int chunk, int slot) { return chunk_prefix(chunk) + "s" + std::to_string(slot) + "."; }
 
 int64_t qkv_width(const ModelConfig& c, const ModelShard& s) {
   return int64_t(s.heads(c) + 2 * s.kv_heads(c)) * c.head_dim();
@@ -88,33 +91,33 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const ModelShard& s
     if (kind == ShardKind::GateUpRows) p.part_rows = {F, F};
     if (p.shard == ShardKind::Cols) p.shape[1] /= tp;
     else if (p.shard != ShardKind::Replicated) p.shape[0] /= tp;
-    p.partial_grad = sp && p.shard == ShardKind::Replicated && !decay && name != "wpe";
+    p.partial_grad = sp && p.shard == ShardKind::Replicated && !decay && name != kPositionEmbedding;
     specs.push_back(std::move(p));
   };
   auto add_norm = [&](const std::string& prefix) {
-    add(prefix + ".weight", {C}, ShardKind::Replicated, false);
-    if (norm_bias) add(prefix + ".bias", {C}, ShardKind::Replicated, false);
+    add(prefix + kWeight, {C}, ShardKind::Replicated, false);
+    if (norm_bias) add(prefix + kBias, {C}, ShardKind::Replicated, false);
   };
-  if (s.embedding || (s.head && c.tied_embeddings)) add("wte", {Vp, C}, ShardKind::Rows, true);
-  if (s.embedding && c.position == Position::Learned) add("wpe", {T, C}, ShardKind::Replicated, true);
+  if (s.embedding || (s.head && c.tied_embeddings)) add(kTokenEmbedding, {Vp, C}, ShardKind::Rows, true);
+  if (s.embedding && c.position == Position::Learned) add(kPositionEmbedding, {T, C}, ShardKind::Replicated, true);
   for (int i = s.first_layer; i < s.end(c); ++i) {
     const std::string p = layer_prefix(i);
-    add_norm(p + "norm1");
-    add(p + "attn.qkv.weight", {qkv, C}, ShardKind::QkvRows, true);
-    if (bias) add(p + "attn.qkv.bias", {qkv}, ShardKind::QkvRows, false);
-    add(p + "attn.proj.weight", {C, HD}, ShardKind::Cols, true);
+    add_norm(p + kNorm1);
+    add(p + kQkvWeight, {qkv, C}, ShardKind::QkvRows, true);
+    if (bias) add(p + kQkvBias, {qkv}, ShardKind::QkvRows, false);
+    add(p + kAttnProjWeight, {C, HD}, ShardKind::Cols, true);
     // Row-parallel biases are added after the reduction, and their gradient is
     // taken from the full (gathered) output gradient: complete on every rank.
-    if (bias) add(p + "attn.proj.bias", {C}, ShardKind::Replicated, false);
-    add_norm(p + "norm2");
-    add(p + "mlp.fc.weight", {fc, C}, fc_kind, true);
-    if (bias) add(p + "mlp.fc.bias", {fc}, fc_kind, false);
-    add(p + "mlp.proj.weight", {C, F}, ShardKind::Cols, true);
-    if (bias) add(p + "mlp.proj.bias", {C}, ShardKind::Replicated, false);
+    if (bias) add(p + kAttnProjBias, {C}, ShardKind::Replicated, false);
+    add_norm(p + kNorm2);
+    add(p + kFcWeight, {fc, C}, fc_kind, true);
+    if (bias) add(p + kFcBias, {fc}, fc_kind, false);
+    add(p + kMlpProjWeight, {C, F}, ShardKind::Cols, true);
+    if (bias) add(p + kMlpProjBias, {C}, ShardKind::Replicated, false);
   }
   if (s.head) {
-    add_norm("norm_f");
-    if (!c.tied_embeddings) add("lm_head.weight", {Vp, C}, ShardKind::Rows, true);
+    add_norm(kFinalNorm);
+    if (!c.tied_embeddings) add(kHeadWeight, {Vp, C}, ShardKind::Rows, true);
   }
   for (ParamSpec& p : specs)  // see the comment on the row-parallel biases
     if (p.name.ends_with("proj.bias")) p.partial_grad = false;
@@ -132,27 +135,27 @@ static std::vector<ActivationSpec> layer_activations(const ModelConfig& c, const
   auto add = [&](const std::string& name, DType dtype, std::vector<int64_t> shape) {
     specs.push_back({name, dtype, std::move(shape)});
   };
-  for (const char* norm : {"norm1", "norm2"}) {
+  for (const char* norm : {kNorm1, kNorm2}) {
     const std::string n = norm;
     add(n, act, {Nl, C});
-    if (layernorm) add(n + "_mean", stat, {Nl});
-    add(n + "_rstd", stat, {Nl});
+    if (layernorm) add(n + kMeanSuffix, stat, {Nl});
+    add(n + kRstdSuffix, stat, {Nl});
   }
-  add("qkv", act, {N, qkv_width(c, s)});  // after RoPE
-  add("attn_lse", stat, {B, s.heads(c), c.seq_len});
-  add("attn_out", act, {N, HD});
-  add("residual_mid", act, {Nl, C});
-  add("fc", act, {N, fc_width(c, s)});
-  add("fc_act", act, {N, s.ffn_hidden(c)});
-  add("residual_out", act, {Nl, C});
+  add(kQkv, act, {N, qkv_width(c, s)});  // after RoPE
+  add(kAttnLse, stat, {B, s.heads(c), c.seq_len});
+  add(kAttnOut, act, {N, HD});
+  add(kResidualMid, act, {Nl, C});
+  add(kFc, act, {N, fc_width(c, s)});
+  add(kFcAct, act, {N, s.ffn_hidden(c)});
+  add(kResidualOut, act, {Nl, C});
   return specs;
 }
 
 // Whether a layer activation is kept per layer and micro-batch, or rebuilt in
 // backward into one buffer that every layer shares ("act.recompute.<name>").
 static bool kept_per_layer(Recompute recompute, const std::string& name) {
-  if (recompute == Recompute::Full) return name == "residual_out";  // the next layer's input
-  if (recompute == Recompute::Selective) return name != "attn_out" && name != "attn_lse";
+  if (recompute == Recompute::Full) return name == kResidualOut;  // the next layer's input
+  if (recompute == Recompute::Selective) return name != kAttnOut && name != kAttnLse;
   return true;
 }
 
@@ -169,50 +172,50 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
   for (int slot = 0; slot < s.slots; ++slot) {
     const std::string p = slot_prefix(s.chunk, slot);
     if (s.embedding) {
-      add(p + "tokens", DType::I32, {N});
-      add(p + "encoded", act, {Nl, C});
+      add(p + kTokens, DType::I32, {N});
+      add(p + kEncoded, act, {Nl, C});
     } else {
-      add(p + "input", act, {Nl, C});       // received from the previous stage
-      add(p + "grad_input", act, {Nl, C});  // sent back to it
+      add(p + kInput, act, {Nl, C});
+      add(p + kGradInput, act, {Nl, C});
     }
     for (int i = s.first_layer; i < s.end(c); ++i)
       for (const ActivationSpec& a : layer_activations(c, s, B, N))
         if (kept_per_layer(c.recompute, a.name))
           add(p + layer_prefix(i) + a.name, a.dtype, a.shape);
     if (s.head) {
-      add(p + "targets", DType::I32, {N});
-      add(p + "norm_f", act, {Nl, C});
-      if (layernorm) add(p + "norm_f_mean", DType::F32, {Nl});
-      add(p + "norm_f_rstd", DType::F32, {Nl});
-      add(p + "logits", act, {N, s.vocab_rows(c)});  // becomes dlogits in backward
-      add(p + "lse", DType::F32, {N});
+      add(p + kTargets, DType::I32, {N});
+      add(p + kFinalNorm, act, {Nl, C});
+      if (layernorm) add(p + kFinalNorm + kMeanSuffix, DType::F32, {Nl});
+      add(p + kFinalNorm + kRstdSuffix, DType::F32, {Nl});
+      add(p + kLogits, act, {N, s.vocab_rows(c)});  // becomes dlogits in backward
+      add(p + kLse, DType::F32, {N});
     }
   }
   if (s.head) {
-    const std::string p = "act.c" + std::to_string(s.chunk) + ".";
-    add(p + "loss_stats", DType::F32, {N, 3});
-    add(p + "loss_stats_all", DType::F32, {s.tp_size, N, 3});
+    const std::string p = chunk_prefix(s.chunk);
+    add(p + kLossStats, DType::F32, {N, 3});
+    add(p + kLossStatsAll, DType::F32, {s.tp_size, N, 3});
   }
   if (s.chunk > 0) return specs;  // the rest is shared by the chunks of a rank
   for (const ActivationSpec& a : layer_activations(c, s, B, N))
-    if (!kept_per_layer(c.recompute, a.name)) add("act.recompute." + a.name, a.dtype, a.shape);
+    if (!kept_per_layer(c.recompute, a.name)) add(kRecomputePrefix + a.name, a.dtype, a.shape);
   if (c.position == Position::Rope) {
-    add("rope.cos", DType::F32, {c.seq_len, c.head_dim() / 2});
-    add("rope.sin", DType::F32, {c.seq_len, c.head_dim() / 2});
+    add(kRopeCos, DType::F32, {c.seq_len, c.head_dim() / 2});
+    add(kRopeSin, DType::F32, {c.seq_len, c.head_dim() / 2});
   }
   // Backward scratch, shared by all layers and slots (one backward at a time).
-  add("act.grad.residual", act, {Nl, C});
-  add("act.grad.norm_out", act, {N, C});  // full tokens: the partial sums of a column-parallel input
-  add("act.grad.norm_in", act, {Nl, C});
-  add("act.grad.attn_out", act, {N, HD});
-  add("act.grad.qkv", act, {N, qkv_width(c, s)});
-  add("act.grad.fc_act", act, {N, s.ffn_hidden(c)});
-  add("act.grad.fc", act, {N, fc_width(c, s)});
+  add(kGradResidual, act, {Nl, C});
+  add(kGradNormOut, act, {N, C});  // full tokens: the partial sums of a column-parallel input
+  add(kGradNormIn, act, {Nl, C});
+  add(kGradAttnOut, act, {N, HD});
+  add(kGradQkv, act, {N, qkv_width(c, s)});
+  add(kGradFcAct, act, {N, s.ffn_hidden(c)});
+  add(kGradFc, act, {N, fc_width(c, s)});
   // Full-token transients of tensor parallelism: a row-parallel matmul's partial
   // output before its reduce-scatter, an output gradient after its all-gather.
   if (s.sequence_sharded()) {
-    add("act.tp.full", act, {N, C});
-    add("act.tp.reduced", act, {Nl, C});
+    add(kTpFull, act, {N, C});
+    add(kTpReduced, act, {Nl, C});
   }
   return specs;
 }
@@ -229,7 +232,7 @@ void Model::plan(const ModelConfig& config, int micro_batch, MemoryPlan& plan,
   check_model_config(config, micro_batch, shard);
   const std::vector<ParamSpec> params = parameter_specs(config, shard);
   for (const ParamSpec& p : params) plan.add(ArenaKind::Params, p.name, DType::F32, p.shape);
-  for (const ParamSpec& p : params) plan.add(ArenaKind::Grads, "grad." + p.name, DType::F32, p.shape);
+  for (const ParamSpec& p : params) plan.add(ArenaKind::Grads, kGradPrefix + p.name, DType::F32, p.shape);
   add_weight_copies(params, shard, plan);
   for (const ActivationSpec& a : activation_specs(config, micro_batch, shard))
     plan.add(ArenaKind::Activations, a.name, a.dtype, a.shape);

@@ -67,6 +67,8 @@ std::string layer_prefix(int layer);
 // Where forward reads a parameter: its fp32 value ("wte") or, in mixed precision,
 // the bf16 copy of it ("bf16.wte") refreshed from the fp32 master after each update.
 std::string weight_name(const std::string& param, const ModelShard& shard);
+// "act.c<chunk>.": the buffers of one model chunk (interleaved schedules have several).
+std::string chunk_prefix(int chunk);
 // "act.c<chunk>.s<slot>.": the activations of one in-flight micro-batch of a chunk.
 std::string slot_prefix(int chunk, int slot);
 // Width of the fused qkv projection: (heads + 2 kv_heads) * head_dim (this rank's heads).

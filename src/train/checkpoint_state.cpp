@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "checkpoint/saved_layout.h"
+#include "model/buffer_names.h"
 #include "parallel/dp_shares.h"
 
 namespace qj {
@@ -97,7 +98,7 @@ void add_checkpoint_staging(const Config& config, const StagePlan& stage, Memory
   if (!config.checkpoint.async || config.checkpoint.dir.empty()) return;
   int64_t elements = 0;
   for (const StateRange& r : ranges_to_write(config, stage, memory)) elements += r.count;
-  memory.add(ArenaKind::Staging, "checkpoint.staging", DType::F32, {std::max<int64_t>(elements, 1)});
+  memory.add(ArenaKind::Staging, buffer_names::kCheckpointStaging, DType::F32, {std::max<int64_t>(elements, 1)});
 }
 
 }  // namespace qj

@@ -40,7 +40,7 @@ std::vector<StateRange> ranges_to_read(const Config& config, const StagePlan& st
                                        const MemoryPlan& memory);
 
 // With checkpoint.async, the host buffer a save copies this rank's written state
-// into ("checkpoint.staging", Staging arena).
+// into (buffer_names::kCheckpointStaging, Staging arena).
 void add_checkpoint_staging(const Config& config, const StagePlan& stage, MemoryPlan& memory);
 
 // The name prefix of a part's saved tensors ("", "optimizer.exp_avg.", ...).

@@ -19,6 +19,7 @@
 #include "comm/collective_errors.h"
 #include "comm/text_collectives.h"
 #include "core/log.h"
+#include "model/buffer_names.h"
 
 namespace qj {
 
@@ -95,6 +96,8 @@ Checkpointer::Checkpointer(const Config& config, const StagePlan& stage, const A
     }
   moments_ = optimizer.moment_slices();
   writes_ = ranges_to_write(config, stage, arenas.plan());
+  if (arenas.plan().contains(buffer_names::kCheckpointStaging))
+    staging_ = arenas.tensor(buffer_names::kCheckpointStaging).f32();
   lay_out_shard();
   reads_ = ranges_to_read(config, stage, arenas.plan());
   cipher_ = config.checkpoint.encryption;
@@ -184,8 +187,7 @@ void Checkpointer::start_save(int64_t step, uint64_t consumed_samples) {
     return;
   }
   // Snapshot into the staging buffer, then write from it in the background.
-  float* staging = arenas_.plan().contains("checkpoint.staging")
-                       ? arenas_.tensor("checkpoint.staging").f32() : nullptr;
+  float* staging = staging_;
   QJ_CHECK(staging || writes_.empty(), "checkpoint.async: no staging buffer was planned");
   size_t at = 0;
   for (const StateRange& r : writes_) {

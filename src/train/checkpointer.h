@@ -95,6 +95,7 @@ class Checkpointer {
   std::vector<ModelShard> param_shard_;    // the chunk shard of each parameter
   std::vector<DistributedOptimizer::MomentSlice> moments_;  // where the optimizer keeps them
   std::vector<StateRange> writes_, reads_;
+  float* staging_ = nullptr;  // host copy an asynchronous save writes from (planned when async)
   std::vector<ShardChunk> shard_chunks_;
   uint64_t shard_bytes_ = 0;
   Encryption cipher_ = Encryption::None;

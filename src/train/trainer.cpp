@@ -38,6 +38,19 @@ static const Backend& backend_for(const Config& config) {
   }
 }
 
+// A planned buffer that no code bound is memory nothing uses: its planner
+// and its binder spell the name differently (a bug, caught before step 1).
+static void check_every_buffer_bound(const Arenas& arenas) {
+  const std::vector<std::string> unbound = arenas.never_bound();
+  if (unbound.empty()) return;
+  std::string names;
+  for (size_t i = 0; i < unbound.size() && i < 8; ++i) names += (i ? ", " : "") + unbound[i];
+  if (unbound.size() > 8) names += ", ...";
+  throw Error("memory plan: " + std::to_string(unbound.size()) +
+              " planned buffer(s) never bound: " + names +
+              " (the planner and the code that uses them disagree on a name)");
+}
+
 // A file written at the end of the run (or at its first step): a folder that is
 // not there would fail it after the work is done, so it is checked at set-up.
 static void check_output_file(const std::string& name, const std::string& path) {
@@ -139,6 +152,7 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   engine_ = std::make_unique<PipelineEngine>(stage_, *mesh_, chunks_);
   checkpointer_ = std::make_unique<Checkpointer>(config_, stage_, *arenas_, *mesh_, chunks_,
                                                  *optimizer_, backend_);
+  check_every_buffer_bound(*arenas_);
   // A checkpoint, when there is one, replaces every weight: initialise only without one.
   if (!resume()) initialise_weights();
 

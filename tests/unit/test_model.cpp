@@ -104,6 +104,24 @@ TEST_CASE("plan registers every parameter, its gradient, and only the config's t
   }
 }
 
+TEST_CASE("the model binds every buffer its plan holds, and only those") {
+  for (const ModelConfig& base : {gpt2_config(), llama_config()})
+    for (qj::Recompute recompute : {qj::Recompute::None, qj::Recompute::Selective, qj::Recompute::Full}) {
+      ModelConfig config = base;
+      config.recompute = recompute;
+      TestModel m(config, 2);
+      INFO(qj::to_string(config.preset) << ", recompute " << qj::to_string(recompute));
+      CHECK(m.arenas->never_bound().empty());
+    }
+  // A buffer the binder does not know (a misspelt name) is reported.
+  qj::MemoryPlan plan;
+  Model::plan(gpt2_config(), 2, plan);
+  plan.add(qj::ArenaKind::Activations, "act.grad.nrom_out", qj::DType::F32, {4});
+  qj::Arenas arenas(plan, qj::get_backend("cpu"));
+  Model model(gpt2_config(), 2, qj::get_backend("cpu"), arenas);
+  CHECK(arenas.never_bound() == std::vector<std::string>{"act.grad.nrom_out"});
+}
+
 TEST_CASE("plan rejects unresolved config fields") {
   qj::MemoryPlan plan;
   ModelConfig config = gpt2_config();

@@ -1,0 +1,74 @@
+#pragma once
+// The names of the model's planned buffers, spelled once. The planner
+// (model_plan.cpp) registers them and the binder (model.cpp) looks them up,
+// so a misspelt optional name can no longer drop its tensor without a word;
+// Arenas::never_bound() then catches a buffer planned but never bound.
+// Parameter names are also checkpoint and safetensors names: never rename one.
+namespace qj::buffer_names {
+
+// ---- parameters of layer i, after layer_prefix(i) ("layers.{i}."); a
+// parameter's gradient is "grad." + its name, its bf16 copy weight_name() ----
+inline constexpr const char* kNorm1 = "norm1";  // + kWeight / kBias
+inline constexpr const char* kNorm2 = "norm2";
+inline constexpr const char* kWeight = ".weight";
+inline constexpr const char* kBias = ".bias";
+inline constexpr const char* kQkvWeight = "attn.qkv.weight";
+inline constexpr const char* kQkvBias = "attn.qkv.bias";
+inline constexpr const char* kAttnProjWeight = "attn.proj.weight";
+inline constexpr const char* kAttnProjBias = "attn.proj.bias";
+inline constexpr const char* kFcWeight = "mlp.fc.weight";
+inline constexpr const char* kFcBias = "mlp.fc.bias";
+inline constexpr const char* kMlpProjWeight = "mlp.proj.weight";
+inline constexpr const char* kMlpProjBias = "mlp.proj.bias";
+// ---- parameters outside the layers ----
+inline constexpr const char* kTokenEmbedding = "wte";
+inline constexpr const char* kPositionEmbedding = "wpe";
+inline constexpr const char* kFinalNorm = "norm_f";  // + kWeight / kBias
+inline constexpr const char* kHeadWeight = "lm_head.weight";  // untied output head
+inline constexpr const char* kGradPrefix = "grad.";
+
+// ---- activations of layer i, after slot_prefix(chunk, slot) + layer_prefix(i),
+// or shared by all layers after kRecomputePrefix when recomputed ----
+// Norm outputs are named by the norm (kNorm1, kNorm2, kFinalNorm); their
+// statistics add kMeanSuffix (LayerNorm only) and kRstdSuffix.
+inline constexpr const char* kMeanSuffix = "_mean";
+inline constexpr const char* kRstdSuffix = "_rstd";
+inline constexpr const char* kQkv = "qkv";
+inline constexpr const char* kAttnLse = "attn_lse";
+inline constexpr const char* kAttnOut = "attn_out";
+inline constexpr const char* kResidualMid = "residual_mid";
+inline constexpr const char* kFc = "fc";
+inline constexpr const char* kFcAct = "fc_act";
+inline constexpr const char* kResidualOut = "residual_out";
+inline constexpr const char* kRecomputePrefix = "act.recompute.";
+
+// ---- per micro-batch slot, after slot_prefix(chunk, slot) ----
+inline constexpr const char* kTokens = "tokens";
+inline constexpr const char* kEncoded = "encoded";        // embedding output
+inline constexpr const char* kInput = "input";            // from the previous stage
+inline constexpr const char* kGradInput = "grad_input";   // to the previous stage
+inline constexpr const char* kTargets = "targets";
+inline constexpr const char* kLogits = "logits";
+inline constexpr const char* kLse = "lse";
+
+// ---- per chunk, after chunk_prefix(chunk) ("act.c{chunk}.") ----
+inline constexpr const char* kLossStats = "loss_stats";
+inline constexpr const char* kLossStatsAll = "loss_stats_all";
+
+// ---- shared by every layer, slot and chunk of a rank ----
+inline constexpr const char* kRopeCos = "rope.cos";
+inline constexpr const char* kRopeSin = "rope.sin";
+inline constexpr const char* kGradResidual = "act.grad.residual";
+inline constexpr const char* kGradNormOut = "act.grad.norm_out";
+inline constexpr const char* kGradNormIn = "act.grad.norm_in";
+inline constexpr const char* kGradAttnOut = "act.grad.attn_out";
+inline constexpr const char* kGradQkv = "act.grad.qkv";
+inline constexpr const char* kGradFcAct = "act.grad.fc_act";
+inline constexpr const char* kGradFc = "act.grad.fc";
+inline constexpr const char* kTpFull = "act.tp.full";        // before a reduce-scatter
+inline constexpr const char* kTpReduced = "act.tp.reduced";  // after it
+
+// ---- outside the model ----
+inline constexpr const char* kCheckpointStaging = "checkpoint.staging";
+
+}  // namespace qj::buffer_names
