@@ -32,7 +32,7 @@ vocabulary 50304: 51M parameters, 584 MiB of weights and Adam moments):
 
     /usr/bin/python3 benchmarks/checkpoint_bench.py [--dir DIR] [--layers 8]
         [--hidden 512] [--heads 8] [--vocab 50304] [--seq-len 32] [--every 8]
-        [--saves 2] [--no-dp] [--keep-files]
+        [--saves 2] [--no-dp] [--keep-files] [--out FILE]
 
 Builds nothing: needs qj-train and qj-make-corpus in the build folder (env
 QJ_BUILD_DIR, default build) and mpirun on PATH for the dp=2 case. Writes
@@ -244,6 +244,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--no-dp", action="store_true", help="skip the dp=2 save")
     ap.add_argument("--keep-files", action="store_true", help="leave the checkpoints in the work dir")
+    ap.add_argument("--out", help="result JSON (default benchmarks/results/checkpoint_bench.json)")
     a = ap.parse_args()
     build = a.build if os.path.isabs(a.build) else os.path.join(ROOT, a.build)
     for tool in ("qj-train", "qj-make-corpus"):
@@ -259,8 +260,8 @@ def main():
         if not a.keep_files:
             shutil.rmtree(work, ignore_errors=True)
     result["bench_wall_s"] = time.perf_counter() - started
-    os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
-    out = os.path.join(ROOT, "benchmarks", "results", "checkpoint_bench.json")
+    out = a.out or os.path.join(ROOT, "benchmarks", "results", "checkpoint_bench.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
     print_table(result)

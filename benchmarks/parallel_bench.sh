@@ -12,7 +12,9 @@
 # busy/idle seconds of every timed step) and prints the short tables last.
 # About 2-3 minutes on a 2-core machine. QJ_PBENCH_STEPS sets the timed steps
 # per bubble case (default 6; one warm-up step comes first),
-# QJ_PBENCH_OVERLAP_STEPS those of each overlap setting (default 20).
+# QJ_PBENCH_OVERLAP_STEPS those of each overlap setting (default 20; 0 skips
+# the overlap case), QJ_PBENCH_RESULT the JSON written (benchmarks/run_all.sh
+# sets these for its short run).
 #
 # What the numbers mean on a small CPU machine (read before quoting them):
 # - Every rank runs 1 thread. 2 ranks on 2 cores is a fair measurement as long
@@ -57,7 +59,7 @@ BUILD_DIR=${QJ_BUILD_DIR:-build}
 BIN=$BUILD_DIR/qj-parallel-bench
 STEPS=${QJ_PBENCH_STEPS:-6}
 OVERLAP_STEPS=${QJ_PBENCH_OVERLAP_STEPS:-20}
-RESULT=benchmarks/results/parallel_bench.json
+RESULT=${QJ_PBENCH_RESULT:-benchmarks/results/parallel_bench.json}
 if [ ! -x "$BIN" ]; then
   echo "error: $BIN not found; build it: cmake --build $BUILD_DIR --target qj-parallel-bench" >&2
   exit 3
@@ -86,7 +88,7 @@ run() {
 }
 
 run bubble_pp2 2 180 --bubble --steps "$STEPS"
-run overlap_dp2 2 90 --overlap --steps "$OVERLAP_STEPS"
+[ "$OVERLAP_STEPS" != 0 ] && run overlap_dp2 2 90 --overlap --steps "$OVERLAP_STEPS"
 if [ "${QJ_PBENCH_PP4:-1}" != 0 ]; then
   # 14 layers: 3,4,4,3 per stage for v = 1 and 2 (no count splits 4 ways evenly
   # for both with the layout's rule of counting embedding and head as a layer).

@@ -17,7 +17,7 @@ Prints a table and the ratio qj / reference per thread; writes
 benchmarks/results/tokenizer_throughput.json.
 
     /usr/bin/python3 benchmarks/tokenizer_throughput.py [--build build] [--threads N]
-        [--min-mb 5] [--qj-runs 3] [--as-shipped]
+        [--min-mb 5] [--qj-runs 3] [--as-shipped] [--out FILE]
 """
 import argparse
 import json
@@ -57,6 +57,7 @@ def main():
     parser.add_argument("--min-mb", type=float, default=5.0)
     parser.add_argument("--qj-runs", type=int, default=3)
     parser.add_argument("--as-shipped", action="store_true")
+    parser.add_argument("--out", help="result JSON (default benchmarks/results/tokenizer_throughput.json)")
     args = parser.parse_args()
     if not os.path.isdir(ENCODER_DIR) or not os.path.isdir(BROWN_DIR):
         sys.exit("tokenizer_throughput: data/npm is missing: run scripts/setup.sh")
@@ -93,8 +94,9 @@ def main():
         print(f"{name:<24} {row['mb_per_s']:>9.2f} {per_thread:>12.2f} {ratio:>19.1f}")
         summary["rows"][name] = {"threads": threads, "mb_per_s": row["mb_per_s"], "seconds": row["seconds"],
                                  "ratio_per_thread": ratio}
-    os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
-    with open(os.path.join(ROOT, "benchmarks", "results", "tokenizer_throughput.json"), "w") as f:
+    out = args.out or os.path.join(ROOT, "benchmarks", "results", "tokenizer_throughput.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
         json.dump(summary, f, indent=2)
 
 

@@ -3,6 +3,8 @@
 // context holds the peak FLOP/s measured when it is created.
 #include "backends/cpu/cpu_backend.h"
 
+#include "backends/op_profile.h"
+
 #include "kernels/cpu/bf16_ops.h"
 #include "kernels/cpu/context.h"
 #include "kernels/cpu/kernels.h"
@@ -51,7 +53,7 @@ const BackendOps kCpuOps = {
 Backend& cpu_backend() {
   // Function-local statics: created once, thread-safely, on first use.
   static cpu::CpuContext context{.peak_flops = cpu::cached_peak_flops()};
-  static Backend backend("cpu", Device::Host, &kCpuOps, &context);
+  static Backend backend("cpu", Device::Host, maybe_profiled(&kCpuOps), &context);
   return backend;
 }
 
