@@ -68,6 +68,15 @@ inline constexpr const char* kGradFc = "act.grad.fc";
 inline constexpr const char* kTpFull = "act.tp.full";        // before a reduce-scatter
 inline constexpr const char* kTpReduced = "act.tp.reduced";  // after it
 
+// ---- the optimizer (parallel/stage_plan.cpp plans them) ----
+inline constexpr const char* kBf16CopyPrefix = "bf16.";  // mixed precision: weight_name()
+inline constexpr const char* kAdamMPrefix = "adam_m.";    // + parameter name, without ZeRO
+inline constexpr const char* kAdamVPrefix = "adam_v.";
+inline constexpr const char* kZeroGradShard = "zero.grad_shard";  // ZeRO-1: this rank's share
+inline constexpr const char* kZeroAdamM = "zero.adam_m";
+inline constexpr const char* kZeroAdamV = "zero.adam_v";
+inline constexpr const char* kGradSumSquares = "optim.grad_sum_squares";
+
 // ---- outside the model ----
 inline constexpr const char* kCheckpointStaging = "checkpoint.staging";
 

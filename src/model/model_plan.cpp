@@ -20,7 +20,7 @@ DType compute_dtype(Precision precision) {
 }
 
 std::string weight_name(const std::string& param, const ModelShard& s) {
-  return s.mixed_precision() ? "bf16." + param : param;
+  return s.mixed_precision() ? kBf16CopyPrefix + param : param;
 }
 
 std::string chunk_prefix(int chunk) { return "act.c" + std::to_string(chunk) + "."; }

@@ -43,7 +43,7 @@ void PipelineEngine::wait_sends() {
 }
 
 PipelineStepResult PipelineEngine::train_step(const int32_t* inputs, const int32_t* targets,
-                                              float dloss, DistributedOptimizer& optimizer) {
+                                              float dloss, const ParamGradReadyFn& grad_ready) {
   PipelineStepResult result;
   Communicator& pp = mesh_.pp();
   std::vector<int>& backwards_done = backwards_done_;
@@ -78,7 +78,7 @@ PipelineStepResult PipelineEngine::train_step(const int32_t* inputs, const int32
       const bool last = ++backwards_done[size_t(c)] == plan_.micro_batches;
       const size_t first_param = plan_.chunk_param_begin[size_t(c)];
       Model::GradReadyFn ready;
-      if (last) ready = [&](size_t i) { optimizer.grad_ready(first_param + i); };
+      if (last) ready = [&](size_t i) { grad_ready(first_param + i); };
       model.backward(slot, dloss, ready);
       if (!shard.embedding)
         backward_sends_[size_t(c)][size_t(slot)] =

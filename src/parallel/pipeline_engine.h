@@ -6,11 +6,11 @@
 // this cannot deadlock (the schedule tests simulate exactly these semantics).
 // Only the stage with the embedding reads tokens, only the head stage targets.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include "model/model.h"
-#include "parallel/distributed_optimizer.h"
 #include "parallel/mesh.h"
 #include "parallel/stage_plan.h"
 
@@ -23,6 +23,10 @@ struct PipelineStepResult {
   double idle_seconds = 0;  // waiting for a neighbour stage
 };
 
+// Parameter `param` (index into StagePlan::params) has its final gradient of this
+// step: called during the last micro-batch's backward of the parameter's chunk.
+using ParamGradReadyFn = std::function<void(size_t param)>;
+
 class PipelineEngine {
  public:
   PipelineEngine(const StagePlan& plan, const Mesh& mesh,
@@ -31,9 +35,9 @@ class PipelineEngine {
   // inputs, targets: this dp rank's micro-batches, [micro_batches][micro_batch * seq_len]
   // (read only where a chunk has the embedding / the head). dloss: the weight of each
   // valid token (1 / valid tokens of the whole step). Reports every parameter's
-  // final gradient to `optimizer` during the last micro-batch's backward.
+  // final gradient to `grad_ready` (the data-parallel reduction starts from there).
   PipelineStepResult train_step(const int32_t* inputs, const int32_t* targets, float dloss,
-                                DistributedOptimizer& optimizer);
+                                const ParamGradReadyFn& grad_ready);
   // Forward only, one micro-batch; returns the sum of its token losses (head stage).
   PipelineStepResult forward_only(const int32_t* inputs, const int32_t* targets);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "model/buffer_names.h"
 #include "parallel/stage_layout.h"
 
 namespace qj {
@@ -36,7 +37,7 @@ void add_parameters(StagePlan& stage, MemoryPlan& memory) {
   std::vector<int> bucket_of_last(stage.params.size(), -1);
   for (size_t b = 0; b < stage.buckets.size(); ++b)
     bucket_of_last[stage.buckets[b].params.back()] = int(b);
-  for (const char* prefix : {"", "grad."}) {
+  for (const char* prefix : {"", buffer_names::kGradPrefix}) {
     const ArenaKind arena = *prefix ? ArenaKind::Grads : ArenaKind::Params;
     for (size_t i = 0; i < stage.params.size(); ++i) {
       memory.add(arena, prefix + stage.params[i].name, DType::F32, stage.params[i].shape);
@@ -66,15 +67,15 @@ void add_optimizer_state(StagePlan& stage, const Config& config, MemoryPlan& mem
       b.shard_begin = stage.shard_elems;
       stage.shard_elems += b.elems / size_t(stage.mesh.dp);
     }
-    for (const char* name : {"zero.grad_shard", "zero.adam_m", "zero.adam_v"})
+    for (const char* name : {buffer_names::kZeroGradShard, buffer_names::kZeroAdamM, buffer_names::kZeroAdamV})
       memory.add(ArenaKind::Optimizer, name, DType::F32, {int64_t(stage.shard_elems)});
   } else {
     for (const ParamSpec& p : stage.params) {
-      memory.add(ArenaKind::Optimizer, "adam_m." + p.name, DType::F32, p.shape);
-      memory.add(ArenaKind::Optimizer, "adam_v." + p.name, DType::F32, p.shape);
+      memory.add(ArenaKind::Optimizer, buffer_names::kAdamMPrefix + p.name, DType::F32, p.shape);
+      memory.add(ArenaKind::Optimizer, buffer_names::kAdamVPrefix + p.name, DType::F32, p.shape);
     }
   }
-  memory.add(ArenaKind::Workspace, "optim.grad_sum_squares", DType::F32, {1});
+  memory.add(ArenaKind::Workspace, buffer_names::kGradSumSquares, DType::F32, {1});
 }
 
 }  // namespace

@@ -14,8 +14,10 @@
 #include "data/gpt_sampler.h"
 #include "data/indexed_dataset.h"
 #include "model/model.h"
+#include "optim/clip_grads.h"
 #include "optim/lr_schedule.h"
 #include "parallel/distributed_optimizer.h"
+#include "parallel/grad_buffer.h"
 #include "parallel/mesh.h"
 #include "parallel/pipeline_engine.h"
 #include "qianjun/backend.h"
@@ -147,6 +149,7 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
                                               backend_, *arenas_));
     params.insert(params.end(), chunks_.back()->params().begin(), chunks_.back()->params().end());
   }
+  grad_buffer_ = std::make_unique<GradBuffer>(config, stage_, *mesh_, params, backend_, *arenas_);
   optimizer_ = std::make_unique<DistributedOptimizer>(config, stage_, *mesh_, std::move(params),
                                                       backend_, *arenas_);
   engine_ = std::make_unique<PipelineEngine>(stage_, *mesh_, chunks_);
@@ -246,10 +249,11 @@ StepStats Trainer::train_step(int step) {
 
   for (auto& chunk : chunks_) chunk->zero_grads();
   if (nan_gradient_injected(step + 1, world_->rank())) optimizer_->inject_nan_gradient();
-  optimizer_->begin_step();
+  grad_buffer_->begin_step();
   const PipelineStepResult result =
-      engine_->train_step(step_inputs_.data(), step_targets_.data(), dloss, *optimizer_);
-  optimizer_->finish_gradients();
+      engine_->train_step(step_inputs_.data(), step_targets_.data(), dloss,
+                          [&](size_t param) { grad_buffer_->grad_ready(param); });
+  grad_buffer_->finish_grad_sync();
 
   StepStats stats;
   stats.step = step + 1;
@@ -264,8 +268,7 @@ StepStats Trainer::train_step(int step) {
   // Both values are the same on every rank, so every rank skips together.
   stats.skipped = !std::isfinite(stats.loss) || !std::isfinite(stats.grad_norm);
   if (!stats.skipped)
-    optimizer_->step(float(stats.lr), DistributedOptimizer::clip_scale(stats.grad_norm,
-                                                                       float(train.grad_clip)));
+    optimizer_->step(float(stats.lr), clip_scale(stats.grad_norm, float(train.grad_clip)));
   backend_.synchronize();
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   stats.tokens = double(train.global_batch) * config_.model.seq_len;

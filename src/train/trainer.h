@@ -21,6 +21,7 @@ class Communicator;
 class Mesh;
 class Model;
 class DistributedOptimizer;
+class GradBuffer;
 class PipelineEngine;
 class IndexedDataset;
 class Checkpointer;
@@ -58,7 +59,7 @@ class Trainer {
   const Mesh& mesh() const { return *mesh_; }
   const MemoryPlan& plan() const { return plan_; }
   const StagePlan& stage_plan() const { return stage_; }
-  const DistributedOptimizer& optimizer() const { return *optimizer_; }
+  const GradBuffer& grad_buffer() const { return *grad_buffer_; }
   const Backend& backend() const { return backend_; }
   // The first step run() takes: 0, or the step of the checkpoint resumed from.
   int start_step() const { return start_step_; }
@@ -87,6 +88,7 @@ class Trainer {
   std::unique_ptr<Mesh> mesh_;
   std::unique_ptr<Arenas> arenas_;
   std::vector<std::unique_ptr<Model>> chunks_;
+  std::unique_ptr<GradBuffer> grad_buffer_;
   std::unique_ptr<DistributedOptimizer> optimizer_;
   std::unique_ptr<PipelineEngine> engine_;
   std::unique_ptr<IndexedDataset> train_data_, valid_data_;

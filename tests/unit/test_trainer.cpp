@@ -9,7 +9,7 @@
 
 #include "core/config.h"
 #include "model/model.h"
-#include "parallel/distributed_optimizer.h"
+#include "parallel/grad_buffer.h"
 #include "train/trainer.h"
 #include "unit/allocation_counter.h"
 #include "unit/test_corpus.h"
@@ -99,11 +99,11 @@ TEST_CASE("with overlap, every bucket's reduction starts during backward; withou
   on.train_step(0);
   const size_t buckets = on.stage_plan().buckets.size();
   REQUIRE(buckets > 4);
-  CHECK(on.optimizer().buckets_started_in_backward() == int(buckets));
+  CHECK(on.grad_buffer().buckets_started_in_backward() == int(buckets));
   config.parallel.overlap_grad_reduce = false;
   qj::Trainer off(config);
   off.train_step(0);
-  CHECK(off.optimizer().buckets_started_in_backward() == 0);
+  CHECK(off.grad_buffer().buckets_started_in_backward() == 0);
 }
 
 TEST_CASE("data.valid '' with data.valid_fraction evaluates on the last windows of data.train") {
