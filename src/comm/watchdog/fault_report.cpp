@@ -139,8 +139,15 @@ FaultReport diagnose_timeout(int reporter, const json& op, double timeout_s,
   std::sort(culprits.begin(), culprits.end());
   report.culprits = culprits;
   std::string cause;
-  if (!culprits.empty())
+  if (!culprits.empty()) {
     cause = "rank(s) behind: " + rank_list(culprits);
+    // A silent rank behind is the same fault the silence check reports a moment
+    // later: say it as that check would, whichever fires first.
+    for (int r : culprits)
+      if (ranks[size_t(r)].silent_s > silent_after_s)
+        cause += "; " + who(ranks[size_t(r)]) + " sent no heartbeat for " +
+                 seconds(ranks[size_t(r)].silent_s) + ": it is stopped or hung";
+  }
   else if (!first.empty())
     cause = "the ranks wait for each other in a cycle; first waited for: rank(s) " + rank_list(first);
   else
