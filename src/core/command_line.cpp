@@ -22,6 +22,13 @@ bool is_flag(const std::string& arg) { return arg.size() > 2 && arg.rfind("--", 
 
 }  // namespace
 
+// How an option is written in the usage line and the help table: "--config FILE".
+std::string CommandLine::spelling(const Option& o) {
+  if (o.kind == Kind::Positional) return o.metavar;
+  if (o.kind == Kind::Flag) return o.name;
+  return o.name + " " + o.metavar;
+}
+
 const char* qianjun_version() { return QJ_VERSION; }
 
 CommandLine::CommandLine(std::string program, std::string summary)
@@ -72,9 +79,7 @@ CommandLine::Option* CommandLine::find(const std::string& name) {
 std::string CommandLine::usage() const {
   std::string line = "usage: " + program_;
   for (const Option& o : options_) {
-    std::string shown = o.kind == Kind::Positional ? o.metavar
-                        : o.kind == Kind::Flag     ? o.name
-                                                   : o.name + " " + o.metavar;
+    std::string shown = spelling(o);
     if (o.kind == Kind::Values || o.repeats) shown += " ...";
     line += o.required ? " " + shown : " [" + shown + "]";
   }
@@ -84,12 +89,7 @@ std::string CommandLine::usage() const {
     row += row.size() + 1 < kHelpColumn ? std::string(kHelpColumn - row.size(), ' ') : "\n" + std::string(kHelpColumn, ' ');
     text += row + help + "\n";
   };
-  for (const Option& o : options_) {
-    const std::string left = o.kind == Kind::Positional ? o.metavar
-                             : o.kind == Kind::Flag     ? o.name
-                                                        : o.name + " " + o.metavar;
-    add(left, o.help);
-  }
+  for (const Option& o : options_) add(spelling(o), o.help);
   add("-h, --help", "print this and exit");
   add("--version", "print the version and exit");
   if (!notes_.empty()) text += "\n" + notes_ + (notes_.back() == '\n' ? "" : "\n");

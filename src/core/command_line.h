@@ -57,6 +57,7 @@ class CommandLine {
     bool required = false;
     int seen = 0;
   };
+  static std::string spelling(const Option& option);
   Option* find(const std::string& name);
   void give(Option& option, const std::string& value);
   [[noreturn]] void unknown_flag(const std::string& flag) const;
