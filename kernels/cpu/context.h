@@ -1,11 +1,13 @@
 #pragma once
 // The CPU backend's state, passed as `ctx` to every kernel: the peak measured
-// when the backend is created, and the fp32 buffers bf16 arguments are widened
-// into (bf16_widening.h), kept between calls so that a training step allocates
-// only the first time it runs.
+// when the backend is created, the fp32 buffers bf16 arguments are widened
+// into (bf16_widening.h) and the GEMM's packing buffers, kept between calls so
+// that a training step allocates only the first time it runs.
 #include <cstdint>
 #include <memory>
 #include <vector>
+
+#include "kernels/cpu/packed_gemm.h"
 
 namespace qj::cpu {
 
@@ -29,13 +31,21 @@ class WideningPool {
 struct CpuContext {
   double peak_flops = 0.0;  // measured fp32 GEMM FLOP/s, used for MFU
   WideningPool widening;
+  GemmScratch gemm;
 };
 
 inline CpuContext& context(void* ctx) { return *static_cast<CpuContext*>(ctx); }
 
-// Times sgemm at three sizes (about 0.5 s) and returns the best FLOP/s seen.
+// Sizes the packing buffers of matmul's GEMM and each OpenMP thread's
+// attention buffers (attention.cpp) for the current thread count, so that ops
+// do not allocate: about 4 MiB, plus 0.5 MiB per thread.
+void reserve_scratch(CpuContext& ctx);
+// This thread's part of reserve_scratch().
+void reserve_attention_scratch();
+
+// Times sgemm() (sgemm.h) at three sizes (about 0.5 s) and returns the best FLOP/s seen.
 double measure_peak_flops();
-// measure_peak_flops() once per machine, OpenBLAS kernel and thread count,
+// measure_peak_flops() once per machine, GEMM kernel and thread count,
 // cached in cpu_peak_flops.json beside the program (QJ_PEAK_FLOPS_CACHE names
 // another file); delete the file to measure again.
 double cached_peak_flops();

@@ -1,5 +1,5 @@
-// Peak fp32 FLOP/s of this machine as OpenBLAS delivers it, the denominator
-// of MFU on the CPU. A single short measurement at start-up reads low on a busy
+// Peak fp32 FLOP/s of this machine as the backend's GEMM (sgemm.h) delivers
+// it, the denominator of MFU on the CPU. A single short measurement at start-up reads low on a busy
 // machine (ranks of one job measuring at once, a build alongside), which made
 // the log print MFU above 100%. So the peak is the best of several sizes and
 // repeats, measured once per machine and thread count and then cached in a
@@ -23,6 +23,7 @@
 
 #include "kernels/cpu/context.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/sgemm.h"
 
 namespace qj::cpu {
 
@@ -33,17 +34,17 @@ using Clock = std::chrono::steady_clock;
 // The best FLOP/s of n x n x n sgemm calls within `budget_s`.
 double best_sgemm_flops(int n, double budget_s) {
   std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n);
-  auto sgemm = [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n,
-                0.f, c.data(), n);
+  GemmScratch scratch;
+  auto gemm = [&] {
+    sgemm(scratch, false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n);
   };
-  sgemm();  // warm-up: starts the thread pool, faults the pages in
+  gemm();  // warm-up: starts the thread pool, faults the pages in
   // The fastest call is the least disturbed by other processes on the machine.
   double best_seconds = 1e30;
   const auto start = Clock::now();
   for (int calls = 0; calls < 50; ++calls) {
     const auto t0 = Clock::now();
-    sgemm();
+    gemm();
     const auto t1 = Clock::now();
     best_seconds = std::min(best_seconds, std::chrono::duration<double>(t1 - t0).count());
     if (calls >= 2 && std::chrono::duration<double>(t1 - start).count() > budget_s) break;
@@ -59,13 +60,13 @@ std::string cpu_model() {
   return "unknown";
 }
 
-// What the peak depends on: the CPU, the threads OpenBLAS uses, and the
-// OpenBLAS kernel choice (OPENBLAS_CORETYPE picks another one).
+// What the peak depends on: the CPU, the thread count, and the GEMM kernel
+// (OpenBLAS's depends on OPENBLAS_CORETYPE).
 std::string machine_key() {
   const char* coretype = std::getenv("OPENBLAS_CORETYPE");
   std::ostringstream key;
   key << cpu_model() << " | " << std::thread::hardware_concurrency() << " cores | "
-      << omp_get_max_threads() << " threads | " << openblas_get_config()
+      << omp_get_max_threads() << " threads | " << sgemm_kernel() << " | " << openblas_get_config()
       << " | OPENBLAS_CORETYPE=" << (coretype ? coretype : "");
   return key.str();
 }

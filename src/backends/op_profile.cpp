@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/cpu/sgemm.h"
+
 namespace qj {
 namespace {
 
@@ -49,6 +51,7 @@ class Profile {
     return {{"total_seconds", total},
             {"ops", ops},
             {"omp_max_threads", omp_get_max_threads()},
+            {"gemm", cpu::sgemm_kernel()},
             {"blas", {{"library", openblas_get_config()},
                       {"core", openblas_get_corename()},
                       {"threads", openblas_get_num_threads()},
@@ -65,8 +68,8 @@ class Profile {
       std::ofstream(destination_) << as_json(rows, total).dump(1) << "\n";
       return;
     }
-    std::fprintf(stderr, "op profile (QJ_PROFILE_OPS): %.3f s in ops; BLAS %s, core %s\n", total,
-                 openblas_get_config(), openblas_get_corename());
+    std::fprintf(stderr, "op profile (QJ_PROFILE_OPS): %.3f s in ops; CPU GEMM %s; BLAS %s, core %s\n",
+                 total, cpu::sgemm_kernel().c_str(), openblas_get_config(), openblas_get_corename());
     std::fprintf(stderr, "%-44s %8s %10s %10s %6s\n", "op", "calls", "total ms", "us/call", "share");
     for (const auto& [key, t] : rows)
       std::fprintf(stderr, "%-44s %8lld %10.1f %10.1f %5.1f%%\n", key.c_str(), t.calls,

@@ -1,6 +1,7 @@
 // The CPU backend: its op table points at the kernels in kernels/cpu (through
 // their bf16 widening entry points where an op may take bf16 tensors), and its
-// context holds the peak FLOP/s measured when it is created.
+// context holds the peak FLOP/s measured when it is created and the kernels'
+// scratch, sized then (context.h).
 #include "backends/cpu/cpu_backend.h"
 
 #include "backends/op_profile.h"
@@ -52,7 +53,11 @@ const BackendOps kCpuOps = {
 
 Backend& cpu_backend() {
   // Function-local statics: created once, thread-safely, on first use.
-  static cpu::CpuContext context{.peak_flops = cpu::cached_peak_flops()};
+  static cpu::CpuContext context = [] {
+    cpu::CpuContext c{.peak_flops = cpu::cached_peak_flops(), .widening = {}, .gemm = {}};
+    cpu::reserve_scratch(c);
+    return c;
+  }();
   static Backend backend("cpu", Device::Host, maybe_profiled(&kCpuOps), &context);
   return backend;
 }
