@@ -143,7 +143,7 @@ def torch_run(model_cfg, train, optim, data, steps, threads, profile=False):
 
 def qj_run(build, config, overrides, steps, threads):
     """tokens/s, losses, and the op profile (QJ_PROFILE_OPS, src/backends/op_profile.h):
-    time per op over all steps, OpenBLAS's core and the threads as qj-train saw them."""
+    time per op over all steps, the GEMM kernel, OpenBLAS's core and the threads as qj-train saw them."""
     with tempfile.TemporaryDirectory() as tmp:
         jsonl = os.path.join(tmp, "metrics.jsonl")
         profile = os.path.join(tmp, "ops.json")
@@ -235,8 +235,10 @@ def main():
     torch_tps, torch_losses, torch_threads, torch_ops = torch_run(model_cfg, train, optim, data, a.steps,
                                                                   a.threads, a.profile)
     ratio = qj_tps / torch_tps
-    runtime = {"qj": {"blas": qj_ops["blas"], "omp_max_threads": qj_ops["omp_max_threads"]},
-               "torch": {"blas": torch_blas(), "threads_seen": torch_threads, **torch_parallel()}}
+    blas = torch_blas()
+    runtime = {"qj": {"gemm": qj_ops["gemm"], "blas": qj_ops["blas"], "omp_max_threads": qj_ops["omp_max_threads"]},
+               "torch": {"gemm": f"OpenBLAS {blas['core']}" if "OpenBLAS" in blas["library"] else blas["library"],
+                         "blas": blas, "threads_seen": torch_threads, **torch_parallel()}}
     qj_gemm, qj_total = gemm_share(qj_ops["ops"], lambda op: op.startswith("matmul"))
     result = {"config": a.config, "overrides": a.overrides, "steps": a.steps, "threads": a.threads,
               "tokens_per_step": train["global_batch"] * model_cfg["seq_len"],
@@ -267,7 +269,7 @@ def main():
     for side, r in runtime.items():
         b = r["blas"]
         threads = r["omp_max_threads"] if side == "qj" else r["threads_seen"]
-        print(f"{side + ':':<7}BLAS {b['library']} | core {b['core']} | BLAS threads {b['threads']} | "
+        print(f"{side + ':':<7}GEMM {r['gemm']} | BLAS {b['library']} | core {b['core']} | BLAS threads {b['threads']} | "
               f"threads {threads}" + ("" if side == "qj" else f" | {r['parallel_backend']}, BLAS_INFO={r['BLAS_INFO']}"))
     print(f"{'program':<24}{'tokens/s':>12}{'loss first -> last':>26}")
     print(f"{'qj-train':<24}{qj_tps:>12.0f}{qj_losses[0]:>14.3f} -> {qj_losses[-1]:.3f}")

@@ -38,7 +38,7 @@
 namespace qj::cpu {
 namespace {
 
-constexpr int64_t kBlock = 48;       // rows per task: a multiple of both GEMM tile heights
+constexpr int64_t kBlock = 96;       // rows per task: a multiple of every GEMM tile (12x32, 6x16)
 constexpr int64_t kChunk = 256;      // keys (or queries) per block product
 constexpr int64_t kMaxHeadDim = 256;  // bounds the scratch below
 
