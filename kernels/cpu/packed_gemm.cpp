@@ -1,8 +1,8 @@
 // A blocked GEMM in the layout of Goto and van de Geijn's papers:
 //
-//   for each block of kNc columns of c            (B block: kKc x kNc, in L3)
-//     for each slice of kKc along k               (packed once, shared by threads)
-//       for each block of kMc rows of c           (A block: kMc x kKc, in L2, per thread)
+//   for each block of kNc columns of c            (B block: kKc x kNc, in L2)
+//     for each slice of kKc along k
+//       for each block of kMc rows of c           (A block: kMc x kKc, in L2)
 //         for each micro-panel of kNr columns     (kKc x kNr of B, in L1)
 //           for each micro-panel of kMr rows      (the register tile: kMr x kNr of c)
 //
@@ -11,19 +11,22 @@
 // register tile holds kMr x 2 vectors of accumulators; each step along k loads
 // two vectors of B and broadcasts kMr values of A.
 //
-// Threads split the (row block, column range) pairs of one slice in contiguous
-// runs, so a thread packs each of its A blocks once; alone, or inside another
-// parallel region, the same code runs on the calling thread. Every element of c sums
-// its k slices in order and each slice in k order, whatever the thread count.
+// Threads split c into a grid of parts, each a whole number of register tiles,
+// and each thread packs what its part needs into its own buffers, so threads
+// never wait for one another inside a call (a barrier on a loaded machine
+// waits for a descheduled thread). Alone, or inside another parallel region,
+// the same code runs on the calling thread. Every element of c sums its k
+// slices in order and each slice in k order, whatever the thread count.
 #include "kernels/cpu/packed_gemm.h"
-
-#include "qianjun/error.h"
 
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <memory>
+
+#include "qianjun/error.h"
 
 namespace qj::cpu {
 
@@ -46,7 +49,7 @@ namespace {
 constexpr int kNr = 2 * kLanes;
 constexpr int64_t kKc = 256;
 constexpr int64_t kMc = 8 * kMr;
-constexpr int64_t kNc = 4096;
+constexpr int64_t kNc = 1024;
 constexpr size_t kAlign = 64;  // a vector load never straddles a cache line
 constexpr int64_t kSerialBelow = int64_t(1) << 21;
 
@@ -62,18 +65,9 @@ inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-size_t with_alignment_slack(int64_t floats) { return size_t(floats) + kAlign / sizeof(float); }
-
-int64_t b_block_floats(int64_t columns) {
-  return ceil_div(std::min(columns, kNc), kNr) * kNr * kKc;
-}
-
-float* aligned_buffer(std::vector<float>& buffer, int64_t floats) {
-  const size_t need = with_alignment_slack(floats);
-  if (buffer.size() < need) buffer.resize(need);
-  void* p = buffer.data();
-  size_t space = buffer.size() * sizeof(float);
-  return static_cast<float*>(std::align(kAlign, size_t(floats) * sizeof(float), p, space));
+float* align_up(float* p) {
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  return reinterpret_cast<float*>((address + kAlign - 1) / kAlign * kAlign);
 }
 
 // One view of op(x) as a rows x cols matrix: element (i, j).
@@ -178,52 +172,67 @@ void micro_kernel(int64_t kc, const float* __restrict ap, const float* __restric
   }
 }
 
-// One k slice of one column block, as thread `thread` of `threads` runs it:
-// its share of B's micro-panels, a barrier, then its run of (row block,
-// column range) tasks.
-struct Slice {
+// The part rows [i_begin, i_end) x columns [j_begin, j_end) of c, computed by
+// one thread with its own packing buffers.
+struct Part {
   const MatrixView& a;
   const MatrixView& b;
-  int64_t m, jc, nc, pc, kc;
-  TileStore store;
+  int64_t k;
+  float alpha, beta;
   float* c;
   int64_t ldc;
-  float* b_block;
-  int64_t column_ranges;
 
-  void run(int thread, int threads, float* a_block) const {
-    const int64_t panels = ceil_div(nc, kNr);
-    for (int64_t q = share(panels, thread, threads); q < share(panels, thread + 1, threads); ++q)
-      pack_b_panel(b, pc, kc, jc + q * kNr, std::min<int64_t>(kNr, nc - q * kNr),
-                   b_block + q * kc * kNr);
-    if (threads > 1) {
-#pragma omp barrier
-    }
-    const int64_t panels_per_range = ceil_div(panels, column_ranges);
-    const int64_t tasks = ceil_div(m, kMc) * column_ranges;
-    int64_t packed_block = -1;
-    for (int64_t task = share(tasks, thread, threads); task < share(tasks, thread + 1, threads);
-         ++task) {
-      const int64_t block = task / column_ranges, range = task % column_ranges;
-      const int64_t i0 = block * kMc, rows = std::min(kMc, m - i0);
-      if (packed_block != block) {
-        pack_a(a, i0, rows, pc, kc, a_block);
-        packed_block = block;
-      }
-      const int64_t q_end = std::min(panels, (range + 1) * panels_per_range);
-      for (int64_t q = range * panels_per_range; q < q_end; ++q) {
-        const int64_t j0 = q * kNr, cols = std::min<int64_t>(kNr, nc - j0);
-        for (int64_t r0 = 0; r0 < rows; r0 += kMr)
-          micro_kernel(kc, a_block + r0 * kc, b_block + q * kc * kNr, store,
-                       c + (i0 + r0) * ldc + jc + j0, ldc, std::min<int64_t>(kMr, rows - r0),
-                       cols);
+  void run(int64_t i_begin, int64_t i_end, int64_t j_begin, int64_t j_end, float* a_block,
+           float* b_block) const {
+    for (int64_t jc = j_begin; jc < j_end; jc += kNc) {
+      const int64_t nc = std::min(kNc, j_end - jc), panels = ceil_div(nc, kNr);
+      for (int64_t pc = 0; pc < k; pc += kKc) {
+        const int64_t kc = std::min(kKc, k - pc);
+        const TileStore store{alpha, beta, pc == 0};
+        for (int64_t q = 0; q < panels; ++q)
+          pack_b_panel(b, pc, kc, jc + q * kNr, std::min<int64_t>(kNr, nc - q * kNr),
+                       b_block + q * kc * kNr);
+        for (int64_t ic = i_begin; ic < i_end; ic += kMc) {
+          const int64_t rows = std::min(kMc, i_end - ic);
+          pack_a(a, ic, rows, pc, kc, a_block);
+          for (int64_t q = 0; q < panels; ++q) {
+            const int64_t j0 = q * kNr, cols = std::min<int64_t>(kNr, nc - j0);
+            for (int64_t r0 = 0; r0 < rows; r0 += kMr)
+              micro_kernel(kc, a_block + r0 * kc, b_block + q * kc * kNr, store,
+                           c + (ic + r0) * ldc + jc + j0, ldc, std::min<int64_t>(kMr, rows - r0),
+                           cols);
+          }
+        }
       }
     }
   }
-
-  // The first item of part `i` of `parts` contiguous parts of `n` items.
-  static int64_t share(int64_t n, int64_t i, int64_t parts) { return n * i / parts; }
 };
+
+// Threads as a grid of row_parts x column_parts, choosing the split that packs
+// the fewest floats: each row part packs its rows of A once per column part,
+// and each column part packs B once per row part.
+struct Grid {
+  int64_t row_parts, column_parts;
+
+  static Grid choose(int threads, int64_t m, int64_t n) {
+    const int64_t row_tiles = ceil_div(m, kMr), column_tiles = ceil_div(n, kNr);
+    Grid best{1, threads};
+    double best_cost = 1e300;
+    for (int64_t rows = 1; rows <= threads; ++rows) {
+      if (threads % rows != 0) continue;
+      const int64_t columns = threads / rows;
+      if (rows > row_tiles || columns > column_tiles) continue;
+      const double cost = double(m) * double(columns) + double(n) * double(rows);
+      if (cost < best_cost) best_cost = cost, best = {rows, columns};
+    }
+    return best;
+  }
+};
+
+// The first register tile of part `i` of `parts` over `tiles` tiles of `size`.
+int64_t tile_share(int64_t tiles, int64_t i, int64_t parts, int64_t size, int64_t limit) {
+  return std::min(limit, tiles * i / parts * size);
+}
 
 }  // namespace
 
@@ -231,37 +240,44 @@ bool packed_gemm_available() { return true; }
 const char* packed_gemm_kernel() { return kKernelName; }
 
 void GemmScratch::reserve(int threads, int64_t max_columns) {
-  b_block.resize(std::max(b_block.size(), with_alignment_slack(b_block_floats(max_columns))));
-  a_blocks.resize(std::max(a_blocks.size(), with_alignment_slack(threads * kMc * kKc)));
+  // Per thread: an A block and a B block as wide as the widest part it may get.
+  const size_t b_floats = size_t(kKc * ceil_div(std::min(max_columns, kNc), kNr) * kNr);
+  per_thread = std::max(per_thread, size_t(kMc * kKc) + b_floats + 2 * kAlign / sizeof(float));
+  blocks.resize(std::max(blocks.size(), size_t(threads) * per_thread));
 }
 
 void packed_gemm(GemmScratch& scratch, bool trans_a, bool trans_b, int64_t m, int64_t n,
                  int64_t k, float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
                  float beta, float* c, int64_t ldc) {
   const MatrixView av{a, lda, trans_a}, bv{b, ldb, trans_b};
+  const Part part{av, bv, k, alpha, beta, c, ldc};
   // Below a few million multiply-adds a parallel region costs more than it
   // saves; inside one (attention's per-head GEMMs) the caller's threads are busy.
   const bool small = m * n * k < kSerialBelow;
   const int threads = omp_in_parallel() || small ? 1 : omp_get_max_threads();
-  const int64_t a_block_floats = kMc * kKc;
-  float* a_blocks = aligned_buffer(scratch.a_blocks, threads * a_block_floats);
-  float* b_block = aligned_buffer(scratch.b_block, b_block_floats(n));
-  for (int64_t jc = 0; jc < n; jc += kNc) {
-    const int64_t nc = std::min(kNc, n - jc);
-    // Enough (row block, column range) tasks for every thread, each range a
-    // whole number of micro-panels.
-    const int64_t column_ranges =
-        std::clamp<int64_t>(ceil_div(2 * threads, ceil_div(m, kMc)), 1, ceil_div(nc, kNr));
-    for (int64_t pc = 0; pc < k; pc += kKc) {
-      const Slice slice{av, bv, m, jc, nc, pc, std::min(kKc, k - pc), TileStore{alpha, beta, pc == 0},
-                        c, ldc, b_block, column_ranges};
-      if (threads == 1) {
-        slice.run(0, 1, a_blocks);
-        continue;
-      }
+  scratch.reserve(threads, n);
+  auto buffers = [&](int thread) {
+    float* base = scratch.blocks.data() + size_t(thread) * scratch.per_thread;
+    float* a_block = align_up(base);
+    return std::pair{a_block, align_up(a_block + kMc * kKc)};
+  };
+  if (threads == 1) {
+    const auto [a_block, b_block] = buffers(0);
+    return part.run(0, m, 0, n, a_block, b_block);
+  }
+  const Grid grid = Grid::choose(threads, m, n);
+  const int64_t row_tiles = ceil_div(m, kMr), column_tiles = ceil_div(n, kNr);
+  // Parts never share an element of c or a buffer: no barrier inside.
 #pragma omp parallel num_threads(threads)
-      slice.run(omp_get_thread_num(), omp_get_num_threads(),
-                a_blocks + omp_get_thread_num() * a_block_floats);
+  {
+    const int thread = omp_get_thread_num();
+    const int64_t r = thread / grid.column_parts, q = thread % grid.column_parts;
+    if (r < grid.row_parts) {
+      const auto [a_block, b_block] = buffers(thread);
+      part.run(tile_share(row_tiles, r, grid.row_parts, kMr, m),
+               tile_share(row_tiles, r + 1, grid.row_parts, kMr, m),
+               tile_share(column_tiles, q, grid.column_parts, kNr, n),
+               tile_share(column_tiles, q + 1, grid.column_parts, kNr, n), a_block, b_block);
     }
   }
 }

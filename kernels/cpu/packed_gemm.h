@@ -8,6 +8,7 @@
 // halves GEMM throughput for every program on the machine. This kernel uses
 // the vector width the compiler was allowed, and computes every element of c
 // in one fixed order, so its results do not depend on the thread count.
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -18,16 +19,16 @@ bool packed_gemm_available();
 // "avx512 12x32" or "avx2 6x16": the ISA and register tile, for logs.
 const char* packed_gemm_kernel();
 
-// Packing buffers reused by every call: one B block shared by the threads and
-// one A block per thread. A call grows them if they are short; reserve() sizes
-// them up front so that calls never allocate.
+// Packing buffers reused by every call: an A block and a B block per thread.
+// A call grows them if they are short; reserve() sizes them up front so that
+// calls never allocate.
 struct GemmScratch {
   // Room for any call on up to `threads` threads whose c has at most
-  // `max_columns` columns (the B block is at most 4 MiB whatever n is).
+  // `max_columns` columns (at most about 1.1 MiB per thread whatever n is).
   void reserve(int threads, int64_t max_columns);
 
-  std::vector<float> b_block;
-  std::vector<float> a_blocks;
+  std::vector<float> blocks;  // `per_thread` floats for each thread
+  size_t per_thread = 0;
 };
 
 // c = alpha * op(a) @ op(b) + beta * c on row-major matrices with leading

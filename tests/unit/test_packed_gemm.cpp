@@ -163,17 +163,19 @@ TEST_CASE("reserve sizes the scratch so that calls up to its bounds do not grow 
   if (!has_packed_gemm()) return;
   GemmScratch scratch;
   scratch.reserve(2, 300);
-  const size_t a_size = scratch.a_blocks.size(), b_size = scratch.b_block.size();
+  const size_t size = scratch.blocks.size();
   ThreadCount count(2);
   Operands o = operands({false, true, 400, 300, 900, 0, 1.f, 0.f}, 5);
   qj::cpu::packed_gemm(scratch, false, true, 400, 300, 900, 1.f, o.a.data(), o.lda, o.b.data(),
                        o.ldb, 0.f, o.c.data(), o.ldc);
-  CHECK(scratch.a_blocks.size() == a_size);
-  CHECK(scratch.b_block.size() == b_size);
+  CHECK(scratch.blocks.size() == size);
 }
 
 TEST_CASE("sgemm names the kernel it runs") {
   const std::string kernel = qj::cpu::sgemm_kernel();
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+  CHECK(kernel == "qj packed avx2 6x16");  // test_packed_gemm_avx2 runs the AVX2 tile
+#endif
   if (qj::cpu::packed_gemm_available())
     CHECK(kernel == std::string("qj packed ") + qj::cpu::packed_gemm_kernel());
   else
