@@ -1,13 +1,25 @@
 // qj-backend-test: runs every op of a backend against the CPU backend on random
 // inputs and prints op | output | shape | max rel err | tolerance | pass.
-// Exit status: 0 all passed, 1 some failed, 2 bad command line, 77 skipped
-// (no device for the backend: the ctest convention for a skipped test).
+// With --plugin PATH the backend is a device plugin, and the ABI checks
+// (versions, struct sizes, zero-size and odd-size copies, stream ordering,
+// error statuses) and its op coverage come first. --json FILE writes the same
+// results as JSON.
+// Exit status: 0 all passed, 1 some failed, 2 bad command line or a plugin
+// that does not load, 77 skipped (no device for the backend: the ctest
+// convention for a skipped test).
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <fstream>
 #include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "backends/conformance.h"
+#include "backends/plugin/abi_checks.h"
+#include "backends/plugin/plugin_backend.h"
 #include "core/command_line.h"
 #include "qianjun/backend.h"
 #include "qianjun/error.h"
@@ -22,6 +34,8 @@ constexpr int kExitSkipped = 77;
 
 struct Options {
   std::string backend = "cuda";
+  std::string plugin;  // --plugin PATH: backend "plugin:PATH"
+  std::string json;
   std::string filter;
   bool list = false;
   bool simple_attention = false;
@@ -31,12 +45,17 @@ Options parse(int argc, char** argv) {
   Options o;
   qj::CommandLine cli("qj-backend-test", "Runs every op of a backend against the cpu backend on random inputs.");
   cli.value("--backend", "NAME", "the backend to test (default: cuda)", [&](const std::string& v) { o.backend = v; })
+      .value("--plugin", "PATH", "a device plugin library to test (or a name in QJ_PLUGIN_PATH): ABI checks, then every op",
+             [&](const std::string& v) { o.plugin = v; })
+      .value("--json", "FILE", "also writes the results as JSON to FILE", [&](const std::string& v) { o.json = v; })
       .value("--filter", "OP", "only the ops whose name contains OP", [&](const std::string& v) { o.filter = v; })
       .flag("--list", "prints the ops covered and exits", [&] { o.list = true; })
       .flag("--simple-attention", "cuda: the simple fp32 attention kernels for every shape, not the tiled ones",
             [&] { o.simple_attention = true; })
-      .notes("exit status: 0 all passed, 1 some failed, 2 bad command line, 77 skipped (no device)\n");
+      .notes("exit status: 0 all passed, 1 some failed, 2 bad command line or a plugin that does not load,\n"
+             "77 skipped (no device)\n");
   cli.parse(argc, argv);
+  if (!o.plugin.empty()) o.backend = "plugin:" + o.plugin;
   return o;
 }
 
@@ -49,6 +68,31 @@ std::string skip_reason(const std::string& backend) {
 #else
   return "no CUDA device (this binary was built without the cuda backend)";
 #endif
+}
+
+// The ABI checks and op coverage of a plugin backend: printed as two tables
+// and stored in `report`. True when every check passed.
+bool plugin_checks(const qj::Backend& tested, nlohmann::json& report) {
+  const auto& plugin = *static_cast<const qj::plugin::LoadedPlugin*>(tested.ctx());
+  report["plugin"] = {{"path", plugin.path}, {"name", plugin.table.name ? plugin.table.name : ""},
+                      {"abi", std::to_string(plugin.table.abi_major) + "." + std::to_string(plugin.table.abi_minor)},
+                      {"struct_size", plugin.plugin_struct_size}, {"device", plugin.properties.name}};
+  bool passed = true;
+  std::printf("\n%-30s %-5s %s\n", "ABI check", "pass", "detail");
+  report["abi_checks"] = nlohmann::json::array();
+  for (const auto& c : qj::plugin::run_abi_checks(plugin)) {
+    std::printf("%-30s %-5s %s\n", c.name.c_str(), c.passed ? "yes" : "NO", c.detail.c_str());
+    report["abi_checks"].push_back({{"check", c.name}, {"passed", c.passed}, {"detail", c.detail}});
+    passed = passed && c.passed;
+  }
+  std::printf("\n%-30s %s\n", "op", "coverage");
+  report["coverage"] = nlohmann::json::array();
+  for (const auto& c : qj::plugin::op_coverage(plugin)) {
+    std::printf("%-30s %s\n", c.op.c_str(), c.status.c_str());
+    report["coverage"].push_back({{"op", c.op}, {"status", c.status}});
+  }
+  std::printf("\n");
+  return passed;
 }
 
 }  // namespace
@@ -77,18 +121,40 @@ int main(int argc, char** argv) {
     if (options.simple_attention) throw qj::Error("--simple-attention: this build has no cuda backend");
 #endif
     const qj::Backend& reference = qj::get_backend("cpu");
-    const qj::Backend& tested = qj::get_backend(options.backend);
+    const qj::Backend* loaded = nullptr;
+    try {
+      loaded = &qj::get_backend(options.backend);
+    } catch (const qj::Error& e) {
+      if (options.plugin.empty()) throw;
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return qj::kExitBadInput;
+    }
+    const qj::Backend& tested = *loaded;
     std::printf("qj-backend-test: backend '%s' against '%s', peak %.4g TFLOP/s\n",
                 tested.name().c_str(), reference.name().c_str(), tested.peak_flops() / 1e12);
+    nlohmann::json report = {{"backend", tested.name()}, {"reference", reference.name()}};
+    bool passed = true;
+    if (!options.plugin.empty()) passed = plugin_checks(tested, report);
     const auto rows = qj::conformance::run_all(reference, tested, options.filter);
     qj::conformance::print_table(rows, stdout);
+    report["ops"] = nlohmann::json::array();
+    for (const auto& row : rows) {
+      report["ops"].push_back({{"op", row.op}, {"output", row.output}, {"shape", row.shape},
+                               {"max_rel_error", std::isfinite(row.error) ? nlohmann::json(row.error) : nlohmann::json(nullptr)},
+                               {"tolerance", row.tolerance}, {"passed", row.passed},
+                               {"message", row.message}});
+      passed = passed && row.passed;
+    }
     if (rows.empty()) {
       std::printf("no op matches --filter '%s'\n", options.filter.c_str());
-      return 1;
+      passed = false;
     }
-    for (const auto& row : rows)
-      if (!row.passed) return 1;
-    return 0;
+    report["passed"] = passed;
+    if (!options.json.empty()) {
+      std::ofstream out(options.json);
+      if (!(out << report.dump(1) << "\n")) throw qj::Error("--json: cannot write " + options.json);
+    }
+    return passed ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "qj-backend-test: %s\n", e.what());
     return 1;

@@ -1,55 +1,13 @@
-// The CPU backend: its op table points at the kernels in kernels/cpu (through
-// their bf16 widening entry points where an op may take bf16 tensors), and its
-// context holds the peak FLOP/s measured when it is created and the kernels'
-// scratch, sized then (context.h).
+// The built-in CPU backend: the CPU op table (cpu_ops.cpp) and a context that
+// holds the peak FLOP/s measured when it is created and the kernels' scratch,
+// sized then (kernels/cpu/context.h).
 #include "backends/cpu/cpu_backend.h"
 
 #include "backends/op_profile.h"
 
-#include "kernels/cpu/bf16_ops.h"
 #include "kernels/cpu/context.h"
-#include "kernels/cpu/kernels.h"
 
 namespace qj {
-namespace {
-
-const BackendOps kCpuOps = {
-    .alloc = cpu::alloc,
-    .free = cpu::free,
-    .copy_to_device = cpu::copy_to_device,
-    .copy_to_host = cpu::copy_to_host,
-    .synchronize = cpu::synchronize,
-    .peak_flops = cpu::peak_flops,
-    .available_memory = cpu::available_memory,
-    .fill = cpu::bf16::fill,
-    .add = cpu::bf16::add,
-    .scale = cpu::bf16::scale,
-    .copy = cpu::copy,
-    .matmul = cpu::bf16::matmul,
-    .add_bias = cpu::bf16::add_bias,
-    .bias_backward = cpu::bf16::bias_backward,
-    .layernorm_forward = cpu::bf16::layernorm_forward,
-    .layernorm_backward = cpu::bf16::layernorm_backward,
-    .rmsnorm_forward = cpu::bf16::rmsnorm_forward,
-    .rmsnorm_backward = cpu::bf16::rmsnorm_backward,
-    .gelu_forward = cpu::bf16::gelu_forward,
-    .gelu_backward = cpu::bf16::gelu_backward,
-    .swiglu_forward = cpu::bf16::swiglu_forward,
-    .swiglu_backward = cpu::bf16::swiglu_backward,
-    .rope_tables = cpu::rope_tables,
-    .rope_forward = cpu::bf16::rope_forward,
-    .rope_backward = cpu::bf16::rope_backward,
-    .attention_forward = cpu::bf16::attention_forward,
-    .attention_backward = cpu::bf16::attention_backward,
-    .embedding_forward = cpu::bf16::embedding_forward,
-    .embedding_backward = cpu::bf16::embedding_backward,
-    .cross_entropy_stats = cpu::bf16::cross_entropy_stats,
-    .cross_entropy_backward = cpu::bf16::cross_entropy_backward,
-    .sum_squares = cpu::sum_squares,
-    .adamw_update = cpu::adamw_update,
-};
-
-}  // namespace
 
 Backend& cpu_backend() {
   // Function-local statics: created once, thread-safely, on first use.
@@ -58,7 +16,7 @@ Backend& cpu_backend() {
     cpu::reserve_scratch(c);
     return c;
   }();
-  static Backend backend("cpu", Device::Host, maybe_profiled(&kCpuOps), &context);
+  static Backend backend("cpu", Device::Host, maybe_profiled(&cpu_ops()), &context);
   return backend;
 }
 

@@ -1,0 +1,157 @@
+"""Device plugins end to end: qj-train on the CPU backend loaded as a plugin
+(libqj_cpu_plugin.so) gives the same losses as the built-in cpu backend, and
+broken plugins end qj-train and qj-backend-test with one clear message and a
+non-zero exit code, never a crash."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from qj_paths import BUILD_DIR, tool
+
+CPU_PLUGIN = os.path.join(BUILD_DIR, "libqj_cpu_plugin.so")
+ENV = dict(os.environ, OMP_NUM_THREADS="2")
+_tmp = None
+_config = None
+
+
+def test_plugin_path(mode):
+    return os.path.join(BUILD_DIR, "libqj_test_%s.so" % mode)
+
+
+def setUpModule():
+    global _tmp, _config
+    _tmp = tempfile.mkdtemp(prefix="qj_plugin_")
+    corpus = os.path.join(_tmp, "corpus")
+    made = subprocess.run([tool("qj-make-corpus"), "--output", corpus, "--vocab", "97",
+                           "--train-tokens", "20000", "--valid-tokens", "2000"],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stdout + made.stderr
+    config = {"model": {"preset": "gpt2", "layers": 2, "hidden": 64, "heads": 4, "vocab": 97,
+                        "seq_len": 32},
+              "train": {"steps": 6, "global_batch": 4, "micro_batch": 2, "warmup_steps": 1,
+                        "eval_every": 3, "eval_batches": 2},
+              "data": {"train": os.path.join(corpus, "train"),
+                       "valid": os.path.join(corpus, "valid")}}
+    _config = os.path.join(_tmp, "tiny.json")
+    with open(_config, "w") as f:
+        json.dump(config, f)
+
+
+def tearDownModule():
+    shutil.rmtree(_tmp, ignore_errors=True)
+
+
+def train(device, name, extra=()):
+    metrics = os.path.join(_tmp, name + ".jsonl")
+    command = [tool("qj-train"), "--config", _config, "--set", "backend.device=" + device,
+               "--metrics-jsonl", metrics] + list(extra)
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
+    return result, metrics
+
+
+def losses(jsonl):
+    with open(jsonl) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    # Step records (the file also holds other records, e.g. validation).
+    return [(r["step"], r["loss"], r["grad_norm"]) for r in rows if "loss" in r]
+
+
+class PluginTraining(unittest.TestCase):
+    def test_cpu_plugin_trains_with_the_losses_of_the_builtin_cpu_backend(self):
+        builtin, builtin_metrics = train("cpu", "builtin")
+        self.assertEqual(builtin.returncode, 0, builtin.stderr)
+        plugin, plugin_metrics = train("plugin:" + CPU_PLUGIN, "plugin")
+        self.assertEqual(plugin.returncode, 0, plugin.stderr)
+        want, got = losses(builtin_metrics), losses(plugin_metrics)
+        self.assertEqual(len(want), 6)
+        # The same kernels on the same inputs: the same numbers, bit for bit.
+        self.assertEqual(got, want)
+
+    def test_plugin_found_by_name_in_QJ_PLUGIN_PATH(self):
+        env = dict(ENV, QJ_PLUGIN_PATH=BUILD_DIR)
+        result = subprocess.run([tool("qj-train"), "--config", _config, "--set",
+                                 "backend.device=plugin:qj_cpu_plugin", "--set", "train.steps=1"],
+                                capture_output=True, text=True, env=env, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+
+class BrokenPlugins(unittest.TestCase):
+    def assertRefused(self, result, *needles):
+        output = result.stdout + result.stderr
+        self.assertNotEqual(result.returncode, 0, output)
+        self.assertGreater(result.returncode, 0, "killed by a signal: " + output)
+        for needle in needles:
+            self.assertIn(needle, output)
+
+    def test_trainer_refuses_each_broken_plugin_naming_it(self):
+        cases = {
+            os.path.join(_tmp, "missing.so"): ["no such file"],
+            test_plugin_path("no_symbol"): ["no entry symbol qj_device_plugin_v1", "undefined symbol"],
+            test_plugin_path("major2"): ["device ABI 2.3", "supports major 1 (1.0)"],
+            test_plugin_path("small"): ["struct_size is 16 bytes"],
+            test_plugin_path("null"): ["no device found (simulated)", "returned no table"],
+            test_plugin_path("abort"): ["aborted: device firmware missing (simulated)"],
+        }
+        for path, needles in cases.items():
+            with self.subTest(plugin=os.path.basename(path)):
+                result, _ = train("plugin:" + path, "broken")
+                self.assertRefused(result, path, *needles)
+                self.assertIn("error:", result.stderr)
+
+    def test_trainer_reports_an_op_that_fails_naming_the_plugin_and_the_op(self):
+        # libqj_test_partial.so loads, but its fill fails and it has no other op.
+        path = test_plugin_path("partial")
+        result, _ = train("plugin:" + path, "partial")
+        self.assertRefused(result, path)
+        self.assertRegex(result.stderr, r"(fill failed with QJ_ERR_DEVICE|has no op ')")
+
+    def test_backend_test_refuses_a_plugin_that_does_not_load(self):
+        for mode in ["no_symbol", "major2", "small", "abort"]:
+            with self.subTest(mode=mode):
+                result = subprocess.run([tool("qj-backend-test"), "--plugin", test_plugin_path(mode)],
+                                        capture_output=True, text=True, env=ENV, timeout=120)
+                self.assertRefused(result, test_plugin_path(mode))
+
+
+class BackendTestPlugin(unittest.TestCase):
+    def test_backend_test_plugin_reports_abi_checks_and_every_op_in_json(self):
+        report = os.path.join(_tmp, "report.json")
+        result = subprocess.run([tool("qj-backend-test"), "--plugin", CPU_PLUGIN, "--json", report],
+                                capture_output=True, text=True, env=ENV, timeout=600)
+        self.assertEqual(result.returncode, 0, result.stdout[-3000:] + result.stderr)
+        with open(report) as f:
+            data = json.load(f)
+        self.assertTrue(data["passed"])
+        self.assertEqual(data["plugin"]["abi"], "1.0")
+        checks = {c["check"]: c for c in data["abi_checks"]}
+        for name in ["zero-size memory and tensors", "odd-size unaligned copies",
+                     "stream ordering and events", "error status and last_error"]:
+            self.assertTrue(checks[name]["passed"], checks[name])
+            self.assertIn(name, result.stdout)
+        self.assertEqual({c["status"] for c in data["coverage"]}, {"native"})
+        self.assertEqual(len(data["coverage"]), 26)
+        self.assertGreater(len(data["ops"]), 100)
+        self.assertTrue(all(row["passed"] for row in data["ops"]))
+
+    def test_backend_test_plugin_fails_when_an_op_fails(self):
+        report = os.path.join(_tmp, "partial.json")
+        result = subprocess.run([tool("qj-backend-test"), "--plugin", test_plugin_path("partial"),
+                                 "--json", report], capture_output=True, text=True, env=ENV,
+                                timeout=300)
+        self.assertEqual(result.returncode, 1, result.stdout[-3000:] + result.stderr)
+        with open(report) as f:
+            data = json.load(f)
+        self.assertFalse(data["passed"])
+        coverage = {c["op"]: c["status"] for c in data["coverage"]}
+        self.assertEqual(coverage["fill"], "native")
+        self.assertEqual(coverage["matmul"], "missing")
+        fill_rows = [row for row in data["ops"] if row["op"] == "fill"]
+        self.assertTrue(fill_rows and not any(row["passed"] for row in fill_rows))
+        self.assertTrue(any("simulated device fault" in row["message"] for row in fill_rows))
+
+
+if __name__ == "__main__":
+    unittest.main()
