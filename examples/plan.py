@@ -37,8 +37,7 @@ def main():
     rows = []
     for name, overrides, world in LAYOUTS:
         cfg = qj.Config.load(args.config)
-        for key, value in overrides.items():
-            cfg[key] = value
+        cfg.update(overrides)
         plan = qj.plan(cfg, world=world)
         stage = plan["stages"][plan["largest_stage"]]
         rows.append((name, plan, stage["arenas"], stage["total_bytes"]))

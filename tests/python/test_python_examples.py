@@ -11,7 +11,7 @@ from qj_python import ENV, HAVE_MODULE, MPIRUN, PYTHON, mpirun
 
 EXAMPLES = os.path.join(SOURCE_DIR, "examples")
 PLAIN_ENV = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}
-SHORT = ["--set", "model.layers=2", "--set", "train.global_batch=8", "--set", "train.micro_batch=4",
+SHORT = ["--set", "model.layers=2", "--set", "train.warmup_steps=1", "--set", "train.global_batch=8", "--set", "train.micro_batch=4",
          "--set", "train.eval_batches=2"]
 
 
@@ -56,14 +56,14 @@ class Examples(unittest.TestCase):
     @unittest.skipIf(MPIRUN is None, "mpirun is not on PATH")
     def test_train_on_four_ranks_as_the_issue_says(self):
         out = self.example("train.py", "--config", "configs/default.json", "--set", "parallel.tp=2",
-                           "--set", "train.steps=3", "--set", "train.eval_every=0",
+                           "--set", "train.steps=3", "--set", "train.eval_every=0", "--set", "train.warmup_steps=1",
                            launcher=mpirun(4), threads=1)
         self.assertIn("mesh: tp=2 pp=1 dp=2 (4 ranks)", out)
         self.assertRegex(out, r"done: 3 steps")
 
     def test_finetune(self):
         weights = os.path.join(self.tmp, "start.safetensors")
-        made = run([tool("qj-train"), "--config", "configs/default.json", "--set", "train.steps=1",
+        made = run([tool("qj-train"), "--config", "configs/default.json", "--set", "train.steps=1", "--set", "train.warmup_steps=1",
                     "--set", "train.eval_every=0", "--export", weights], cwd=SOURCE_DIR, env=PLAIN_ENV,
                    timeout=300)
         self.assertEqual(made.returncode, 0, made.stdout + made.stderr)
