@@ -163,6 +163,18 @@ class TrainerTest(unittest.TestCase):
         self.assertIn("the run has ended", str(caught.exception))
         self.assertAlmostEqual(t.evaluate(), rest[-1]["valid_loss"], places=5)
 
+    def test_step_dicts_hold_the_logged_numbers(self):
+        jsonl = os.path.join(self.tmp, "metrics.jsonl")
+        steps = list(qj.Trainer(tiny_config(qj), metrics_jsonl=jsonl).train())
+        with open(jsonl) as f:
+            records = [json.loads(line) for line in f if '"loss"' in line]
+        self.assertEqual(len(records), len(steps))
+        for m, r in zip(steps, records):
+            self.assertEqual(m["step"], r["step"])
+            self.assertEqual("%.6f" % m["loss"], "%.6f" % r["loss"])
+            self.assertEqual("%.6f" % m["grad_norm"], "%.6f" % r["grad_norm"])
+            self.assertEqual("%.6e" % m["lr"], "%.6e" % r["lr"])
+
     def test_export_state_dict_and_init_from(self):
         t = qj.Trainer(tiny_config(qj, **{"train.steps": 2}))
         t.step()
@@ -338,6 +350,11 @@ class DataTest(unittest.TestCase):
         drawn = sampler.generate([1, 2, 3], tokens=8, temperature=1.0, seed=7)
         self.assertEqual(sampler.generate([1, 2, 3], tokens=8, temperature=1.0, seed=7), drawn)
         self.assertTrue(all(0 <= i < 2048 for i in drawn))
+        with self.assertRaises(qj.Error) as caught:
+            sampler.generate([2048], tokens=1)
+        self.assertIn("outside the vocabulary", str(caught.exception))
+        with self.assertRaises(qj.Error):
+            sampler.generate([], tokens=1)
         with self.assertRaises(qj.Error):
             qj.Sampler(tiny_config(qj, **{"model.hidden": 128}), path)  # weights of another shape
         with self.assertRaises(qj.Error):
