@@ -18,7 +18,7 @@ if os.path.isdir(_beside) and os.path.realpath(_beside) not in map(os.path.realp
 
 def _module_dir():
     for folder in _package.__path__:
-        if any(name.startswith("_core.") and name.endswith(".so") for name in os.listdir(folder)):
+        if os.path.isdir(folder) and any(name.startswith("_core.") and name.endswith(".so") for name in os.listdir(folder)):
             return folder
     raise ImportError(
         "qianjun: the extension module qianjun._core is not built; build the repository "
