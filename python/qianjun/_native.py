@@ -45,7 +45,7 @@ finally:
 def _shutdown():
     # A rank that ends on an uncaught exception leaves the others waiting in a
     # collective: on a multi-rank run that ends every rank (exit code 1).
-    uncaught = getattr(sys, "last_value", None) is not None
+    uncaught = getattr(sys, "last_exc", getattr(sys, "last_value", None)) is not None
     core._shutdown(1 if uncaught else 0)
 
 
