@@ -83,6 +83,7 @@ class PyTrainer {
       py::gil_scoped_release nogil;
       agree_on_failure(w.comm(), [&] {
         w.set_comm_timeout(config.parallel.timeout_s);
+        w.set_fault_report_dir(fault_report_dir(config, options));
         trainer_ = std::make_unique<Trainer>(config, options, &w.comm());
       });
     });

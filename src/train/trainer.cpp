@@ -85,6 +85,13 @@ static void check_run_files(const Config& config, const TrainerOptions& options,
     throw Error("checkpoint.dir='" + dir + "' is a file, not a directory");
 }
 
+std::string fault_report_dir(const Config& config, const TrainerOptions& options) {
+  if (!options.metrics_jsonl.empty())
+    return std::filesystem::absolute(options.metrics_jsonl).parent_path().string();
+  if (!config.checkpoint.dir.empty()) return config.checkpoint.dir;
+  return ".";
+}
+
 // Sums small host values over every rank (losses, token counts).
 template <size_t N>
 static void sum_over(Communicator& group, std::array<float, N>& values) {

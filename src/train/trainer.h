@@ -31,6 +31,10 @@ struct TrainerOptions {
   std::string metrics_jsonl;  // "" : none (written by world rank 0)
 };
 
+// Where the watchdog writes the flight recorders after a fault: beside the
+// metrics, else in the checkpoint directory, else the working directory.
+std::string fault_report_dir(const Config& config, const TrainerOptions& options);
+
 class Trainer {
  public:
   // world: every rank of the run (nullptr: this process alone). Throws qj::Error

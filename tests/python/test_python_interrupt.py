@@ -22,7 +22,8 @@ SCRIPT = textwrap.dedent("""
     cfg["train.steps"] = 100000
     cfg["train.log_every"] = 100000
     cfg["train.eval_every"] = 0
-    t = qj.Trainer(cfg)
+    # The metrics, and the flight recorders of a run ended by the watchdog, go to the test's folder.
+    t = qj.Trainer(cfg, metrics_jsonl=os.path.join(sys.argv[2], "metrics.jsonl"))
     with open(os.path.join(sys.argv[2], "pid{}".format(t.rank)), "w") as f:
         f.write(str(os.getpid()))
     try:
@@ -110,6 +111,8 @@ class Interrupt(unittest.TestCase):
         code, out, err = self.finish(process, 120)
         self.assertNotEqual(code, 0)
         self.assertIn("KeyboardInterrupt", err)
+        # The survivor's flight recorder lands beside its metrics, not in the working directory.
+        self.assertTrue(os.path.exists(os.path.join(self.tmp, "flight_recorder_rank00000.jsonl")), err)
         for pid in pids.values():
             self.assertFalse(alive(pid), "rank pid %d lives" % pid)
 
