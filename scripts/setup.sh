@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build pkg-config libopenblas-openmp-dev libomp-dev
           nlohmann-json3-dev libssl-dev catch2 pybind11-dev libopenmpi-dev openmpi-bin
-          python3 python3-dev python3-numpy python3-torch)
+          python3 python3-dev python3-numpy python3-matplotlib python3-torch
+          slurm-wlm munge)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -167,18 +167,26 @@ void import_hf_safetensors(const std::string& path, const ModelConfig& config,
   backend.synchronize();
 }
 
-void export_hf_safetensors(const std::string& path, const ModelConfig& config,
-                           const std::vector<ParamRef>& params, const Backend& backend,
-                           bool export_grads) {
-  const std::vector<ParamPlan> plans = plan_params(config, params, export_grads);
+std::vector<HfTensor> hf_tensors(const ModelConfig& config, const std::vector<ParamRef>& params,
+                                 const Backend& backend, bool grads) {
+  const std::vector<ParamPlan> plans = plan_params(config, params, grads);
   backend.synchronize();
-  SafetensorsWriter writer;
+  std::vector<HfTensor> tensors;
   for (const ParamPlan& plan : plans) {
     const std::vector<float> host = to_host(backend, plan.tensor);
     for (const HfPiece& piece : plan.pieces)
-      writer.add_f32(piece.hf_name, piece.hf_shape(plan.tensor),
-                     extract_piece(host, row_width(plan.tensor), piece));
+      tensors.push_back({piece.hf_name, piece.hf_shape(plan.tensor),
+                         extract_piece(host, row_width(plan.tensor), piece)});
   }
+  return tensors;
+}
+
+void export_hf_safetensors(const std::string& path, const ModelConfig& config,
+                           const std::vector<ParamRef>& params, const Backend& backend,
+                           bool export_grads) {
+  SafetensorsWriter writer;
+  for (HfTensor& t : hf_tensors(config, params, backend, export_grads))
+    writer.add_f32(t.name, t.shape, std::move(t.values));
   // transformers refuses safetensors files without a "format" entry.
   writer.write(path, {{"format", "pt"}, {"producer", "qianjun"}});
 }

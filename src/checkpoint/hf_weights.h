@@ -25,6 +25,18 @@ namespace qj {
 void import_hf_safetensors(const std::string& path, const ModelConfig& config,
                            const std::vector<ParamRef>& params, const Backend& backend);
 
+// One tensor as a Hugging Face file holds it: its name, shape and fp32 values.
+struct HfTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+
+// The parameters (or, with grads, their gradients) as Hugging Face tensors,
+// in the names and layouts export_hf_safetensors writes.
+std::vector<HfTensor> hf_tensors(const ModelConfig& config, const std::vector<ParamRef>& params,
+                                 const Backend& backend, bool grads = false);
+
 // Writes the parameters (or, with export_grads, their gradients under the same
 // names) as fp32 with Hugging Face names and layouts.
 void export_hf_safetensors(const std::string& path, const ModelConfig& config,

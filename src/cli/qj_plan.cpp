@@ -16,18 +16,6 @@
 
 namespace {
 
-constexpr int kMaxWorld = 1 << 24;  // more ranks than any machine has
-
-// The ranks a config asks for: tp x pp x dp, dp 0 counting as 1.
-int ranks_asked(const qj::ParallelConfig& par) {
-  const int64_t ranks = int64_t(par.tp) * par.pp * (par.dp == 0 ? 1 : par.dp);
-  if (ranks > kMaxWorld)
-    throw qj::Error("parallel.tp=" + std::to_string(par.tp) + " x parallel.pp=" + std::to_string(par.pp) +
-                    " x parallel.dp=" + std::to_string(par.dp) + " needs " + std::to_string(ranks) +
-                    " ranks, more than qj-plan plans (" + std::to_string(kMaxWorld) + ")");
-  return int(ranks);
-}
-
 struct Args {
   std::string config;
   std::vector<std::string> overrides;
@@ -42,7 +30,7 @@ Args parse_args(int argc, char** argv) {
       .value("--set", "section.key=VALUE", "overrides one config value (repeatable)",
              [&](const std::string& v) { args.overrides.push_back(v); }, /*repeats=*/true)
       .value("--world", "N", "the number of ranks (default tp x pp x dp, dp 0 counting as 1)",
-             [&](const std::string& v) { args.world = int(qj::parse_integer("--world", v, 1, kMaxWorld)); })
+             [&](const std::string& v) { args.world = int(qj::parse_integer("--world", v, 1, qj::kMaxPlannedWorld)); })
       .required("--config");
   cli.parse(argc, argv);
   return args;
@@ -58,23 +46,18 @@ int main(int argc, char** argv) {
     const Args args = parse_args(argc, argv);
     const std::string& path = args.config;
     const qj::Config config = qj::load_config(path, args.overrides);
-    const int world = args.world > 0 ? args.world : ranks_asked(config.parallel);
-    const qj::MeshShape mesh = qj::resolve_mesh(config.parallel, world);
     // Every stage is planned before anything is printed: a config that fails
     // prints its error alone.
-    std::vector<qj::MemoryPlan> plans;
-    int largest = 0;
-    for (int stage = 0; stage < mesh.pp; ++stage) {
-      plans.push_back(qj::plan_training_run(config, world, stage * mesh.tp * mesh.dp));
-      if (plans.back().total_bytes() > plans[largest].total_bytes()) largest = stage;
-    }
+    const qj::StagePlans plans = qj::plan_every_stage(config, args.world);
+    const int world = plans.world, largest = plans.largest;
+    const qj::MeshShape& mesh = plans.mesh;
     std::printf("%s: %.3fB parameters, micro-batch %d x %d tokens, %d ranks (tp %d x pp %d x dp %d)\n",
                 path.c_str(), double(config.model.parameter_count()) / 1e9,
                 config.train.micro_batch, config.model.seq_len, world, mesh.tp, mesh.pp, mesh.dp);
     for (int stage = 0; stage < mesh.pp; ++stage)
-      std::printf("stage %d: %s per rank\n", stage, qj::format_bytes(plans[stage].total_bytes()).c_str());
+      std::printf("stage %d: %s per rank\n", stage, qj::format_bytes(plans.stages[size_t(stage)].total_bytes()).c_str());
     std::printf("plan of stage %d, rank %d:\n%s", largest, largest * mesh.tp * mesh.dp,
-                plans[largest].report().c_str());
+                plans.stages[size_t(largest)].report().c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -13,21 +13,16 @@
 // with a generator seeded by --seed, so a seed always gives the same text.
 // --print-ids adds, on stderr, {"prompt_ids": [...], "generated_ids": [...]}.
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
-#include <numeric>
+#include <span>
 #include <string>
 #include <vector>
 
-#include "checkpoint/hf_weights.h"
 #include "core/command_line.h"
 #include "core/config.h"
-#include "core/memory_plan.h"
 #include "data/gpt2_tokenizer.h"
-#include "data/splitmix64.h"
-#include "model/model.h"
-#include "qianjun/backend.h"
 #include "qianjun/error.h"
+#include "train/text_sampler.h"
 
 namespace {
 
@@ -69,41 +64,6 @@ Args parse_args(int argc, char** argv) {
   return args;
 }
 
-// Picks the next token from the logits of the real vocabulary.
-class TokenPicker {
- public:
-  TokenPicker(double temperature, int top_k, uint64_t seed) : temperature_(temperature), top_k_(top_k), rng_(seed) {}
-
-  int32_t pick(const std::vector<float>& logits) {
-    const int32_t best = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    if (temperature_ == 0) return best;
-    // Candidates: the top-k ids by logit (ties broken by id, so it is deterministic).
-    order_.resize(logits.size());
-    std::iota(order_.begin(), order_.end(), 0);
-    const size_t k = top_k_ > 0 ? std::min(order_.size(), size_t(top_k_)) : order_.size();
-    std::partial_sort(order_.begin(), order_.begin() + ptrdiff_t(k), order_.end(), [&](int32_t a, int32_t b) {
-      return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
-    });
-    // softmax((logit - max) / T) over the candidates, then one uniform draw.
-    weights_.resize(k);
-    double total = 0;
-    for (size_t i = 0; i < k; ++i) total += weights_[i] = std::exp((double(logits[order_[i]]) - logits[best]) / temperature_);
-    double draw = rng_.uniform() * total;
-    for (size_t i = 0; i < k; ++i) {
-      draw -= weights_[i];
-      if (draw < 0) return order_[i];
-    }
-    return order_[k - 1];
-  }
-
- private:
-  double temperature_;
-  int top_k_;
-  qj::SplitMix64 rng_;
-  std::vector<int32_t> order_;
-  std::vector<double> weights_;
-};
-
 // How many bytes of `text` end on a whole UTF-8 character: a token may stop
 // inside a character, whose last bytes come with the next token.
 size_t complete_utf8_prefix(const std::string& text) {
@@ -132,16 +92,6 @@ class TextStream {
   size_t printed_ = 0;
 };
 
-// The first `count` logits of row `row` of the last forward: the ids the tokenizer knows.
-void read_logits_row(const qj::Model& model, const qj::Backend& backend, int row, size_t count,
-                     std::vector<float>& out) {
-  const qj::Tensor logits = model.logits();
-  const int64_t width = logits.dim(1);
-  out.resize(count);
-  const auto* base = static_cast<const char*>(logits.data) + size_t(row) * size_t(width) * sizeof(float);
-  backend.copy_to_host(out.data(), base, out.size() * sizeof(float));
-}
-
 void print_ids(std::span<const int32_t> prompt, std::span<const int32_t> generated) {
   auto list = [](std::span<const int32_t> ids) {
     std::string text = "[";
@@ -152,55 +102,23 @@ void print_ids(std::span<const int32_t> prompt, std::span<const int32_t> generat
                list(generated).c_str());
 }
 
-// Appends args.tokens new ids to `context` (which holds the prompt's), printing
-// the decoded continuation as it grows.
-void generate(qj::Model& model, const qj::Backend& backend, qj::Gpt2Tokenizer& tokenizer, const Args& args,
-              std::vector<int32_t>& context) {
-  const size_t prompt_tokens = context.size();
-  const int seq_len = model.config().seq_len;
-  std::vector<int32_t> window(static_cast<size_t>(seq_len));
-  std::vector<float> logits;
-  TokenPicker picker(args.temperature, args.top_k, args.seed);
-  TextStream stream;
-  for (int t = 0; t < args.tokens; ++t) {
-    // The last seq_len tokens from position 0, then padding: with causal
-    // attention the logits at the last real position do not see the padding.
-    const size_t length = std::min(context.size(), size_t(seq_len));
-    std::fill(window.begin(), window.end(), 0);
-    std::copy(context.end() - ptrdiff_t(length), context.end(), window.begin());
-    model.forward(window.data(), nullptr);
-    read_logits_row(model, backend, int(length) - 1, tokenizer.vocab_size(), logits);
-    context.push_back(picker.pick(logits));
-    stream.show(tokenizer.decode(std::span(context).subspan(prompt_tokens)), /*last=*/t + 1 == args.tokens);
-  }
-}
-
 int sample(const Args& args) {
   const qj::Config config = qj::load_config(args.config, args.overrides);
   qj::Gpt2Tokenizer tokenizer(config.tokenizer.encoder, config.tokenizer.vocab);
-  if (size_t(config.model.vocab) < tokenizer.vocab_size())
-    throw qj::Error("model.vocab=" + std::to_string(config.model.vocab) + " is smaller than the tokenizer's " +
-                    std::to_string(tokenizer.vocab_size()) + " tokens (" + config.tokenizer.encoder + ")");
-
-  const qj::Backend& backend = [&]() -> const qj::Backend& {
-    try {
-      return qj::get_backend(config.backend.device);
-    } catch (const qj::Error& e) {
-      throw qj::Error("backend.device='" + config.backend.device + "': " + e.what());
-    }
-  }();
-  qj::MemoryPlan plan;
-  qj::Model::plan(config.model, /*micro_batch=*/1, plan);
-  qj::Arenas arenas(plan, backend);
-  qj::Model model(config.model, 1, backend, arenas);
-  for (const qj::ParamRef& p : model.params()) backend.fill(p.value, 0.f);  // padded rows stay 0
-  qj::import_hf_safetensors(args.weights, config.model, model.params(), backend);
+  qj::check_vocab_fits(config, tokenizer.vocab_size());
+  qj::TextSampler sampler(config, args.weights);
 
   std::vector<int32_t> context = tokenizer.encode(args.prompt);
   if (context.empty()) context.push_back(tokenizer.end_of_text());  // GPT-2's start of a document
   const size_t prompt_tokens = context.size();
   std::fputs(args.prompt.c_str(), stdout);
-  generate(model, backend, tokenizer, args, context);
+  const qj::SamplingOptions options{args.tokens, args.temperature, args.top_k, args.seed};
+  TextStream stream;
+  sampler.generate(context, options, tokenizer.vocab_size(), [&](const std::vector<int32_t>& ids) {
+    // The decoded continuation as it grows, whole characters only.
+    stream.show(tokenizer.decode(std::span(ids).subspan(prompt_tokens)),
+                /*last=*/ids.size() == prompt_tokens + size_t(args.tokens));
+  });
   if (args.print_ids) print_ids(std::span(context).first(prompt_tokens), std::span(context).subspan(prompt_tokens));
   return 0;
 }

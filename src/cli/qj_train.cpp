@@ -2,7 +2,6 @@
 //   qj-train --config configs/default.json [--set section.key=value ...]
 //            [--metrics-jsonl FILE] [--init-from FILE.safetensors]
 //            [--export FILE.safetensors]
-#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,15 +54,6 @@ Args parse_args(int argc, char** argv) {
 
 }  // namespace
 
-// Where the watchdog writes the flight recorders after a fault: beside the
-// metrics, else in the checkpoint directory, else here.
-std::string fault_report_dir(const Args& args, const qj::Config& config) {
-  if (!args.options.metrics_jsonl.empty())
-    return std::filesystem::absolute(args.options.metrics_jsonl).parent_path().string();
-  if (!config.checkpoint.dir.empty()) return config.checkpoint.dir;
-  return ".";
-}
-
 // Under mpirun every rank runs this. Set-up (arguments, config, the plan of every
 // rank, data files, allocation) fails on every rank together and is reported once
 // by rank 0; a failure while training ends every rank with the failing rank's message.
@@ -75,7 +65,7 @@ int main(int argc, char** argv) {
       const Args args = parse_args(argc, argv);
       const qj::Config config = qj::load_config(args.config, args.overrides);
       world.set_comm_timeout(config.parallel.timeout_s);
-      world.set_fault_report_dir(fault_report_dir(args, config));
+      world.set_fault_report_dir(qj::fault_report_dir(config, args.options));
       trainer = std::make_unique<qj::Trainer>(config, args.options, &world.comm());
     });
     return trainer->run() == qj::Trainer::RunEnd::Preempted ? qj::kExitPreempted : 0;

@@ -175,7 +175,7 @@ Config parse_config(const std::string& json_text, const std::vector<std::string>
   return config;
 }
 
-Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+std::string read_config_file(const std::string& path) {
   std::error_code ignored;
   if (std::filesystem::is_directory(path, ignored)) {
     throw Error("config: '" + path + "' is a directory, not a config file");
@@ -185,7 +185,11 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   std::ostringstream text;
   text << file.rdbuf();
   if (file.bad()) throw Error("config: cannot read config file '" + path + "'");
-  return parse_config(text.str(), overrides, path);
+  return text.str();
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return parse_config(read_config_file(path), overrides, path);
 }
 
 std::string config_to_json(const Config& config) {

@@ -149,6 +149,8 @@ struct Config {
 // defaults and validates. Throws qj::Error naming the offending field
 // (with the nearest valid key for an unknown one).
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The text of a config file; throws qj::Error for a directory or an unreadable file.
+std::string read_config_file(const std::string& path);
 Config parse_config(const std::string& json_text, const std::vector<std::string>& overrides = {},
                     const std::string& source_name = "<config>");
 // Checks ranges and cross-field rules (divisibility, ordering); the names of

@@ -151,6 +151,13 @@ size_t IndexedDataset::sequence_length(size_t sequence) const {
   return token_starts_.at(sequence + 1) - token_starts_.at(sequence);
 }
 
+const void* IndexedDataset::sequence_data(size_t sequence) const {
+  if (sequence >= num_sequences())
+    throw Error(prefix_ + ": sequence " + std::to_string(sequence) + " out of range (the dataset holds " +
+                std::to_string(num_sequences()) + ")");
+  return bin_.data() ? bin_.data() + pointers_[sequence] : nullptr;
+}
+
 void IndexedDataset::read_tokens(size_t offset, size_t count, int32_t* out) const {
   if (count > num_tokens() || offset > num_tokens() - count)
     throw Error(prefix_ + ": read of tokens [" + std::to_string(offset) + ", " + std::to_string(offset + count) +

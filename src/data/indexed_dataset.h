@@ -32,6 +32,10 @@ class IndexedDataset {
   // Position of the sequence's first token in the token stream.
   size_t sequence_start(size_t sequence) const { return token_starts_.at(sequence); }
 
+  // The stored tokens of one sequence, sequence_length(sequence) of dtype(),
+  // inside the mapping of PREFIX.bin (valid while the dataset lives).
+  const void* sequence_data(size_t sequence) const;
+
   // Copies tokens [offset, offset + count) of the stream into `out`, crossing
   // sequence boundaries as needed. Allocates nothing. Throws qj::Error if the
   // range goes past num_tokens().

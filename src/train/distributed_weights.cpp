@@ -75,8 +75,12 @@ void import_weights(const std::string& path, const Config& config,
   }
 }
 
-void export_weights(const std::string& path, const Config& config, const Mesh& mesh,
-                    const std::vector<std::unique_ptr<Model>>& chunks, const Backend& backend) {
+namespace {
+
+// Collective over the world: the whole model on world rank 0 (nullptr elsewhere).
+std::unique_ptr<HostModel> gather_model(const Config& config, const Mesh& mesh,
+                                        const std::vector<std::unique_ptr<Model>>& chunks,
+                                        const Backend& backend) {
   const MeshShape& shape = mesh.shape();
   const bool stage_leader = mesh.tp_rank() == 0 && mesh.dp_rank() == 0;
   const bool writer = mesh.world().rank() == 0;
@@ -116,7 +120,23 @@ void export_weights(const std::string& path, const Config& config, const Mesh& m
       }
     }
   }
-  if (writer) export_hf_safetensors(path, config.model, whole->refs, get_backend("cpu"));
+  return whole;
+}
+
+}  // namespace
+
+std::vector<HfTensor> gather_hf_tensors(const Config& config, const Mesh& mesh,
+                                        const std::vector<std::unique_ptr<Model>>& chunks,
+                                        const Backend& backend) {
+  const std::unique_ptr<HostModel> whole = gather_model(config, mesh, chunks, backend);
+  if (!whole) return {};
+  return hf_tensors(config.model, whole->refs, get_backend("cpu"));
+}
+
+void export_weights(const std::string& path, const Config& config, const Mesh& mesh,
+                    const std::vector<std::unique_ptr<Model>>& chunks, const Backend& backend) {
+  const std::unique_ptr<HostModel> whole = gather_model(config, mesh, chunks, backend);
+  if (whole) export_hf_safetensors(path, config.model, whole->refs, get_backend("cpu"));
   mesh.world().barrier();
 }
 

@@ -1,6 +1,9 @@
 #include "train/run_plan.h"
 
+#include <string>
+
 #include "parallel/mesh.h"
+#include "qianjun/error.h"
 #include "train/checkpoint_state.h"
 
 namespace qj {
@@ -12,6 +15,27 @@ MemoryPlan plan_training_run(const Config& config, int world_size, int rank) {
                                      rank / (mesh.tp * mesh.dp), plan);
   add_checkpoint_staging(config, stage, plan);
   return plan;
+}
+
+int ranks_asked(const ParallelConfig& par) {
+  const int64_t ranks = int64_t(par.tp) * par.pp * (par.dp == 0 ? 1 : par.dp);
+  if (ranks > kMaxPlannedWorld)
+    throw Error("parallel.tp=" + std::to_string(par.tp) + " x parallel.pp=" + std::to_string(par.pp) +
+                " x parallel.dp=" + std::to_string(par.dp) + " needs " + std::to_string(ranks) +
+                " ranks, more than qj-plan plans (" + std::to_string(kMaxPlannedWorld) + ")");
+  return int(ranks);
+}
+
+StagePlans plan_every_stage(const Config& config, int world_size) {
+  StagePlans plans;
+  plans.world = world_size > 0 ? world_size : ranks_asked(config.parallel);
+  plans.mesh = resolve_mesh(config.parallel, plans.world);
+  for (int stage = 0; stage < plans.mesh.pp; ++stage) {
+    plans.stages.push_back(plan_training_run(config, plans.world, stage * plans.mesh.tp * plans.mesh.dp));
+    if (plans.stages.back().total_bytes() > plans.stages[size_t(plans.largest)].total_bytes())
+      plans.largest = stage;
+  }
+  return plans;
 }
 
 double training_flops_per_token(const ModelConfig& m) {

@@ -85,6 +85,13 @@ static void check_run_files(const Config& config, const TrainerOptions& options,
     throw Error("checkpoint.dir='" + dir + "' is a file, not a directory");
 }
 
+std::string fault_report_dir(const Config& config, const TrainerOptions& options) {
+  if (!options.metrics_jsonl.empty())
+    return std::filesystem::absolute(options.metrics_jsonl).parent_path().string();
+  if (!config.checkpoint.dir.empty()) return config.checkpoint.dir;
+  return ".";
+}
+
 // Sums small host values over every rank (losses, token counts).
 template <size_t N>
 static void sum_over(Communicator& group, std::array<float, N>& values) {
@@ -158,6 +165,7 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   check_every_buffer_bound(*arenas_);
   // A checkpoint, when there is one, replaces every weight: initialise only without one.
   if (!resume()) initialise_weights();
+  next_step_ = start_step_;
 
   const size_t share_tokens =
       size_t(stage_.micro_batches) * size_t(train.micro_batch) * size_t(config.model.seq_len);
@@ -216,8 +224,21 @@ uint64_t Trainer::consumed_samples(int steps) const {
 }
 
 void Trainer::save_checkpoint(int steps) {
+  QJ_CHECK(checkpointer_->enabled(),
+           "save_checkpoint: checkpoint.dir is not set (set it in the config to save checkpoints)");
   checkpointer_->save(steps, consumed_samples(steps));
   last_checkpoint_step_ = steps;
+}
+
+void Trainer::export_weights_to(const std::string& path) {
+  agree_on_failure(*world_, [&] {
+    if (world_->rank() == 0) check_output_file("export", path);
+  });
+  export_weights(path, config_, *mesh_, chunks_, backend_);
+}
+
+std::vector<HfTensor> Trainer::weights_by_hf_name() {
+  return gather_hf_tensors(config_, *mesh_, chunks_, backend_);
 }
 
 bool Trainer::final_checkpoint_needed() const {
@@ -341,7 +362,9 @@ void Trainer::stop_for_signal(int steps) {
             "run cannot resume (exit code %d)", signal.c_str(), steps, kExitPreempted);
 }
 
-Trainer::RunEnd Trainer::run() {
+void Trainer::begin_run() {
+  if (begun_) return;
+  begun_ = true;
   const TrainConfig& train = config_.train;
   const bool leader = world_->rank() == 0;
   const MeshShape& m = stage_.mesh;
@@ -363,36 +386,62 @@ Trainer::RunEnd Trainer::run() {
     else if (start_step_ > 0)
       QJ_INFO("continuing at step %d of %d", start_step_ + 1, train.steps);
   }
-  std::unique_ptr<Metrics> metrics;
+  job_peak_flops_ = backend_.peak_flops() * m.world();
   if (leader)
-    metrics = std::make_unique<Metrics>(train.steps, backend_.peak_flops() * m.world(),
-                                        options_.metrics_jsonl, train.log_every,
-                                        /*append_jsonl=*/start_step_ > 0);
-  const bool can_eval = valid_sampler_ && train.eval_every > 0;
-  const int every = config_.checkpoint.every;
-  for (int step = start_step_; step < train.steps; ++step) {
-    checkpointer_->poll();
-    const StepStats stats = train_step(step);
-    if (metrics) metrics->on_step(stats);
-    note_bad_step(stats);
-    if (stop_requested_) {
-      stop_for_signal(stats.step);
-      return RunEnd::Preempted;
-    }
-    if (can_eval && (stats.step % train.eval_every == 0 || stats.step == train.steps)) {
-      const float loss = evaluate();
-      if (metrics) metrics->on_eval(stats.step, loss);
-    }
-    if (checkpointer_->enabled() && every > 0 && stats.step % every == 0) save_checkpoint(stats.step);
+    metrics_ = std::make_unique<Metrics>(train.steps, job_peak_flops_, options_.metrics_jsonl,
+                                         train.log_every, /*append_jsonl=*/start_step_ > 0);
+}
+
+Trainer::StepReport Trainer::next_step() {
+  const TrainConfig& train = config_.train;
+  begin_run();
+  if (ended_ || next_step_ >= train.steps)
+    throw Error("the run has ended: " + std::to_string(next_step_) + " of train.steps=" +
+                std::to_string(train.steps) + " steps are done" +
+                (stop_requested_ ? " (stopped by a signal)" : "") +
+                "; raise train.steps and start a new run to train further");
+  checkpointer_->poll();
+  StepReport report;
+  const StepStats& stats = report.stats = train_step(next_step_);
+  ++next_step_;
+  report.tokens_per_s = stats.tokens / stats.seconds;
+  report.mfu = job_peak_flops_ > 0 ? stats.flops / stats.seconds / job_peak_flops_ : 0.0;
+  if (metrics_) metrics_->on_step(stats);
+  note_bad_step(stats);
+  if (stop_requested_) {
+    stop_for_signal(stats.step);
+    ended_ = true;
+    return report;
   }
+  const bool can_eval = valid_sampler_ && train.eval_every > 0;
+  if (can_eval && (stats.step % train.eval_every == 0 || stats.step == train.steps)) {
+    report.valid_loss = evaluate();
+    report.evaluated = true;
+    if (metrics_) metrics_->on_eval(stats.step, report.valid_loss);
+  }
+  const int every = config_.checkpoint.every;
+  if (checkpointer_->enabled() && every > 0 && stats.step % every == 0) save_checkpoint(stats.step);
+  if (next_step_ >= train.steps) end_run();
+  return report;
+}
+
+void Trainer::end_run() {
+  ended_ = true;
+  const TrainConfig& train = config_.train;
   if (final_checkpoint_needed()) save_checkpoint(std::max(train.steps, start_step_));
   checkpointer_->wait();
-  if (metrics) metrics->summary();
+  if (metrics_) metrics_->summary();
   if (!train.export_path.empty()) {
     export_weights(train.export_path, config_, *mesh_, chunks_, backend_);
-    if (leader) QJ_INFO("exported weights to %s", train.export_path.c_str());
+    if (world_->rank() == 0) QJ_INFO("exported weights to %s", train.export_path.c_str());
   }
-  return RunEnd::Finished;
+}
+
+Trainer::RunEnd Trainer::run() {
+  begin_run();
+  if (next_step_ >= config_.train.steps && !ended_) end_run();  // nothing left to train
+  while (!ended_) next_step();
+  return stop_requested_ ? RunEnd::Preempted : RunEnd::Finished;
 }
 
 }  // namespace qj

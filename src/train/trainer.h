@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/hf_weights.h"
 #include "core/config.h"
 #include "core/memory_plan.h"
 #include "data/gpt_sampler.h"
@@ -30,6 +31,10 @@ struct TrainerOptions {
   std::string metrics_jsonl;  // "" : none (written by world rank 0)
 };
 
+// Where the watchdog writes the flight recorders after a fault: beside the
+// metrics, else in the checkpoint directory, else the working directory.
+std::string fault_report_dir(const Config& config, const TrainerOptions& options);
+
 class Trainer {
  public:
   // world: every rank of the run (nullptr: this process alone). Throws qj::Error
@@ -39,11 +44,34 @@ class Trainer {
   ~Trainer();
 
   enum class RunEnd { Finished, Preempted };
-  // All steps, evaluations, the summary and the export of train.export_path.
+  // All steps, evaluations, the summary and the export of train.export_path:
+  // next_step() until the run has ended.
   // Preempted: a SIGTERM/SIGINT (train/preemption.h) reached some rank; every
   // rank stopped after the same step and saved a checkpoint (checkpoint.dir).
   // Throws, on every rank alike, after train.max_bad_steps consecutive bad steps.
   RunEnd run();
+
+  // What next_step() did: the step's statistics, its rates (the logged ones),
+  // and the validation loss when the step ended with an evaluation.
+  struct StepReport {
+    StepStats stats;
+    double tokens_per_s = 0;
+    double mfu = 0;  // against the backend's peak times the world size
+    bool evaluated = false;
+    float valid_loss = 0;
+  };
+  // Collective: the run one step at a time, as run() takes it. The first call
+  // logs the run's header (rank 0); each call trains the next step, logs it,
+  // evaluates and saves a checkpoint where the config says so; the call that
+  // trains the last step (or is stopped by a signal) ends the run: final
+  // checkpoint, summary, export of train.export_path. Throws qj::Error once the
+  // run has ended.
+  StepReport next_step();
+  // The run has ended (every step of train.steps trained, or stopped by a signal).
+  bool finished() const { return ended_ || steps_done() >= config_.train.steps; }
+  // Optimizer steps taken so far, counting those of a checkpoint resumed from.
+  int steps_done() const { return next_step_; }
+  const Config& config() const { return config_; }
   // One optimizer step (0-based). Allocates nothing. Every rank returns the same
   // loss and gradient norm. A non-finite loss or gradient norm skips the update
   // on every rank (stats.skipped): no parameter, moment or Adam step changes.
@@ -67,6 +95,12 @@ class Trainer {
   uint64_t consumed_samples(int steps) const;
   // Collective: saves a checkpoint of the state after `steps` steps (checkpoint.dir).
   void save_checkpoint(int steps);
+  // Collective: writes the weights now as a Hugging Face safetensors file (world
+  // rank 0 writes it; a path it cannot write fails on every rank before any work).
+  void export_weights_to(const std::string& path);
+  // Collective: the weights now as Hugging Face tensors (the names and layouts of
+  // the exported file) on world rank 0; empty on every other rank.
+  std::vector<HfTensor> weights_by_hf_name();
 
  private:
   void load_step_batch(int step);
@@ -76,6 +110,8 @@ class Trainer {
   bool final_checkpoint_needed() const;
   void note_bad_step(const StepStats& stats);
   void stop_for_signal(int steps);
+  void begin_run();  // the header and the metrics, once
+  void end_run();    // final checkpoint, summary, export
 
   Config config_;
   TrainerOptions options_;
@@ -102,6 +138,11 @@ class Trainer {
   int last_checkpoint_step_ = -1;  // saved, or loaded from checkpoint.dir itself
   bool stop_requested_ = false;
   int consecutive_bad_steps_ = 0;
+  int next_step_ = 0;   // 0-based index of the step next_step() trains
+  bool begun_ = false;  // begin_run() has run
+  bool ended_ = false;  // end_run() has run, or a signal stopped the run
+  std::unique_ptr<Metrics> metrics_;  // world rank 0 only
+  double job_peak_flops_ = 0;         // for the MFU of StepReport
 };
 
 }  // namespace qj
