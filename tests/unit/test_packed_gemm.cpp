@@ -17,24 +17,18 @@
 
 #include "kernels/cpu/packed_gemm.h"
 #include "kernels/cpu/sgemm.h"
+#include "unit/op_test_helpers.h"
 
 namespace {
 
 using qj::cpu::GemmScratch;
+using qj::test::random_vector;
 
 struct ThreadCount {
   int saved = omp_get_max_threads();
   explicit ThreadCount(int n) { omp_set_num_threads(n); }
   ~ThreadCount() { omp_set_num_threads(saved); }
 };
-
-std::vector<float> random_floats(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(rng);
-  return v;
-}
 
 struct Case {
   bool trans_a, trans_b;
@@ -53,9 +47,9 @@ Operands operands(const Case& t, uint32_t seed) {
   o.lda = (t.trans_a ? t.m : t.k) + t.pad;
   o.ldb = (t.trans_b ? t.k : t.n) + t.pad;
   o.ldc = t.n + t.pad;
-  o.a = random_floats(size_t((t.trans_a ? t.k : t.m) * o.lda), seed);
-  o.b = random_floats(size_t((t.trans_b ? t.n : t.k) * o.ldb), seed + 1);
-  o.c = random_floats(size_t(t.m * o.ldc), seed + 2);
+  o.a = random_vector(size_t((t.trans_a ? t.k : t.m) * o.lda), seed);
+  o.b = random_vector(size_t((t.trans_b ? t.n : t.k) * o.ldb), seed + 1);
+  o.c = random_vector(size_t(t.m * o.ldc), seed + 2);
   return o;
 }
 
@@ -135,7 +129,7 @@ TEST_CASE("the packed GEMM with beta 0 overwrites c even when it holds NaN") {
   if (!has_packed_gemm()) return;
   GemmScratch scratch;
   const int64_t m = 30, n = 40, k = 600;  // several k slices: later ones add to the first
-  auto a = random_floats(m * k, 1), b = random_floats(k * n, 2);
+  auto a = random_vector(m * k, 1), b = random_vector(k * n, 2);
   std::vector<float> c(m * n, std::numeric_limits<float>::quiet_NaN());
   qj::cpu::packed_gemm(scratch, false, false, m, n, k, 1.f, a.data(), k, b.data(), n, 0.f,
                        c.data(), n);
