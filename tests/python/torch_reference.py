@@ -6,6 +6,12 @@ reads weights by their Hugging Face names and layouts (GPT-2 names and Conv1D
 names and nn.Linear (out, in) weights otherwise), so comparing with the C++ model
 also checks the name mapping. Also a minimal safetensors reader/writer
 (json + struct + numpy) that shares nothing with the C++ one.
+
+Mixture-of-experts layers (moe_experts > 0) are written from their definition
+(docs/moe.md), token by token and expert by expert, with the names of
+Hugging Face's Mixtral (Llama names, no shared experts), Qwen2-MoE (Llama names
+with shared experts) and our GPT-2-style MoE names; qwen3_names() renames a
+Mixtral-named file to Qwen3-MoE's names.
 """
 import json
 import math
@@ -36,6 +42,16 @@ class Spec:
     tied_embeddings: bool
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
+    moe_experts: int = 0             # 0: every layer dense
+    moe_top_k: int = 2
+    moe_ffn_hidden: int = 0          # per expert; 0: ffn_hidden
+    moe_shared_experts: int = 0
+    moe_first_dense_layers: int = 0
+    moe_router: str = "softmax"      # softmax | sigmoid
+    moe_norm_topk: bool = True
+    moe_aux_loss_coef: float = 0.01
+    moe_bias_balancing: bool = False
+    moe_bias_update_rate: float = 1e-3
 
     @property
     def head_dim(self):
@@ -49,8 +65,22 @@ class Spec:
     def norm_has_bias(self):
         return self.norm == "layernorm" and self.bias
 
+    @property
+    def expert_hidden(self):
+        return self.moe_ffn_hidden or self.ffn_hidden
+
+    def is_moe_layer(self, i):
+        return self.moe_experts > 0 and i >= self.moe_first_dense_layers
+
+    def dense_hidden(self, i):
+        """Width of layer i's ordinary MLP: ffn_hidden, or the shared experts' (0: none)."""
+        return self.moe_shared_experts * self.expert_hidden if self.is_moe_layer(i) else self.ffn_hidden
+
     def config_json(self):
-        return json.dumps({k: getattr(self, k) for k in self.__dataclass_fields__})
+        """The model section; a dense model's states no moe key."""
+        fields = [k for k in self.__dataclass_fields__
+                  if self.moe_experts > 0 or not k.startswith("moe_")]
+        return json.dumps({k: getattr(self, k) for k in fields})
 
 
 # ---------------------------------------------------------------- safetensors
@@ -90,15 +120,97 @@ def read_safetensors(path):
 
 # ---------------------------------------------------------------- weights
 
+def mlp_names(s, prefix):
+    """An ordinary MLP's tensors under prefix (without .weight/.bias): GPT-2's
+    fused c_fc (gate then up for SwiGLU) and c_proj, or Llama's gate/up/down_proj."""
+    if s.gpt2_names:
+        return {"fc": prefix + "c_fc", "down": prefix + "c_proj"}
+    names = {"up": prefix + "up_proj", "down": prefix + "down_proj"}
+    if s.activation == "swiglu":
+        names["gate"] = prefix + "gate_proj"
+    return names
+
+
+def moe_family(s):
+    """The Hugging Face model whose MoE names a file of this spec uses."""
+    if s.gpt2_names:
+        return "gpt2"
+    return "qwen2_moe" if s.moe_shared_experts > 0 else "mixtral"
+
+
+def expert_names(s, i, j):
+    """Routed expert j of MoE layer i: role (fc | gate, up | down) -> tensor name."""
+    family = moe_family(s)
+    if family == "gpt2":
+        return mlp_names(s, f"h.{i}.mlp.experts.{j}.")
+    if family == "mixtral":  # w1: the activated projection (gate; a GELU expert's up), w3: up
+        p = f"model.layers.{i}.block_sparse_moe.experts.{j}."
+        if s.activation == "swiglu":
+            return {"gate": p + "w1", "up": p + "w3", "down": p + "w2"}
+        return {"up": p + "w1", "down": p + "w2"}
+    return mlp_names(s, f"model.layers.{i}.mlp.experts.{j}.")
+
+
+def router_name(s, i):
+    """The router (HF's "gate") of MoE layer i, without .weight / .e_score_correction_bias."""
+    return {"gpt2": f"h.{i}.mlp.gate", "mixtral": f"model.layers.{i}.block_sparse_moe.gate",
+            "qwen2_moe": f"model.layers.{i}.mlp.gate"}[moe_family(s)]
+
+
+def shared_names(s, i):
+    """The shared experts of MoE layer i: one ordinary MLP of width shared * expert_hidden."""
+    prefix = f"h.{i}.mlp.shared_expert." if s.gpt2_names else f"model.layers.{i}.mlp.shared_expert."
+    return mlp_names(s, prefix)
+
+
+def qwen3_names(weights):
+    """A Mixtral-named file (Llama names, no shared experts) in Qwen3-MoE's names."""
+    out = {}
+    for name, value in weights.items():
+        name = name.replace(".block_sparse_moe.", ".mlp.")
+        for ours, theirs in (("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj")):
+            name = name.replace(f".{ours}.weight", f".{theirs}.weight")
+        out[name] = value
+    return out
+
+
+def _linear_shapes(s, names, width, with_bias, shapes, biases):
+    """Shapes of an MLP's tensors of hidden width `width`; Conv1D (in, out) with
+    GPT-2 names. Biases go to `biases` (the order of random_weights' draws)."""
+    C = s.hidden
+    fc = 2 * width if s.activation == "swiglu" else width
+    dims = {"fc": (fc, C), "gate": (width, C), "up": (width, C), "down": (C, width)}
+    for role, name in names.items():
+        out, inp = dims[role]
+        shapes[name + ".weight"] = ((inp, out) if s.gpt2_names else (out, inp), "matrix")
+        if with_bias:
+            biases[name + ".bias"] = ((out,), "bias")
+
+
+def _mlp_layer_shapes(s, i, shapes, biases):
+    prefix = f"h.{i}.mlp." if s.gpt2_names else f"model.layers.{i}.mlp."
+    if not s.is_moe_layer(i):
+        _linear_shapes(s, mlp_names(s, prefix), s.ffn_hidden, s.bias, shapes, biases)
+        return
+    if s.moe_shared_experts > 0:
+        _linear_shapes(s, shared_names(s, i), s.dense_hidden(i), s.bias, shapes, biases)
+    E, C = s.moe_experts, s.hidden
+    router = router_name(s, i)
+    shapes[router + ".weight"] = ((C, E) if s.gpt2_names else (E, C), "matrix")
+    if s.moe_bias_balancing:
+        shapes[router + ".e_score_correction_bias"] = ((E,), "expert_bias")
+    for j in range(E):
+        _linear_shapes(s, expert_names(s, i, j), s.expert_hidden, False, shapes, biases)
+
+
 def weight_shapes(s):
-    """HF name -> (shape, kind) with kind in matrix | bias | norm_weight | norm_bias."""
-    C, F, D = s.hidden, s.ffn_hidden, s.head_dim
+    """HF name -> (shape, kind) with kind in matrix | bias | norm_weight | norm_bias | expert_bias."""
+    C, D = s.hidden, s.head_dim
     q, kv = s.heads * D, s.kv_heads * D
     shapes = {}
     if s.gpt2_names:
         shapes["wte.weight"] = ((s.vocab, C), "matrix")
         shapes["wpe.weight"] = ((s.seq_len, C), "matrix")
-        fc = 2 * F if s.activation == "swiglu" else F
         for i in range(s.layers):
             p = f"h.{i}."
             shapes[p + "ln_1.weight"] = ((C,), "norm_weight")
@@ -109,13 +221,12 @@ def weight_shapes(s):
             # Conv1D: (in, out)
             shapes[p + "attn.c_attn.weight"] = ((C, q + 2 * kv), "matrix")
             shapes[p + "attn.c_proj.weight"] = ((q, C), "matrix")
-            shapes[p + "mlp.c_fc.weight"] = ((C, fc), "matrix")
-            shapes[p + "mlp.c_proj.weight"] = ((F, C), "matrix")
+            biases = {}
             if s.bias:
-                shapes[p + "attn.c_attn.bias"] = ((q + 2 * kv,), "bias")
-                shapes[p + "attn.c_proj.bias"] = ((C,), "bias")
-                shapes[p + "mlp.c_fc.bias"] = ((fc,), "bias")
-                shapes[p + "mlp.c_proj.bias"] = ((C,), "bias")
+                biases[p + "attn.c_attn.bias"] = ((q + 2 * kv,), "bias")
+                biases[p + "attn.c_proj.bias"] = ((C,), "bias")
+            _mlp_layer_shapes(s, i, shapes, biases)
+            shapes.update(biases)
         shapes["ln_f.weight"] = ((C,), "norm_weight")
         if s.norm_has_bias:
             shapes["ln_f.bias"] = ((C,), "norm_bias")
@@ -131,14 +242,12 @@ def weight_shapes(s):
                 shapes[p + "input_layernorm.bias"] = ((C,), "norm_bias")
                 shapes[p + "post_attention_layernorm.bias"] = ((C,), "norm_bias")
             linears = {"self_attn.q_proj": (q, C), "self_attn.k_proj": (kv, C),
-                       "self_attn.v_proj": (kv, C), "self_attn.o_proj": (C, q),
-                       "mlp.up_proj": (F, C), "mlp.down_proj": (C, F)}
-            if s.activation == "swiglu":
-                linears["mlp.gate_proj"] = (F, C)
+                       "self_attn.v_proj": (kv, C), "self_attn.o_proj": (C, q)}
             for name, shape in linears.items():
                 shapes[p + name + ".weight"] = (shape, "matrix")
                 if s.bias:
                     shapes[p + name + ".bias"] = ((shape[0],), "bias")
+            _mlp_layer_shapes(s, i, shapes, shapes)
         shapes["model.norm.weight"] = ((C,), "norm_weight")
         if s.norm_has_bias:
             shapes["model.norm.bias"] = ((C,), "norm_bias")
@@ -224,12 +333,11 @@ class Reference:
         if self.s.gpt2_names:
             p = f"h.{i}."
             return dict(norm1=p + "ln_1", norm2=p + "ln_2", qkv=p + "attn.c_attn",
-                        o=p + "attn.c_proj", fc=p + "mlp.c_fc", down=p + "mlp.c_proj")
+                        o=p + "attn.c_proj")
         p = f"model.layers.{i}."
         return dict(norm1=p + "input_layernorm", norm2=p + "post_attention_layernorm",
                     q=p + "self_attn.q_proj", k=p + "self_attn.k_proj",
-                    v=p + "self_attn.v_proj", o=p + "self_attn.o_proj",
-                    gate=p + "mlp.gate_proj", up=p + "mlp.up_proj", down=p + "mlp.down_proj")
+                    v=p + "self_attn.v_proj", o=p + "self_attn.o_proj")
 
     def _qkv(self, n, h):
         s = self.s
@@ -243,18 +351,63 @@ class Reference:
         B, T, _ = x.shape
         return x.view(B, T, count, self.s.head_dim).transpose(1, 2)
 
-    def _mlp(self, n, h):
+    def _mlp(self, n, h, width):
+        """An MLP of hidden width `width` with tensors n (mlp_names / expert_names)."""
         s = self.s
         if "fc" in n:  # GPT-2 names: one fused projection, gate then up for SwiGLU
             fc = self._linear(h, n["fc"])
             if s.activation == "gelu":
                 return self._linear(_gelu_tanh(fc), n["down"])
-            gate, up = fc.split([s.ffn_hidden, s.ffn_hidden], dim=-1)
+            gate, up = fc.split([width, width], dim=-1)
         elif s.activation == "gelu":
             return self._linear(_gelu_tanh(self._linear(h, n["up"])), n["down"])
         else:
             gate, up = self._linear(h, n["gate"]), self._linear(h, n["up"])
         return self._linear(gate * torch.sigmoid(gate) * up, n["down"])
+
+    def _choose(self, scores):
+        """The top_k experts of one token by score, ties to the lower index, best first."""
+        order = sorted(range(len(scores)), key=lambda e: (-scores[e], e))
+        return order[: self.s.moe_top_k]
+
+    def _moe(self, i, h):
+        """Mixture-of-experts MLP of layer i on h [B, T, C]; records the layer's
+        load-balancing loss, expert loads and choices in self.moe_stats."""
+        s, w = self.s, self.w
+        E, k = s.moe_experts, s.moe_top_k
+        x = h.reshape(-1, s.hidden)
+        N = x.shape[0]
+        router = router_name(s, i)
+        W = w[router + ".weight"]
+        logits = x @ W if s.gpt2_names else x @ W.t()  # [N, E]
+        p = torch.softmax(logits, dim=-1) if s.moe_router == "softmax" else torch.sigmoid(logits)
+        bias = w[router + ".e_score_correction_bias"] if s.moe_bias_balancing else None
+        outputs, load, choices, margins = [], [0] * E, [], []
+        for t in range(N):
+            scores = [float(p[t, e]) + (float(bias[e]) if bias is not None else 0.0)
+                      for e in range(E)]
+            chosen = self._choose(scores)
+            ranked = sorted(scores, reverse=True)
+            if k < E:
+                margins.append(ranked[k - 1] - ranked[k])
+            choices.append(chosen)
+            weights = [p[t, e] for e in chosen]
+            if s.moe_norm_topk:
+                total = sum(weights)
+                weights = [v / total for v in weights]
+            y = torch.zeros_like(x[t])
+            for e, weight in zip(chosen, weights):
+                y = y + weight * self._mlp(expert_names(s, i, e), x[t], s.expert_hidden)
+                load[e] += 1
+            outputs.append(y)
+        out = torch.stack(outputs).reshape(h.shape)
+        if s.moe_shared_experts > 0:
+            out = out + self._mlp(shared_names(s, i), h, s.dense_hidden(i))
+        q = p if s.moe_router == "softmax" else p / p.sum(-1, keepdim=True)
+        aux = s.moe_aux_loss_coef * E * sum((load[e] / (N * k)) * q[:, e].mean() for e in range(E))
+        self.moe_stats.append(dict(layer=i, aux=aux, load=load, choices=choices,
+                                   margin=min(margins) if margins else math.inf))
+        return out
 
     def _block(self, i, x):
         s, w, n = self.s, self.w, self._names(i)
@@ -267,11 +420,15 @@ class Reference:
         B, _, T, _ = att.shape
         x = x + self._linear(att.transpose(1, 2).reshape(B, T, -1), n["o"])
         h = _norm(s, x, w[n["norm2"] + ".weight"], w.get(n["norm2"] + ".bias"))
-        return x + self._mlp(n, h)
+        if s.is_moe_layer(i):
+            return x + self._moe(i, h)
+        prefix = f"h.{i}.mlp." if s.gpt2_names else f"model.layers.{i}.mlp."
+        return x + self._mlp(mlp_names(s, prefix), h, s.ffn_hidden)
 
     def logits(self, tokens):
         """tokens: int64 [B, T] -> logits [B, T, vocab]."""
         s, w = self.s, self.w
+        self.moe_stats = []
         wte = w["wte.weight" if s.gpt2_names else "model.embed_tokens.weight"]
         x = wte[tokens]
         if s.position == "learned":
@@ -289,30 +446,63 @@ class Reference:
         return torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX)
 
+    def aux_loss(self):
+        """The load-balancing losses of the last logits() call, summed over MoE layers."""
+        return sum((m["aux"] for m in self.moe_stats), 0.0)
+
 
 def leaf_tensors(weights, dtype):
     return {k: torch.tensor(v, dtype=dtype, requires_grad=True) for k, v in weights.items()}
 
 
-def forward_backward(spec, weights, tokens, targets, dtype=torch.float32):
-    """tokens, targets: flat [B*T] ids -> (loss, logits [N, V], grads by HF name), all as float64 numpy."""
+def run_forward_backward(spec, weights, tokens, targets, dtype=torch.float32):
+    """One forward and backward of cross-entropy + the load-balancing losses.
+    Returns a dict: loss (the cross-entropy), aux_loss (summed over MoE layers),
+    logits [N, V] and grads by HF name as float64 numpy (zero for tensors no
+    gradient reaches, such as the balancing bias), and moe_stats per MoE layer."""
     leaves = leaf_tensors(weights, dtype)
     model = Reference(spec, leaves)
     logits = model.logits(torch.tensor(tokens, dtype=torch.long).reshape(-1, spec.seq_len))
     loss = model.loss(logits, torch.tensor(targets, dtype=torch.long))
-    loss.backward()
-    grads = {k: t.grad.double().numpy() for k, t in leaves.items()}
-    return float(loss), logits.detach().double().reshape(-1, spec.vocab).numpy(), grads
+    aux = model.aux_loss()
+    (loss + aux).backward()
+    grads = {k: t.grad.double().numpy() if t.grad is not None else np.zeros(t.shape)
+             for k, t in leaves.items()}
+    return dict(loss=float(loss), aux_loss=float(aux), grads=grads, moe_stats=model.moe_stats,
+                logits=logits.detach().double().reshape(-1, spec.vocab).numpy())
 
 
-def adamw_losses(spec, weights, tokens, targets, steps, lr, weight_decay, dtype=torch.float64):
-    """Losses of `steps` AdamW steps (torch.optim.AdamW, betas 0.9/0.95, eps 1e-8,
-    decay on matrices and embeddings only) on the same batch, and the final weights."""
+def forward_backward(spec, weights, tokens, targets, dtype=torch.float32):
+    """tokens, targets: flat [B*T] ids -> (loss, logits [N, V], grads by HF name), all as float64 numpy."""
+    r = run_forward_backward(spec, weights, tokens, targets, dtype)
+    return r["loss"], r["logits"], r["grads"]
+
+
+def update_expert_bias(spec, leaves, moe_stats):
+    """DeepSeek-V3's aux-loss-free balancing after a step, per MoE layer:
+    bias[e] += rate * sign(mean load - load[e])."""
+    with torch.no_grad():
+        for stats in moe_stats:
+            bias = leaves[router_name(spec, stats["layer"]) + ".e_score_correction_bias"]
+            load = stats["load"]
+            mean = sum(load) / len(load)
+            for e, count in enumerate(load):
+                bias[e] += spec.moe_bias_update_rate * float(np.sign(mean - count))
+
+
+def adamw_losses(spec, weights, tokens, targets, steps, lr, weight_decay, dtype=torch.float64,
+                 moe_stats=None):
+    """Losses (cross-entropy) of `steps` AdamW steps (torch.optim.AdamW, betas
+    0.9/0.95, eps 1e-8, decay on matrices and embeddings only) of cross-entropy +
+    load-balancing loss on the same batch, and the final weights. The balancing
+    bias is not trained by AdamW but updated after each step (update_expert_bias).
+    moe_stats: a list that receives each step's per-layer routing statistics."""
     leaves = leaf_tensors(weights, dtype)
     model = Reference(spec, leaves)
+    trained = {k: t for k, t in leaves.items() if weight_shapes(spec)[k][1] != "expert_bias"}
     groups = [
-        {"params": [t for k, t in leaves.items() if decays(spec, k)], "weight_decay": weight_decay},
-        {"params": [t for k, t in leaves.items() if not decays(spec, k)], "weight_decay": 0.0},
+        {"params": [t for k, t in trained.items() if decays(spec, k)], "weight_decay": weight_decay},
+        {"params": [t for k, t in trained.items() if not decays(spec, k)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
     tokens = torch.tensor(tokens, dtype=torch.long).reshape(-1, spec.seq_len)
@@ -321,7 +511,11 @@ def adamw_losses(spec, weights, tokens, targets, steps, lr, weight_decay, dtype=
     for _ in range(steps):
         optimizer.zero_grad()
         loss = model.loss(model.logits(tokens), targets)
-        loss.backward()
+        (loss + model.aux_loss()).backward()
         optimizer.step()
+        if spec.moe_bias_balancing:
+            update_expert_bias(spec, leaves, model.moe_stats)
+        if moe_stats is not None:
+            moe_stats.append(model.moe_stats)
         losses.append(float(loss))
     return losses, {k: t.detach().double().numpy() for k, t in leaves.items()}
