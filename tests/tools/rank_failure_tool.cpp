@@ -42,6 +42,12 @@ class StandInTransport final : public qj::Communicator {
     return world_.all_gather_async(in, out);
   }
   void broadcast(const qj::Tensor& x, int root) override { world_.broadcast(x, root); }
+  void all_to_all(const qj::Tensor& in, const std::vector<int64_t>& send_counts,
+                  const std::vector<int64_t>& send_offsets, const qj::Tensor& out,
+                  const std::vector<int64_t>& recv_counts,
+                  const std::vector<int64_t>& recv_offsets) override {
+    world_.all_to_all(in, send_counts, send_offsets, out, recv_counts, recv_offsets);
+  }
   void send(const qj::Tensor& x, int peer, int tag) override { world_.send(x, peer, tag); }
   void recv(const qj::Tensor& x, int peer, int tag) override { world_.recv(x, peer, tag); }
   qj::CommHandle send_async(const qj::Tensor& x, int peer, int tag) override {
