@@ -36,6 +36,23 @@ ModelConfig llama_config() {
   return c;
 }
 
+// Mixtures of experts where every token uses every expert (top_k = experts),
+// so the loss is smooth for finite differences; the choice of k < E experts
+// is tested in test_moe_routing.cpp and against PyTorch.
+ModelConfig gpt2_moe_config() {
+  ModelConfig c = gpt2_config();
+  c.moe_experts = 3, c.moe_top_k = 3, c.moe_ffn_hidden = 8;
+  return c;
+}
+
+ModelConfig llama_moe_config() {
+  ModelConfig c = llama_config();
+  c.moe_experts = 3, c.moe_top_k = 3, c.moe_ffn_hidden = 8, c.moe_router = qj::MoeRouter::Sigmoid;
+  c.moe_norm_topk = false, c.moe_shared_experts = 2, c.moe_first_dense_layers = 1;
+  c.moe_bias_balancing = true;
+  return c;
+}
+
 // A model with its own plan and arenas on the CPU backend.
 struct TestModel {
   const qj::Backend& backend = qj::get_backend("cpu");
@@ -194,7 +211,8 @@ TEST_CASE("the loss at a small init is log(vocab)") {
 }
 
 TEST_CASE("forward, backward and zero_grads allocate nothing") {
-  for (const ModelConfig& config : {gpt2_config(), llama_config()}) {
+  for (const ModelConfig& config :
+       {gpt2_config(), llama_config(), gpt2_moe_config(), llama_moe_config()}) {
     TestModel t(config, 2);
     t.model->init_weights(3);
     const auto tokens = random_ids(12, config.vocab, 3);
@@ -241,6 +259,8 @@ TEST_CASE("every parameter's gradient matches finite differences of the loss") {
   variant("gpt2-rmsnorm", [](ModelConfig& c) { c.norm = qj::Norm::RmsNorm; });
   variant("gpt2-swiglu", [](ModelConfig& c) { c.activation = qj::Activation::SwiGlu; });
   variant("gpt2-rope-mqa", [](ModelConfig& c) { c.position = qj::Position::Rope, c.kv_heads = 1; });
+  configs.emplace_back("gpt2-moe", gpt2_moe_config());
+  configs.emplace_back("llama-moe-sigmoid-shared-dense-first", llama_moe_config());
   for (const auto& [label, config] : configs) {
     const int micro_batch = 2;
     const size_t n = size_t(micro_batch * config.seq_len);
@@ -266,10 +286,12 @@ TEST_CASE("every parameter's gradient matches finite differences of the loss") {
       const double analytic = dot(p.grad, direction);
 
       std::vector<float> original(p.value.f32(), p.value.f32() + p.value.numel());
-      auto loss_at = [&](double step) {
+      auto loss_at = [&](double step) {  // with the load-balancing loss, which backward includes
         for (size_t i = 0; i < original.size(); ++i)
           p.value.f32()[i] = float(original[i] + step * direction[i]);
-        return double(model.forward(tokens.data(), targets.data()));
+        model.reset_moe_stats();
+        const double loss = model.forward(tokens.data(), targets.data());
+        return loss + model.moe_aux_loss_sum();
       };
       const double h = 3e-2;
       const double numeric =
