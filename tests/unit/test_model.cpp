@@ -303,3 +303,58 @@ TEST_CASE("every parameter's gradient matches finite differences of the loss") {
     }
   }
 }
+
+// Routing skew: with a zero router every logit ties, so every token goes to
+// experts 0 and 1 (ties go to the lower index). The dropless buffers hold it;
+// the two busy experts get every token's gradient, the idle ones none, and the
+// gradients still match finite differences (the router cannot move: its logits
+// stay 0 whatever the other weights do).
+TEST_CASE("every token routed to the same experts fits the plan and trains") {
+  ModelConfig config = gpt2_config();
+  config.moe_experts = 4, config.moe_top_k = 2, config.moe_ffn_hidden = 8;
+  const int micro_batch = 2;
+  const size_t n = size_t(micro_batch * config.seq_len);
+  TestModel t(config, micro_batch);
+  Model& model = *t.model;
+  randomize_weights(model, 21);
+  for (const qj::ParamRef& p : model.params())
+    if (p.name.ends_with("moe.router.weight")) std::fill_n(p.value.f32(), p.value.numel(), 0.f);
+  const auto tokens = random_ids(n, config.vocab, 22), targets = random_ids(n, config.vocab, 23);
+  model.reset_moe_stats();
+  model.forward(tokens.data(), targets.data());
+  const std::vector<double> load = model.moe_expert_load();
+  REQUIRE(load.size() == 2 * 4);
+  for (int layer = 0; layer < 2; ++layer) {
+    CHECK(load[size_t(layer * 4 + 0)] == double(n));
+    CHECK(load[size_t(layer * 4 + 1)] == double(n));
+    CHECK(load[size_t(layer * 4 + 2)] == 0);
+    CHECK(load[size_t(layer * 4 + 3)] == 0);
+  }
+  model.backward(1.f / float(model.valid_targets()));
+  for (const qj::ParamRef& p : model.params()) {
+    if (!p.name.ends_with("moe.experts.fc.weight")) continue;
+    const int64_t per_expert = p.grad.numel() / 4;
+    auto grad_norm = [&](int e) {
+      double s = 0;
+      for (int64_t i = e * per_expert; i < (e + 1) * per_expert; ++i) s += std::fabs(p.grad.f32()[i]);
+      return s;
+    };
+    CHECK(grad_norm(0) > 0);
+    CHECK(grad_norm(1) > 0);
+    CHECK(grad_norm(2) == 0);
+    CHECK(grad_norm(3) == 0);
+    // The busy experts' gradient against a central difference along one entry.
+    const int64_t i = per_expert / 2;
+    const float original = p.value.f32()[i];
+    auto loss_at = [&](float step) {
+      p.value.f32()[i] = original + step;
+      model.reset_moe_stats();
+      return double(model.forward(tokens.data(), targets.data())) + model.moe_aux_loss_sum();
+    };
+    const float h = 1e-2f;
+    const double numeric = (loss_at(h) - loss_at(-h)) / (2 * h);
+    p.value.f32()[i] = original;
+    INFO(p.name);
+    CHECK(double(p.grad.f32()[i]) == Approx(numeric).margin(2e-5).epsilon(5e-3));
+  }
+}
