@@ -106,8 +106,9 @@ inline RowView check_row_dot_args(Device device, const Tensor& a, const Tensor& 
   float_arg(b, device, op, "b");
   f32_arg(out, device, op, "out");
   check_same_shape(a, b, op, "a", "b");
+  QJ_CHECK(a.ndim >= 2, moe_error(op, "a and b must be [M, C], got " + a.shape_string()));
   const RowView v = moe_rows(a);
-  QJ_CHECK(a.ndim >= 1 && out.numel() == v.rows,
+  QJ_CHECK(out.numel() == v.rows,
            moe_error(op, "out " + out.shape_string() + " must hold one value per row of a " +
                              a.shape_string()));
   return v;
