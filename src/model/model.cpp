@@ -177,7 +177,11 @@ void Model::update_expert_bias(const std::vector<double>& load) {
     be_.copy_to_device(t.data, bias.data(), t.nbytes());
     ++layer;
   }
-  refresh_weights(be_, params_);  // the bf16 copies, in mixed precision
+  // Routing reads the fp32 values; the bf16 copies are kept equal all the same.
+  std::vector<ParamRef> biases;
+  for (const ParamRef& p : params_)
+    if (p.name.ends_with(kExpertBias)) biases.push_back(p);
+  refresh_weights(be_, biases);
 }
 
 void Model::bind_parameters(const Arenas& arenas) {
