@@ -148,6 +148,32 @@ struct BackendOps {
   void (*adamw_update)(void* ctx, const Tensor& param, const Tensor& grad, const Tensor& m,
                        const Tensor& v, float lr, float beta1, float beta2, float eps,
                        float weight_decay, int step, float grad_scale);
+
+  // ---- mixture of experts ----
+  // Routing tokens to experts and back, and the experts' grouped GEMMs. These
+  // may be null on a backend that lacks them: Backend::has_moe_ops() says so,
+  // and MoE models refuse to build on such a backend, naming the missing op.
+  // dst [M, C] row i = weight[i] * src[index[i]]; index int32 [M] with values in [0, src rows);
+  // weight fp32 [M] or undefined (then 1).
+  void (*gather_rows)(void* ctx, const Tensor& src, const Tensor& index, const Tensor& weight,
+                      const Tensor& dst);
+  // out [N, C] row t = sum over j < k of weight[t, j] * src[pos[t, j]], accumulated in fp32 in
+  // increasing j and stored once (overwrites out). pos int32 [N, k], values in [0, src rows);
+  // weight fp32 [N, k] or undefined (then 1). k = pos.dim(1).
+  void (*combine_rows)(void* ctx, const Tensor& src, const Tensor& pos, const Tensor& weight,
+                       const Tensor& out);
+  // out fp32 [M] = row-wise dot products of a and b, both [M, C], accumulated in fp32 or better.
+  void (*row_dot)(void* ctx, const Tensor& a, const Tensor& b, const Tensor& out);
+  // Grouped GEMM over G groups of consecutive rows, offsets int32 [G+1] in device memory,
+  // 0 = offsets[0] <= offsets[1] <= ... <= offsets[G] = M (groups may be empty):
+  //   c[rows_g] = alpha * a[rows_g] @ op(b[g]) + beta * c[rows_g]
+  // a [M, K]; b [G, N, K] when trans_b, else [G, K, N]; c [M, N].
+  void (*grouped_matmul)(void* ctx, const Tensor& a, const Tensor& b, const Tensor& offsets,
+                         const Tensor& c, bool trans_b, float alpha, float beta);
+  // Grouped weight gradient: dw[g] = dy[rows_g]^T @ x[rows_g] + beta * dw[g]
+  // dy [M, N], x [M, K], dw [G, N, K] (an empty group leaves beta * dw[g]).
+  void (*grouped_matmul_wgrad)(void* ctx, const Tensor& dy, const Tensor& x,
+                               const Tensor& offsets, const Tensor& dw, float beta);
 };
 
 // A backend instance: its table plus its state.
@@ -248,7 +274,41 @@ class Backend {
     ops_->adamw_update(ctx_, p, g, m, v, lr, b1, b2, eps, wd, step, grad_scale);
   }
 
+  // Mixture of experts: each throws naming the op when this backend lacks it.
+  bool has_moe_ops() const {
+    return ops_->gather_rows && ops_->combine_rows && ops_->row_dot && ops_->grouped_matmul &&
+           ops_->grouped_matmul_wgrad;
+  }
+  void gather_rows(const Tensor& src, const Tensor& index, const Tensor& weight,
+                   const Tensor& dst) const {
+    moe_op(ops_->gather_rows, "gather_rows")(ctx_, src, index, weight, dst);
+  }
+  void combine_rows(const Tensor& src, const Tensor& pos, const Tensor& weight,
+                    const Tensor& out) const {
+    moe_op(ops_->combine_rows, "combine_rows")(ctx_, src, pos, weight, out);
+  }
+  void row_dot(const Tensor& a, const Tensor& b, const Tensor& out) const {
+    moe_op(ops_->row_dot, "row_dot")(ctx_, a, b, out);
+  }
+  void grouped_matmul(const Tensor& a, const Tensor& b, const Tensor& offsets, const Tensor& c,
+                      bool trans_b, float alpha = 1.f, float beta = 0.f) const {
+    moe_op(ops_->grouped_matmul, "grouped_matmul")(ctx_, a, b, offsets, c, trans_b, alpha, beta);
+  }
+  void grouped_matmul_wgrad(const Tensor& dy, const Tensor& x, const Tensor& offsets,
+                            const Tensor& dw, float beta = 1.f) const {
+    moe_op(ops_->grouped_matmul_wgrad, "grouped_matmul_wgrad")(ctx_, dy, x, offsets, dw, beta);
+  }
+
  private:
+  // The op's slot, or an error naming the backend and the op when it is null.
+  template <typename Fn>
+  Fn moe_op(Fn fn, const char* op) const {
+    if (!fn)
+      throw Error("backend " + name_ + " has no op " + op +
+                  " (needed by mixture-of-experts models)");
+    return fn;
+  }
+
   std::string name_;
   Device device_;
   const BackendOps* ops_;

@@ -13,8 +13,10 @@
 //   bit-identical outputs on every run (and on every rank of the group).
 // - *_async calls return a CommHandle; the buffers must not be touched until
 //   wait() returns. Destroying an unfinished handle waits for it.
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "qianjun/tensor.h"
 
@@ -76,6 +78,18 @@ class Communicator {
   virtual void all_gather(const Tensor& in, const Tensor& out) = 0;
   virtual CommHandle all_gather_async(const Tensor& in, const Tensor& out) = 0;
   virtual void broadcast(const Tensor& x, int root) = 0;
+  // Expert-parallel dispatch and combine (MPI_Alltoallv): rank r sends rows
+  // [send_offsets[p], send_offsets[p] + send_counts[p]) of `in` to rank p and
+  // receives recv_counts[p] rows from rank p into `out` at row recv_offsets[p].
+  // Rows are the tensors' dim-0 slices (in [Min, ...], out [Mout, ...], same row
+  // width and dtype); counts and offsets are host vectors of size() entries, in
+  // rows. Each rank's recv_counts[p] must equal what p sends it (exchange the
+  // counts first: exchange_counts in src/comm/all_to_all_counts.h). Received
+  // blocks must not overlap; rows of `out` outside them are left as they are.
+  virtual void all_to_all(const Tensor& in, const std::vector<int64_t>& send_counts,
+                          const std::vector<int64_t>& send_offsets, const Tensor& out,
+                          const std::vector<int64_t>& recv_counts,
+                          const std::vector<int64_t>& recv_offsets) = 0;
   // Point to point; a send matches the receive with the same peer and tag.
   virtual void send(const Tensor& x, int peer, int tag) = 0;
   virtual void recv(const Tensor& x, int peer, int tag) = 0;

@@ -164,4 +164,40 @@ void cross_entropy_backward(void* ctx, const Tensor& logits, const Tensor& targe
   w.finish();
 }
 
+void gather_rows(void* ctx, const Tensor& src, const Tensor& index, const Tensor& weight,
+                 const Tensor& dst) {
+  Widening w(ctx);
+  cpu::gather_rows(ctx, w.read(src), index, weight, w.write(dst));
+  w.finish();
+}
+
+void combine_rows(void* ctx, const Tensor& src, const Tensor& pos, const Tensor& weight,
+                  const Tensor& out) {
+  Widening w(ctx);
+  cpu::combine_rows(ctx, w.read(src), pos, weight, w.write(out));
+  w.finish();
+}
+
+void row_dot(void* ctx, const Tensor& a, const Tensor& b, const Tensor& out) {
+  Widening w(ctx);
+  cpu::row_dot(ctx, w.read(a), w.read(b), out);
+  w.finish();
+}
+
+void grouped_matmul(void* ctx, const Tensor& a, const Tensor& b, const Tensor& offsets,
+                    const Tensor& c, bool trans_b, float alpha, float beta) {
+  Widening w(ctx);
+  const Tensor wc = beta == 0.f ? w.write(c) : w.update(c);
+  cpu::grouped_matmul(ctx, w.read(a), w.read(b), offsets, wc, trans_b, alpha, beta);
+  w.finish();
+}
+
+void grouped_matmul_wgrad(void* ctx, const Tensor& dy, const Tensor& x, const Tensor& offsets,
+                          const Tensor& dw, float beta) {
+  Widening w(ctx);
+  const Tensor wdw = beta == 0.f ? w.write(dw) : w.update(dw);
+  cpu::grouped_matmul_wgrad(ctx, w.read(dy), w.read(x), offsets, wdw, beta);
+  w.finish();
+}
+
 }  // namespace qj::cpu::bf16

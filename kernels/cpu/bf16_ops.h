@@ -28,5 +28,10 @@ void embedding_forward(void* ctx, const Tensor& tokens, const Tensor& wte, const
 void embedding_backward(void* ctx, const Tensor& dout, const Tensor& tokens, const Tensor& dwte, const Tensor& dwpe, int seq_len, int64_t vocab_start);
 void cross_entropy_stats(void* ctx, const Tensor& logits, const Tensor& targets, const Tensor& stats, int vocab, int64_t vocab_start, int ignore_index);
 void cross_entropy_backward(void* ctx, const Tensor& logits, const Tensor& targets, const Tensor& lse, float dloss, int vocab, int64_t vocab_start, int ignore_index);
+void gather_rows(void* ctx, const Tensor& src, const Tensor& index, const Tensor& weight, const Tensor& dst);
+void combine_rows(void* ctx, const Tensor& src, const Tensor& pos, const Tensor& weight, const Tensor& out);
+void row_dot(void* ctx, const Tensor& a, const Tensor& b, const Tensor& out);
+void grouped_matmul(void* ctx, const Tensor& a, const Tensor& b, const Tensor& offsets, const Tensor& c, bool trans_b, float alpha, float beta);
+void grouped_matmul_wgrad(void* ctx, const Tensor& dy, const Tensor& x, const Tensor& offsets, const Tensor& dw, float beta);
 
 }  // namespace qj::cpu::bf16

@@ -39,5 +39,10 @@ void cross_entropy_stats(void* ctx, const Tensor& logits, const Tensor& targets,
 void cross_entropy_backward(void* ctx, const Tensor& logits, const Tensor& targets, const Tensor& lse, float dloss, int vocab, int64_t vocab_start, int ignore_index);
 void sum_squares(void* ctx, const Tensor& x, const Tensor& out);
 void adamw_update(void* ctx, const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v, float lr, float beta1, float beta2, float eps, float weight_decay, int step, float grad_scale);
+void gather_rows(void* ctx, const Tensor& src, const Tensor& index, const Tensor& weight, const Tensor& dst);
+void combine_rows(void* ctx, const Tensor& src, const Tensor& pos, const Tensor& weight, const Tensor& out);
+void row_dot(void* ctx, const Tensor& a, const Tensor& b, const Tensor& out);
+void grouped_matmul(void* ctx, const Tensor& a, const Tensor& b, const Tensor& offsets, const Tensor& c, bool trans_b, float alpha, float beta);
+void grouped_matmul_wgrad(void* ctx, const Tensor& dy, const Tensor& x, const Tensor& offsets, const Tensor& dw, float beta);
 
 }  // namespace qj::cpu

@@ -11,4 +11,12 @@ kernels::BadIndex find_bad_index(const int32_t* ids, int64_t n, int64_t limit, b
   return {};
 }
 
+kernels::BadOffsets find_bad_offsets(const int32_t* offsets, int64_t groups, int64_t rows) {
+  if (offsets[0] != 0) return {true, 0, offsets[0], 0};
+  for (int64_t g = 1; g <= groups; ++g)
+    if (offsets[g] < offsets[g - 1]) return {true, g, offsets[g], offsets[g - 1]};
+  if (offsets[groups] != rows) return {true, groups, offsets[groups], offsets[groups - 1]};
+  return {};
+}
+
 }  // namespace qj::cpu

@@ -4,6 +4,7 @@
 // run small problems on one thread.
 #include <cstdint>
 
+#include "kernels/common/moe_args.h"
 #include "kernels/common/tensor_args.h"
 #include "kernels/common/token_args.h"
 
@@ -23,5 +24,9 @@ using kernels::RowView;
 // starts: an exception must not leave a parallel region.
 kernels::BadIndex find_bad_index(const int32_t* ids, int64_t n, int64_t limit, bool has_allowed,
                                  int32_t allowed);
+
+// The first entry of offsets [groups + 1] that breaks
+// 0 = offsets[0] <= offsets[1] <= ... <= offsets[groups] = rows, if any.
+kernels::BadOffsets find_bad_offsets(const int32_t* offsets, int64_t groups, int64_t rows);
 
 }  // namespace qj::cpu

@@ -109,6 +109,7 @@ class PyTrainer {
     py::dict d;
     d["step"] = r.stats.step;
     d["loss"] = r.stats.loss;
+    if (r.stats.moe) d["aux_loss"] = r.stats.aux_loss;
     d["lr"] = r.stats.lr;
     d["grad_norm"] = r.stats.grad_norm;
     d["ms"] = r.stats.seconds * 1e3;

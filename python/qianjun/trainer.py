@@ -29,8 +29,9 @@ class Trainer:
     step, as ``--metrics-jsonl`` writes it.
 
     ``step()`` trains the next step and returns a dict (``step``, ``loss``,
-    ``lr``, ``grad_norm``, ``ms``, ``tokens_per_s``, ``mfu``, ``skipped``, and
-    ``valid_loss`` when the step ended with an evaluation); rank 0 prints
+    ``lr``, ``grad_norm``, ``ms``, ``tokens_per_s``, ``mfu``, ``skipped``,
+    ``aux_loss`` for a mixture-of-experts model, and ``valid_loss`` when the
+    step ended with an evaluation); rank 0 prints
     qj-train's log line. The step that ends the run also saves the final
     checkpoint (with ``checkpoint.dir``), prints the summary and exports
     ``train.export_path``; ``step()`` after that raises :class:`qianjun.Error`.

@@ -115,6 +115,20 @@ class Report {
   // Runs `run` on both backends and adds one Row per output.
   void check(const std::string& op, const std::string& shape, const Tolerance& tolerance,
              const CaseFn& run);
+  // Runs `run` on the tested backend only and compares its outputs with
+  // `expected`, computed on the host (an independent double-precision
+  // reference, rounded to float; each Output's dtype is the one the tested
+  // backend must store).
+  void check_expected(const std::string& op, const std::string& shape,
+                      const Tolerance& tolerance, const Outputs& expected, const CaseFn& run);
+  // True when the tested backend fills `slot`; otherwise records one
+  // "missing" Row for `op` (once) and returns false. For optional ops.
+  template <typename Slot>
+  bool tested_has(const std::string& op, Slot BackendOps::*slot) {
+    if (tested_.ops().*slot) return true;
+    record_missing(op);
+    return false;
+  }
   // Runs `prepare` (inputs computed on the reference backend); if it throws,
   // records a failed Row for op and shape and returns false.
   bool prepare(const std::string& op, const std::string& shape,
@@ -123,6 +137,10 @@ class Report {
   std::vector<Row> rows;
 
  private:
+  void record_missing(const std::string& op);
+  void compare(const std::string& op, const std::string& shape, const Tolerance& tolerance,
+               const Outputs& expected, const Outputs& got);
+
   const Backend& reference_;
   const Backend& tested_;
   std::string filter_;
@@ -141,5 +159,6 @@ void bias_activation_cases(Report& report);
 void norm_cases(Report& report);
 void rope_attention_cases(Report& report);
 void embedding_loss_optimizer_cases(Report& report);
+void moe_cases(Report& report);
 
 }  // namespace qj::conformance

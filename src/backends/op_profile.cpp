@@ -126,9 +126,12 @@ void timed_matmul(void* ctx, const Tensor& a, const Tensor& b, const Tensor& c, 
   });
 }
 
-#define QJ_TIME_OP(field)                   \
-  Timed<&BackendOps::field>::name = #field; \
-  ops.field = Timed<&BackendOps::field>::call
+// A slot the backend leaves null (an optional op it lacks) stays null.
+#define QJ_TIME_OP(field)                        \
+  if (inner.field) {                             \
+    Timed<&BackendOps::field>::name = #field;    \
+    ops.field = Timed<&BackendOps::field>::call; \
+  }
 
 BackendOps timed_table(const BackendOps& inner) {
   BackendOps ops = inner;  // memory queries, synchronize and peak_flops stay as they are
@@ -160,6 +163,11 @@ BackendOps timed_table(const BackendOps& inner) {
   QJ_TIME_OP(cross_entropy_backward);
   QJ_TIME_OP(sum_squares);
   QJ_TIME_OP(adamw_update);
+  QJ_TIME_OP(gather_rows);
+  QJ_TIME_OP(combine_rows);
+  QJ_TIME_OP(row_dot);
+  QJ_TIME_OP(grouped_matmul);
+  QJ_TIME_OP(grouped_matmul_wgrad);
   return ops;
 }
 

@@ -142,8 +142,8 @@ int main(int argc, char** argv) {
       report["ops"].push_back({{"op", row.op}, {"output", row.output}, {"shape", row.shape},
                                {"max_rel_error", std::isfinite(row.error) ? nlohmann::json(row.error) : nlohmann::json(nullptr)},
                                {"tolerance", row.tolerance}, {"passed", row.passed},
-                               {"message", row.message}});
-      passed = passed && row.passed;
+                               {"missing", row.missing}, {"message", row.message}});
+      passed = passed && qj::conformance::acceptable(row);
     }
     if (rows.empty()) {
       std::printf("no op matches --filter '%s'\n", options.filter.c_str());

@@ -36,6 +36,28 @@ Args parse_args(int argc, char** argv) {
   return args;
 }
 
+// The experts' share of a rank's plan: their parameters with gradients and
+// optimizer state, and the dispatch buffers (routing and expert rows).
+void print_moe_summary(const qj::Config& config, const qj::MemoryPlan& plan) {
+  const qj::ModelConfig& m = config.model;
+  size_t weights = 0, dispatch = 0;
+  for (const qj::PlannedBuffer& b : plan.buffers()) {
+    if (b.name.find(".moe.") != std::string::npos && b.arena != qj::ArenaKind::Activations)
+      weights += b.bytes;
+    else if (b.name.find("moe") != std::string::npos && b.arena == qj::ArenaKind::Activations)
+      dispatch += b.bytes;
+  }
+  std::printf("mixture of experts: %d experts, top %d, %d shared; %.3fB of %.3fB parameters "
+              "active per token\n", m.moe_experts, m.moe_top_k, m.moe_shared_experts,
+              double(m.active_parameter_count()) / 1e9, double(m.parameter_count()) / 1e9);
+  std::printf("  routed experts and routers on this rank (weights, gradients, optimizer): %s\n",
+              qj::format_bytes(weights).c_str());
+  std::printf("  dispatch buffers (dropless: %lld rows of micro_batch x seq_len x top_k "
+              "per MoE layer, whatever the routing): %s\n",
+              (long long)(int64_t(config.train.micro_batch) * m.seq_len * m.moe_top_k),
+              qj::format_bytes(dispatch).c_str());
+}
+
 }  // namespace
 
 // Plans every pipeline stage (its first rank: tp 0, dp 0; the other ranks of a
@@ -58,6 +80,7 @@ int main(int argc, char** argv) {
       std::printf("stage %d: %s per rank\n", stage, qj::format_bytes(plans.stages[size_t(stage)].total_bytes()).c_str());
     std::printf("plan of stage %d, rank %d:\n%s", largest, largest * mesh.tp * mesh.dp,
                 plans.stages[size_t(largest)].report().c_str());
+    if (config.model.is_moe()) print_moe_summary(config, plans.stages[size_t(largest)]);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

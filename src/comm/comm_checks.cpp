@@ -1,5 +1,7 @@
 #include "comm/comm_checks.h"
 
+#include <algorithm>
+
 namespace qj {
 
 std::string comm_context(const Communicator& comm, const char* op) {
@@ -83,6 +85,96 @@ bool all_gather_in_place(const Communicator& comm, const char* op, const Tensor&
                 ": 'in' overlaps 'out' but is not this rank's block of it; pass in = block rank() "
                 "of out for an in-place call, or separate buffers");
   return false;
+}
+
+int64_t row_elements(const Tensor& t) {
+  if (t.ndim == 0) return 0;
+  int64_t n = 1;
+  for (int d = 1; d < t.ndim; ++d) n *= t.shape[size_t(d)];
+  return n;
+}
+
+namespace {
+
+// "send_counts[2] = 5"
+std::string entry(const char* vector_name, size_t p, int64_t value) {
+  std::string text = vector_name;
+  text += '[';
+  text += std::to_string(p);
+  text += "] = ";
+  text += std::to_string(value);
+  return text;
+}
+
+// Blocks of rows [offsets[p], offsets[p] + counts[p]) of `t`, one per rank:
+// vectors of size() entries, non-negative, inside t's dim 0.
+void check_blocks(const Communicator& comm, const char* op, const Tensor& t, const char* role,
+                  const std::vector<int64_t>& counts, const char* counts_name,
+                  const std::vector<int64_t>& offsets, const char* offsets_name) {
+  for (auto [v, v_name] : {std::pair{&counts, counts_name}, std::pair{&offsets, offsets_name}})
+    if (int64_t(v->size()) != comm.size())
+      throw Error(comm_context(comm, op) + ": " + v_name + " has " + std::to_string(v->size()) +
+                  " entries, expected one per rank of the group (" + std::to_string(comm.size()) +
+                  ")");
+  const int64_t rows = t.ndim > 0 ? t.shape[0] : 0;
+  for (size_t p = 0; p < counts.size(); ++p) {
+    if (counts[p] < 0)
+      throw Error(comm_context(comm, op) + ": " + entry(counts_name, p, counts[p]) +
+                  " is negative");
+    if (offsets[p] < 0)
+      throw Error(comm_context(comm, op) + ": " + entry(offsets_name, p, offsets[p]) +
+                  " is negative");
+    if (offsets[p] > rows || counts[p] > rows - offsets[p])
+      throw Error(comm_context(comm, op) + ": the block of rank " + std::to_string(p) + " (" +
+                  entry(offsets_name, p, offsets[p]) + ", " + entry(counts_name, p, counts[p]) +
+                  ") ends past the " + std::to_string(rows) + " rows of '" + role + "' " +
+                  t.shape_string());
+  }
+}
+
+// Two peers writing the same rows of `out` would race.
+void check_receive_blocks_apart(const Communicator& comm, const char* op,
+                                const std::vector<int64_t>& counts,
+                                const std::vector<int64_t>& offsets) {
+  std::vector<size_t> order;
+  for (size_t p = 0; p < counts.size(); ++p)
+    if (counts[p] > 0) order.push_back(p);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return offsets[a] < offsets[b]; });
+  for (size_t i = 1; i < order.size(); ++i) {
+    const size_t a = order[i - 1], b = order[i];
+    if (offsets[a] + counts[a] > offsets[b])
+      throw Error(comm_context(comm, op) + ": the rows received from ranks " + std::to_string(a) +
+                  " and " + std::to_string(b) + " overlap in 'out' (rows " +
+                  std::to_string(offsets[a]) + ".." + std::to_string(offsets[a] + counts[a]) +
+                  " and " + std::to_string(offsets[b]) + ".." +
+                  std::to_string(offsets[b] + counts[b]) + ")");
+  }
+}
+
+}  // namespace
+
+void check_all_to_all(const Communicator& comm, const char* op, const Tensor& in,
+                      const std::vector<int64_t>& send_counts,
+                      const std::vector<int64_t>& send_offsets, const Tensor& out,
+                      const std::vector<int64_t>& recv_counts,
+                      const std::vector<int64_t>& recv_offsets) {
+  check_buffer(comm, op, in, "in");
+  check_buffer(comm, op, out, "out");
+  check_same_dtype(comm, op, in, out);
+  for (auto [t, role] : {std::pair{&in, "in"}, std::pair{&out, "out"}})
+    if (t->ndim == 0)
+      throw Error(comm_context(comm, op) + ": '" + role + "' is 0-dimensional; all_to_all moves "
+                  "rows, the dim-0 slices of a tensor");
+  if (row_elements(in) != row_elements(out))
+    throw Error(comm_context(comm, op) + ": rows of 'in' " + in.shape_string() + " have " +
+                std::to_string(row_elements(in)) + " elements but rows of 'out' " +
+                out.shape_string() + " have " + std::to_string(row_elements(out)));
+  check_blocks(comm, op, in, "in", send_counts, "send_counts", send_offsets, "send_offsets");
+  check_blocks(comm, op, out, "out", recv_counts, "recv_counts", recv_offsets, "recv_offsets");
+  check_receive_blocks_apart(comm, op, recv_counts, recv_offsets);
+  if (overlaps(in, out))
+    throw Error(comm_context(comm, op) + ": 'in' and 'out' overlap; all_to_all needs separate "
+                "buffers");
 }
 
 void check_rank_arg(const Communicator& comm, const char* op, const char* what, int rank) {

@@ -2,7 +2,9 @@
 // Argument checks shared by every communicator, so that a wrong call fails with
 // the same message whichever implementation runs it. Each message starts with
 // the operation and the communicator ("all_gather on 'dp' (rank 1 of 4): ...").
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "qianjun/comm.h"
 
@@ -33,6 +35,17 @@ bool reduce_scatter_in_place(const Communicator& comm, const char* op, const Ten
 // shard of a parameter lives inside the full parameter. Other overlaps are refused.
 bool all_gather_in_place(const Communicator& comm, const char* op, const Tensor& in,
                          const Tensor& out);
+// Elements in one row (dim-0 slice) of `t`; 0-d tensors have no rows (0).
+int64_t row_elements(const Tensor& t);
+// The arguments of all_to_all (see Communicator::all_to_all): buffers, dtypes,
+// row widths, vectors of size() entries, counts and offsets non-negative and
+// inside the tensors, received blocks apart from each other and `out` apart
+// from `in`. Not the memory kind: each implementation checks what it moves.
+void check_all_to_all(const Communicator& comm, const char* op, const Tensor& in,
+                      const std::vector<int64_t>& send_counts,
+                      const std::vector<int64_t>& send_offsets, const Tensor& out,
+                      const std::vector<int64_t>& recv_counts,
+                      const std::vector<int64_t>& recv_offsets);
 // 0 <= rank < size(): a peer of send/recv, or the root of a broadcast.
 void check_rank_arg(const Communicator& comm, const char* op, const char* what, int rank);
 void check_tag(const Communicator& comm, const char* op, int tag);

@@ -1,6 +1,6 @@
 // The communicator of a group with one rank: reductions and broadcasts leave
-// the buffer as it is, reduce_scatter and all_gather copy, and point to point
-// has no peer. Arguments are checked as the MPI communicator checks them, so a
+// the buffer as it is, reduce_scatter, all_gather and all_to_all copy, and
+// point to point has no peer. Arguments are checked as the MPI communicator checks them, so a
 // wrong call fails on one rank as it would on many (except that a no-op never
 // looks at the memory: device buffers and bf16 reductions are fine there).
 #include <cstring>
@@ -40,6 +40,26 @@ class SingleRankCommunicator final : public Communicator {
   CommHandle all_gather_async(const Tensor& in, const Tensor& out) override {
     all_gather_copy(in, out, "all_gather_async");
     return CommHandle();
+  }
+
+  // The one block this rank sends itself.
+  void all_to_all(const Tensor& in, const std::vector<int64_t>& send_counts,
+                  const std::vector<int64_t>& send_offsets, const Tensor& out,
+                  const std::vector<int64_t>& recv_counts,
+                  const std::vector<int64_t>& recv_offsets) override {
+    const char* op = "all_to_all";
+    check_host(*this, op, in, "in");
+    check_host(*this, op, out, "out");
+    check_all_to_all(*this, op, in, send_counts, send_offsets, out, recv_counts, recv_offsets);
+    if (recv_counts[0] != send_counts[0])
+      throw Error(comm_context(*this, op) + ": recv_counts[0] = " + std::to_string(recv_counts[0]) +
+                  " but this rank sends itself send_counts[0] = " + std::to_string(send_counts[0]) +
+                  " rows");
+    const size_t row_bytes = size_t(row_elements(in)) * dtype_size(in.dtype);
+    if (send_counts[0] > 0 && row_bytes > 0)
+      std::memcpy(static_cast<char*>(out.data) + size_t(recv_offsets[0]) * row_bytes,
+                  static_cast<const char*>(in.data) + size_t(send_offsets[0]) * row_bytes,
+                  size_t(send_counts[0]) * row_bytes);
   }
 
   void broadcast(const Tensor& x, int root) override {

@@ -1,7 +1,10 @@
 #include "comm/staged_comm.h"
 
 #include <functional>
+#include <optional>
 #include <vector>
+
+#include "comm/comm_checks.h"
 
 namespace qj {
 
@@ -107,6 +110,31 @@ class StagedCommunicator final : public Communicator {
     auto h = upload(x);
     inner_->broadcast(h->tensor, root);
     download(*h, x);
+  }
+
+  // Only the received blocks go back to the device: rows of `out` outside them
+  // keep their values, as with a host communicator.
+  void all_to_all(const Tensor& in, const std::vector<int64_t>& send_counts,
+                  const std::vector<int64_t>& send_offsets, const Tensor& out,
+                  const std::vector<int64_t>& recv_counts,
+                  const std::vector<int64_t>& recv_offsets) override {
+    if (on_host(in) && on_host(out))
+      return inner_->all_to_all(in, send_counts, send_offsets, out, recv_counts, recv_offsets);
+    check_all_to_all(*this, "all_to_all", in, send_counts, send_offsets, out, recv_counts,
+                     recv_offsets);
+    std::shared_ptr<HostCopy> hin = on_host(in) ? nullptr : upload(in);
+    std::optional<HostCopy> hout;
+    if (!on_host(out)) hout.emplace(out);
+    inner_->all_to_all(hin ? hin->tensor : in, send_counts, send_offsets,
+                       hout ? hout->tensor : out, recv_counts, recv_offsets);
+    if (!hout) return;
+    const size_t row_bytes = size_t(row_elements(out)) * dtype_size(out.dtype);
+    for (size_t p = 0; p < recv_counts.size(); ++p) {
+      if (recv_counts[p] == 0) continue;
+      const size_t begin = size_t(recv_offsets[p]) * row_bytes;
+      be_.copy_to_device(static_cast<char*>(out.data) + begin, hout->bytes.data() + begin,
+                         size_t(recv_counts[p]) * row_bytes);
+    }
   }
 
   void send(const Tensor& x, int peer, int tag) override { send_async(x, peer, tag).wait(); }

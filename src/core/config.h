@@ -29,12 +29,34 @@ struct ModelConfig {
   double norm_eps = 1e-5;
   Recompute recompute = Recompute::None;
   double init_std = 0.02;
+  // Mixture of experts (README, "Mixture of experts"). 0 experts: every MLP is dense.
+  int moe_experts = 0;
+  int moe_top_k = 2;                // experts each token is sent to
+  int moe_ffn_hidden = 0;           // hidden width of one expert; 0: ffn_hidden
+  int moe_shared_experts = 0;       // always-on experts of width moe_ffn_hidden
+  int moe_first_dense_layers = 0;   // layers [0, this) keep the dense MLP (DeepSeek)
+  MoeRouter moe_router = MoeRouter::Softmax;
+  bool moe_norm_topk = true;        // rescale the chosen weights to sum to 1
+  double moe_aux_loss_coef = 0.01;  // Switch load-balancing loss; 0: none
+  bool moe_bias_balancing = false;  // DeepSeek-V3 aux-loss-free per-expert bias
+  double moe_bias_update_rate = 1e-3;
 
   int head_dim() const { return hidden / heads; }
   int padded_vocab() const {
     return int((int64_t(vocab) + vocab_pad_to - 1) / vocab_pad_to * vocab_pad_to);
   }
   bool norm_has_bias() const { return norm == Norm::LayerNorm && bias; }
+  bool is_moe() const { return moe_experts > 0; }
+  // Whether layer i's MLP is a mixture of experts.
+  bool is_moe_layer(int layer) const { return is_moe() && layer >= moe_first_dense_layers; }
+  // Width of layer i's dense MLP: ffn_hidden, or for a mixture-of-experts layer
+  // its shared experts side by side (0 without shared experts).
+  int dense_ffn_hidden(int layer) const {
+    return is_moe_layer(layer) ? moe_shared_experts * moe_ffn_hidden : ffn_hidden;
+  }
+  // Parameters one token passes through (the routed experts count top_k times);
+  // equal to parameter_count() for a dense model. Model FLOPs use it.
+  int64_t active_parameter_count() const;
   // Real (unpadded) parameters, as Hugging Face counts them. kv_heads 0 and
   // ffn_hidden 0 count as their derived defaults.
   int64_t parameter_count() const;
@@ -49,7 +71,8 @@ ModelConfig model_preset(Preset preset);
 // Llama rule, int(2*4*hidden/3) rounded up to a multiple of 256. Throws
 // qj::Error when 4*hidden does not fit in an int.
 int default_ffn_hidden(const ModelConfig& model);
-// Replaces kv_heads 0 by heads and ffn_hidden 0 by default_ffn_hidden().
+// Replaces kv_heads 0 by heads, ffn_hidden 0 by default_ffn_hidden() and
+// moe_ffn_hidden 0 by ffn_hidden (mixture-of-experts models only).
 // parse_config/load_config have already done this to the config they return.
 void fill_derived_defaults(ModelConfig& model);
 

@@ -20,6 +20,7 @@ enum class PipeSchedule { GPipe, OneFOneB, Interleaved };
 enum class Precision { Fp32, Bf16 };
 enum class Optimizer { AdamW };
 enum class Encryption { None, Aes256Gcm, Sm4Gcm };
+enum class MoeRouter { Softmax, Sigmoid };  // how router logits become expert scores
 
 // names[i] is the JSON name of the enumerator whose value is i.
 template <class E>
@@ -36,6 +37,7 @@ template <> struct EnumNames<PipeSchedule> {
 };
 template <> struct EnumNames<Precision> { static constexpr std::array names{"fp32", "bf16"}; };
 template <> struct EnumNames<Optimizer> { static constexpr std::array names{"adamw"}; };
+template <> struct EnumNames<MoeRouter> { static constexpr std::array names{"softmax", "sigmoid"}; };
 template <> struct EnumNames<Encryption> {
   static constexpr std::array names{"none", "aes-256-gcm", "sm4-gcm"};
 };

@@ -18,7 +18,13 @@ const SectionSchema<ModelConfig>& model_section() {
        {"norm", &M::norm}, {"activation", &M::activation}, {"position", &M::position},
        {"rope_theta", &M::rope_theta}, {"bias", &M::bias},
        {"tied_embeddings", &M::tied_embeddings}, {"norm_eps", &M::norm_eps},
-       {"recompute", &M::recompute}, {"init_std", &M::init_std}}};
+       {"recompute", &M::recompute}, {"init_std", &M::init_std},
+       {"moe_experts", &M::moe_experts}, {"moe_top_k", &M::moe_top_k},
+       {"moe_ffn_hidden", &M::moe_ffn_hidden}, {"moe_shared_experts", &M::moe_shared_experts},
+       {"moe_first_dense_layers", &M::moe_first_dense_layers}, {"moe_router", &M::moe_router},
+       {"moe_norm_topk", &M::moe_norm_topk}, {"moe_aux_loss_coef", &M::moe_aux_loss_coef},
+       {"moe_bias_balancing", &M::moe_bias_balancing},
+       {"moe_bias_update_rate", &M::moe_bias_update_rate}}};
   return schema;
 }
 

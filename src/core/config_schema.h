@@ -20,7 +20,8 @@ using Member =
     std::variant<int Section::*, double Section::*, bool Section::*, std::string Section::*,
                  uint64_t Section::*, Preset Section::*, Norm Section::*, Activation Section::*,
                  Position Section::*, Recompute Section::*, PipeSchedule Section::*,
-                 Precision Section::*, Optimizer Section::*, Encryption Section::*>;
+                 Precision Section::*, Optimizer Section::*, Encryption Section::*,
+                 MoeRouter Section::*>;
 
 template <class Section>
 struct Field {

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -90,6 +92,55 @@ void validate_model(const ModelConfig& m) {
   }
 }
 
+// The moe_* keys: a mixture of experts when model.moe_experts > 0, and then
+// nothing else may contradict it; on a dense model they must keep their defaults.
+void validate_moe(const ModelConfig& m) {
+  at_least("model.moe_experts", m.moe_experts, 0);
+  if (!m.is_moe()) {
+    const ModelConfig dense = model_preset(m.preset);
+    std::vector<std::string> set;
+    if (m.moe_top_k != dense.moe_top_k) set.push_back(show("model.moe_top_k", m.moe_top_k));
+    if (m.moe_ffn_hidden != dense.moe_ffn_hidden)
+      set.push_back(show("model.moe_ffn_hidden", m.moe_ffn_hidden));
+    if (m.moe_shared_experts != dense.moe_shared_experts)
+      set.push_back(show("model.moe_shared_experts", m.moe_shared_experts));
+    if (m.moe_first_dense_layers != dense.moe_first_dense_layers)
+      set.push_back(show("model.moe_first_dense_layers", m.moe_first_dense_layers));
+    if (m.moe_router != dense.moe_router)
+      set.push_back(show("model.moe_router", to_string(m.moe_router)));
+    if (m.moe_norm_topk != dense.moe_norm_topk) set.push_back("model.moe_norm_topk=false");
+    if (m.moe_aux_loss_coef != dense.moe_aux_loss_coef)
+      set.push_back(show("model.moe_aux_loss_coef", m.moe_aux_loss_coef));
+    if (m.moe_bias_balancing != dense.moe_bias_balancing)
+      set.push_back("model.moe_bias_balancing=true");
+    if (m.moe_bias_update_rate != dense.moe_bias_update_rate)
+      set.push_back(show("model.moe_bias_update_rate", m.moe_bias_update_rate));
+    std::string list;
+    for (const std::string& s : set) list += (list.empty() ? "" : ", ") + s;
+    require(set.empty(), list + " configure experts, but model.moe_experts=0 makes a dense " +
+                             "model: set model.moe_experts, or remove the moe_* keys");
+    return;
+  }
+  at_least("model.moe_top_k", m.moe_top_k, 1);
+  require(m.moe_top_k <= m.moe_experts, show("model.moe_top_k", m.moe_top_k) +
+                                            " is larger than " +
+                                            show("model.moe_experts", m.moe_experts) +
+                                            ": a token cannot use more experts than exist");
+  at_least("model.moe_ffn_hidden", m.moe_ffn_hidden, 0);
+  at_least("model.moe_shared_experts", m.moe_shared_experts, 0);
+  at_least("model.moe_first_dense_layers", m.moe_first_dense_layers, 0);
+  require(m.moe_first_dense_layers < m.layers,
+          show("model.moe_first_dense_layers", m.moe_first_dense_layers) +
+              " leaves no mixture-of-experts layer among " + show("model.layers", m.layers));
+  at_least("model.moe_aux_loss_coef", m.moe_aux_loss_coef, 0.0);
+  at_least("model.moe_bias_update_rate", m.moe_bias_update_rate, 0.0);
+  ModelConfig r = m;
+  fill_derived_defaults(r);
+  require(int64_t(r.moe_shared_experts) * r.moe_ffn_hidden <= INT_MAX,
+          show("model.moe_shared_experts", m.moe_shared_experts) + " x " +
+              show("model.moe_ffn_hidden", r.moe_ffn_hidden) + " exceeds 2^31 - 1");
+}
+
 void validate_parallel(const ParallelConfig& p, const ModelConfig& m) {
   at_least("parallel.tp", p.tp, 1);
   at_least("parallel.pp", p.pp, 1);
@@ -113,6 +164,11 @@ void validate_parallel(const ParallelConfig& p, const ModelConfig& m) {
   divides("parallel.tp", p.tp, "model.heads", r.heads);
   divides("parallel.tp", p.tp, "model.kv_heads", r.kv_heads);
   divides("parallel.tp", p.tp, "model.ffn_hidden", r.ffn_hidden);
+  // Routed experts are whole on every tp rank (expert_tp 1); the shared experts
+  // are a dense MLP, split like one.
+  if (r.is_moe() && r.moe_shared_experts > 0)
+    divides("parallel.tp", p.tp, "model.moe_shared_experts x model.moe_ffn_hidden",
+            r.moe_shared_experts * r.moe_ffn_hidden);
   if (p.sequence_parallel) divides("parallel.tp", p.tp, "model.seq_len", r.seq_len);
   require(int64_t(p.pp) * p.virtual_stages <= r.layers,
           show("model.layers", r.layers) + " is fewer than " + show("parallel.pp", p.pp) +
@@ -183,6 +239,7 @@ void validate_io(const Config& c) {
 
 void validate_config(const Config& config) {
   validate_model(config.model);
+  validate_moe(config.model);
   validate_parallel(config.parallel, config.model);
   validate_train(config.train, config.parallel, config.model);
   validate_optim(config.optim);

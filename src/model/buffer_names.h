@@ -20,6 +20,12 @@ inline constexpr const char* kFcWeight = "mlp.fc.weight";
 inline constexpr const char* kFcBias = "mlp.fc.bias";
 inline constexpr const char* kMlpProjWeight = "mlp.proj.weight";
 inline constexpr const char* kMlpProjBias = "mlp.proj.bias";
+// Mixture-of-experts layers (README, "Mixture of experts"); their shared experts are the
+// dense MLP's names above, as wide as all shared experts side by side.
+inline constexpr const char* kRouterWeight = "moe.router.weight";      // [E, C]
+inline constexpr const char* kExpertBias = "moe.router.expert_bias";   // [E], balancing only
+inline constexpr const char* kExpertsFcWeight = "moe.experts.fc.weight";      // [E, F or 2F, C]
+inline constexpr const char* kExpertsProjWeight = "moe.experts.proj.weight";  // [E, C, F]
 // ---- parameters outside the layers ----
 inline constexpr const char* kTokenEmbedding = "wte";
 inline constexpr const char* kPositionEmbedding = "wpe";
@@ -40,6 +46,14 @@ inline constexpr const char* kResidualMid = "residual_mid";
 inline constexpr const char* kFc = "fc";
 inline constexpr const char* kFcAct = "fc_act";
 inline constexpr const char* kResidualOut = "residual_out";
+inline constexpr const char* kMoeRowToken = "moe_row_token";
+inline constexpr const char* kMoeRowWeight = "moe_row_weight";
+inline constexpr const char* kMoePosition = "moe_position";
+inline constexpr const char* kMoeWeight = "moe_weight";
+inline constexpr const char* kMoeOffsets = "moe_offsets";
+inline constexpr const char* kMoeH = "moe_h";
+inline constexpr const char* kMoeAct = "moe_act";
+inline constexpr const char* kMoeY = "moe_y";
 inline constexpr const char* kRecomputePrefix = "act.recompute.";
 
 // ---- per micro-batch slot, after slot_prefix(chunk, slot) ----
@@ -65,6 +79,14 @@ inline constexpr const char* kGradAttnOut = "act.grad.attn_out";
 inline constexpr const char* kGradQkv = "act.grad.qkv";
 inline constexpr const char* kGradFcAct = "act.grad.fc_act";
 inline constexpr const char* kGradFc = "act.grad.fc";
+inline constexpr const char* kMoeLogits = "act.moe.logits";
+inline constexpr const char* kMoeRows = "act.moe.rows";
+inline constexpr const char* kMoeOut = "act.moe.out";
+inline constexpr const char* kMoeStats = "act.moe.stats";
+inline constexpr const char* kMoeRowDot = "act.moe.row_dot";
+inline constexpr const char* kGradMoeRows = "act.grad.moe_rows";
+inline constexpr const char* kGradMoeAct = "act.grad.moe_act";
+inline constexpr const char* kGradMoeH = "act.grad.moe_h";
 inline constexpr const char* kTpFull = "act.tp.full";        // before a reduce-scatter
 inline constexpr const char* kTpReduced = "act.tp.reduced";  // after it
 

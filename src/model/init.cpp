@@ -31,7 +31,8 @@ bool is_norm_weight(const std::string& name) {
 }
 
 bool is_residual_projection(const std::string& name) {
-  return ends_with(name, "attn.proj.weight") || ends_with(name, "mlp.proj.weight");
+  return ends_with(name, "attn.proj.weight") || ends_with(name, "mlp.proj.weight") ||
+         ends_with(name, "experts.proj.weight");
 }
 
 bool has_padded_vocab_rows(const std::string& name) { return name == "wte" || name == "lm_head.weight"; }

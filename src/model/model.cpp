@@ -14,6 +14,7 @@ struct Model::Slot {
   Tensor encoded;          // embedding output [Nl, C] (embedding shard)
   Tensor input, grad_input;  // pipeline boundary (other shards)
   std::vector<BlockActivations> layers;
+  std::vector<std::unique_ptr<MoeRouting>> routing;  // host side, one per MoE layer
   NormActivations norm_f;
   Tensor logits, lse;
 };
@@ -26,7 +27,10 @@ Tensor optional_tensor(const Arenas& arenas, const std::string& name) {
   return arenas.plan().contains(name) ? arenas.tensor(name) : Tensor{};
 }
 
-BlockParams bind_block_params(const Arenas& arenas, const std::string& prefix) {
+// prefix: where forward reads the layer's weights (the bf16 copies in mixed
+// precision) or its gradients; value_prefix: the fp32 values the router reads.
+BlockParams bind_block_params(const Arenas& arenas, const std::string& prefix,
+                              const std::string& value_prefix) {
   auto get = [&](const std::string& name) { return optional_tensor(arenas, prefix + name); };
   BlockParams p;
   p.norm1_weight = get(std::string(kNorm1) + kWeight);
@@ -41,15 +45,24 @@ BlockParams bind_block_params(const Arenas& arenas, const std::string& prefix) {
   p.fc_bias = get(kFcBias);
   p.mlp_proj_weight = get(kMlpProjWeight);
   p.mlp_proj_bias = get(kMlpProjBias);
+  p.moe.router_weight = optional_tensor(arenas, value_prefix + kRouterWeight);
+  p.moe.expert_bias = optional_tensor(arenas, value_prefix + kExpertBias);
+  p.moe.fc_weight = get(kExpertsFcWeight);
+  p.moe.proj_weight = get(kExpertsProjWeight);
   return p;
 }
 
-// A layer's activations: kept per layer and slot under `prefix`, or shared by
-// every layer under kRecomputePrefix (see model_plan.cpp).
-BlockActivations bind_block_activations(const Arenas& arenas, const std::string& prefix) {
-  auto get = [&](const std::string& name) {
-    if (arenas.plan().contains(prefix + name)) return arenas.tensor(prefix + name);
-    return optional_tensor(arenas, kRecomputePrefix + name);
+// A layer's activations: kept per layer and slot under `prefix`, or the layer's
+// part of the buffers every layer shares (kRecomputePrefix, see model_plan.cpp).
+BlockActivations bind_block_activations(const Arenas& arenas, const std::string& prefix,
+                                        const std::vector<ActivationSpec>& specs) {
+  auto get = [&](const std::string& name) -> Tensor {
+    for (const ActivationSpec& a : specs) {
+      if (a.name != name) continue;
+      if (arenas.plan().contains(prefix + name)) return arenas.tensor(prefix + name);
+      return prefix_view(arenas.tensor(kRecomputePrefix + name), a.shape);
+    }
+    return {};  // not in this layer (LayerNorm means under RMSNorm, a dense MLP, ...)
   };
   auto norm = [&](const std::string& n) -> NormActivations {
     return {get(n), get(n + kMeanSuffix), get(n + kRstdSuffix)};
@@ -63,6 +76,8 @@ BlockActivations bind_block_activations(const Arenas& arenas, const std::string&
   a.norm2 = norm(kNorm2);
   a.fc = get(kFc);
   a.fc_act = get(kFcAct);
+  a.moe = {get(kMoeRowToken), get(kMoeRowWeight), get(kMoePosition), get(kMoeWeight),
+           get(kMoeOffsets),  get(kMoeH),         get(kMoeAct),      get(kMoeY)};
   a.residual_out = get(kResidualOut);
   return a;
 }
@@ -88,6 +103,11 @@ Model::Model(const ModelConfig& config, int micro_batch, const ModelShard& shard
       own_tp_(std::move(own_tp)),
       tp_(tp ? *tp : *own_tp_, shard.sequence_parallel) {
   check_model_config(config_, micro_batch_, shard_);
+  QJ_CHECK(!config_.is_moe() || be_.has_moe_ops(),
+           "model: model.moe_experts=" + std::to_string(config_.moe_experts) +
+               " needs the mixture-of-experts ops (gather_rows, combine_rows, row_dot, "
+               "grouped_matmul, grouped_matmul_wgrad), which backend '" + be_.name() +
+               "' does not have");
   QJ_CHECK(tp_.size() == shard.tp_size && tp_.rank() == shard.tp_rank,
            "model: the tensor-parallel group has rank " + std::to_string(tp_.rank()) + " of " +
                std::to_string(tp_.size()) + ", the shard expects rank " +
@@ -112,6 +132,57 @@ Model::Model(const ModelConfig& config, int micro_batch, const ModelShard& shard
 }
 
 Model::~Model() = default;
+
+void Model::set_aux_loss_scale(double scale) {
+  for (TransformerBlock& b : blocks_)
+    if (b.moe()) b.moe()->set_aux_loss_scale(scale);
+}
+
+double Model::moe_aux_loss_sum() const {
+  double sum = 0;
+  for (const TransformerBlock& b : blocks_)
+    if (const MoeLayer* moe = b.moe()) sum += moe->aux_loss_sum();
+  return sum;
+}
+
+std::vector<double> Model::moe_expert_load() const {
+  std::vector<double> load;
+  for (const TransformerBlock& b : blocks_)
+    if (const MoeLayer* moe = b.moe())
+      load.insert(load.end(), moe->step_load().begin(), moe->step_load().end());
+  return load;
+}
+
+void Model::reset_moe_stats() {
+  for (TransformerBlock& b : blocks_)
+    if (b.moe()) b.moe()->reset_stats();
+}
+
+void Model::update_expert_bias(const std::vector<double>& load) {
+  if (!config_.moe_bias_balancing) return;
+  const size_t E = size_t(config_.moe_experts);
+  QJ_CHECK(load.size() == moe_expert_load().size(),
+           "update_expert_bias: " + std::to_string(load.size()) + " loads for " +
+               std::to_string(moe_expert_load().size()) + " experts");
+  std::vector<float> bias(E);
+  size_t layer = 0;
+  for (TransformerBlock& b : blocks_) {
+    if (!b.moe()) continue;
+    const Tensor& t = b.moe_params().expert_bias;
+    be_.copy_to_host(bias.data(), t.data, t.nbytes());
+    moe_update_bias(config_.moe_bias_update_rate,
+                    std::vector<double>(load.begin() + int64_t(layer * E),
+                                        load.begin() + int64_t((layer + 1) * E)),
+                    bias.data());
+    be_.copy_to_device(t.data, bias.data(), t.nbytes());
+    ++layer;
+  }
+  // Routing reads the fp32 values; the bf16 copies are kept equal all the same.
+  std::vector<ParamRef> biases;
+  for (const ParamRef& p : params_)
+    if (p.name.ends_with(kExpertBias)) biases.push_back(p);
+  refresh_weights(be_, biases);
+}
 
 void Model::bind_parameters(const Arenas& arenas) {
   specs_ = parameter_specs(config_, shard_);
@@ -153,8 +224,17 @@ void Model::bind_slots(const Arenas& arenas) {
     auto get = [&](const std::string& name) { return optional_tensor(arenas, p + name); };
     s.tokens = get(kTokens), s.encoded = get(kEncoded);
     s.input = get(kInput), s.grad_input = get(kGradInput);
-    for (int i = shard_.first_layer; i < shard_.end(config_); ++i)
-      s.layers.push_back(bind_block_activations(arenas, p + layer_prefix(i)));
+    const int64_t B = micro_batch_, N = tokens_per_micro_batch();
+    for (int i = shard_.first_layer; i < shard_.end(config_); ++i) {
+      BlockActivations a = bind_block_activations(
+          arenas, p + layer_prefix(i), layer_activations(config_, shard_, B, N, i));
+      if (config_.is_moe_layer(i)) {
+        s.routing.push_back(std::make_unique<MoeRouting>());
+        s.routing.back()->reserve(shard_.local_tokens(N), config_.moe_experts, config_.moe_top_k);
+        a.moe.routing = s.routing.back().get();
+      }
+      s.layers.push_back(a);
+    }
     s.targets = get(kTargets);
     s.norm_f = {get(kFinalNorm), get(std::string(kFinalNorm) + kMeanSuffix),
                 get(std::string(kFinalNorm) + kRstdSuffix)};
@@ -163,16 +243,20 @@ void Model::bind_slots(const Arenas& arenas) {
 }
 
 void Model::bind_blocks(const Arenas& arenas) {
+  auto get = [&](const char* name) { return optional_tensor(arenas, name); };
   scratch_ = {arenas.tensor(kGradNormOut), arenas.tensor(kGradNormIn),
               arenas.tensor(kGradAttnOut), arenas.tensor(kGradQkv),
-              arenas.tensor(kGradFcAct),   arenas.tensor(kGradFc),
-              optional_tensor(arenas, kTpFull), optional_tensor(arenas, kTpReduced)};
+              get(kGradFcAct),             get(kGradFc),
+              get(kTpFull),                get(kTpReduced),
+              {get(kMoeLogits), get(kMoeRows), get(kGradMoeRows), get(kGradMoeAct),
+               get(kGradMoeH), get(kMoeRowDot), get(kMoeOut), get(kMoeStats)}};
   blocks_.reserve(size_t(shard_.layer_count(config_)));
   for (int i = shard_.first_layer; i < shard_.end(config_); ++i) {
-    const std::string prefix = layer_prefix(i);
-    blocks_.emplace_back(config_, micro_batch_, shard_.heads(config_), shard_.kv_heads(config_),
-                         be_, tp_, bind_block_params(arenas, weight_name(prefix, shard_)),
-                         bind_block_params(arenas, kGradPrefix + prefix), scratch_, rope_);
+    const std::string prefix = layer_prefix(i), grads = kGradPrefix + prefix;
+    blocks_.emplace_back(config_, i, micro_batch_, shard_.heads(config_),
+                         shard_.kv_heads(config_), be_, tp_,
+                         bind_block_params(arenas, weight_name(prefix, shard_), prefix),
+                         bind_block_params(arenas, grads, grads), scratch_, rope_);
   }
 }
 

@@ -95,6 +95,22 @@ class Model {
   // Non-ignored targets of the last forward.
   int64_t valid_targets() const { return valid_targets_; }
 
+  // ---- mixture of experts (README, "Mixture of experts"); nothing happens in a dense model ----
+  // The load-balancing loss's weight per micro-batch in the step's loss
+  // (1 / micro-batches of the global batch; 1 by default).
+  void set_aux_loss_scale(double scale);
+  // Sum of the load-balancing loss of this shard's MoE layers over the forwards
+  // since reset_moe_stats() (not scaled).
+  double moe_aux_loss_sum() const;
+  // Assignments per expert since reset_moe_stats(): this shard's MoE layers in
+  // order, moe_experts values each.
+  std::vector<double> moe_expert_load() const;
+  void reset_moe_stats();
+  // DeepSeek-V3's aux-loss-free balancing (model.moe_bias_balancing): moves
+  // each expert's bias by moe_bias_update_rate toward balance, from a step's
+  // load laid out as moe_expert_load() and summed over the data-parallel ranks.
+  void update_expert_bias(const std::vector<double>& load);
+
   const ModelConfig& config() const { return config_; }
   const ModelShard& shard() const { return shard_; }
   int micro_batch() const { return micro_batch_; }

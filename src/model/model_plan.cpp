@@ -1,5 +1,7 @@
 #include "model/model_plan.h"
 
+#include <algorithm>
+
 #include "core/memory_plan.h"
 #include "model/buffer_names.h"
 #include "model/model.h"
@@ -31,8 +33,24 @@ int64_t qkv_width(const ModelConfig& c, const ModelShard& s) {
   return int64_t(s.heads(c) + 2 * s.kv_heads(c)) * c.head_dim();
 }
 
-int64_t fc_width(const ModelConfig& c, const ModelShard& s) {
-  return (c.activation == Activation::SwiGlu ? 2 : 1) * int64_t(s.ffn_hidden(c));
+int64_t fc_width(const ModelConfig& c, int64_t ffn_hidden) {
+  return (c.activation == Activation::SwiGlu ? 2 : 1) * ffn_hidden;
+}
+
+Tensor prefix_view(const Tensor& buffer, const std::vector<int64_t>& shape) {
+  QJ_CHECK(!shape.empty() && shape.size() <= size_t(Tensor::kMaxDims) &&
+               numel(shape) <= buffer.numel(),
+           "prefix_view: a view of " + std::to_string(numel(shape)) +
+               " elements does not fit in a buffer of " + std::to_string(buffer.numel()));
+  Tensor v = buffer;
+  v.ndim = int(shape.size());
+  int64_t stride = 1;
+  for (int i = v.ndim - 1; i >= 0; --i) {
+    v.shape[size_t(i)] = shape[size_t(i)];
+    v.stride[size_t(i)] = stride;
+    stride *= shape[size_t(i)];
+  }
+  return v;
 }
 
 static void require(bool ok, const std::string& message) {
@@ -70,6 +88,18 @@ void check_model_config(const ModelConfig& c, int micro_batch, const ModelShard&
           "layer range [" + str(s.first_layer) + ", " + str(s.end(c)) + ") outside the " +
               str(c.layers) + " layers");
   require(s.slots > 0, "activation slots must be positive");
+  if (!c.is_moe()) return;
+  require(c.moe_ffn_hidden > 0, "model.moe_ffn_hidden must be resolved to a positive value, got " +
+                                    str(c.moe_ffn_hidden));
+  require(c.moe_top_k >= 1 && c.moe_top_k <= c.moe_experts,
+          "model.moe_top_k=" + str(c.moe_top_k) + " must be in [1, model.moe_experts=" +
+              str(c.moe_experts) + "]");
+  require(c.moe_first_dense_layers >= 0 && c.moe_shared_experts >= 0,
+          "model.moe_first_dense_layers and model.moe_shared_experts must be >= 0");
+  require(int64_t(c.moe_shared_experts) * c.moe_ffn_hidden % tp == 0,
+          "parallel.tp=" + str(tp) + " must divide the shared experts' width " +
+              str(int64_t(c.moe_shared_experts) * c.moe_ffn_hidden) +
+              " (model.moe_shared_experts x model.moe_ffn_hidden)");
 }
 
 static bool tp_split(const ModelShard& s) { return s.tp_size > 1; }
@@ -77,14 +107,14 @@ static bool tp_split(const ModelShard& s) { return s.tp_size > 1; }
 std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const ModelShard& s) {
   const int tp = s.tp_size;
   const int64_t C = c.hidden, D = c.head_dim(), T = c.seq_len;
-  const int64_t Vp = s.padded_vocab(c), F = c.ffn_hidden;
+  const int64_t Vp = s.padded_vocab(c);
   const int64_t qkv = int64_t(c.heads + 2 * c.kv_heads) * D, HD = int64_t(c.heads) * D;
   const bool swiglu = c.activation == Activation::SwiGlu;
-  const int64_t fc = (swiglu ? 2 : 1) * F;
   const ShardKind fc_kind = swiglu ? ShardKind::GateUpRows : ShardKind::Rows;
   const bool norm_bias = c.norm_has_bias(), bias = c.bias, sp = s.sequence_sharded();
   std::vector<ParamSpec> specs;
   // Global shape and split; the local shape follows from the kind.
+  int64_t F = 0;  // the current layer's dense MLP width
   auto add = [&](const std::string& name, std::vector<int64_t> global, ShardKind kind, bool decay) {
     ParamSpec p{name, global, global, tp_split(s) ? kind : ShardKind::Replicated, {}, decay, false};
     if (kind == ShardKind::QkvRows) p.part_rows = {c.heads * D, c.kv_heads * D, c.kv_heads * D};
@@ -110,10 +140,25 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const ModelShard& s
     // taken from the full (gathered) output gradient: complete on every rank.
     if (bias) add(p + kAttnProjBias, {C}, ShardKind::Replicated, false);
     add_norm(p + kNorm2);
-    add(p + kFcWeight, {fc, C}, fc_kind, true);
-    if (bias) add(p + kFcBias, {fc}, fc_kind, false);
-    add(p + kMlpProjWeight, {C, F}, ShardKind::Cols, true);
-    if (bias) add(p + kMlpProjBias, {C}, ShardKind::Replicated, false);
+    F = c.dense_ffn_hidden(i);
+    if (F > 0) {  // the dense MLP, or a MoE layer's shared experts
+      add(p + kFcWeight, {fc_width(c, F), C}, fc_kind, true);
+      if (bias) add(p + kFcBias, {fc_width(c, F)}, fc_kind, false);
+      add(p + kMlpProjWeight, {C, F}, ShardKind::Cols, true);
+      if (bias) add(p + kMlpProjBias, {C}, ShardKind::Replicated, false);
+    }
+    if (c.is_moe_layer(i)) {
+      // Whole on every tp rank; under sequence parallelism each rank routes its
+      // own tokens, so the gradients are partial sums over tp.
+      const int64_t E = c.moe_experts, Fe = c.moe_ffn_hidden;
+      add(p + kRouterWeight, {E, C}, ShardKind::Replicated, true);
+      if (c.moe_bias_balancing) add(p + kExpertBias, {E}, ShardKind::Replicated, false);
+      add(p + kExpertsFcWeight, {E, fc_width(c, Fe), C}, ShardKind::Replicated, true);
+      add(p + kExpertsProjWeight, {E, C, Fe}, ShardKind::Replicated, true);
+      for (ParamSpec& spec : specs)
+        if (spec.name.starts_with(p + "moe."))
+          spec.partial_grad = sp && !spec.name.ends_with(kExpertBias);
+    }
   }
   if (s.head) {
     add_norm(kFinalNorm);
@@ -124,11 +169,10 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const ModelShard& s
   return specs;
 }
 
-// Per layer: exactly what backward reads (llm.c's saved activations), by short name.
-static std::vector<ActivationSpec> layer_activations(const ModelConfig& c, const ModelShard& s,
-                                                     int64_t B, int64_t N) {
+std::vector<ActivationSpec> layer_activations(const ModelConfig& c, const ModelShard& s,
+                                              int64_t B, int64_t N, int layer) {
   const int64_t C = c.hidden, HD = int64_t(s.heads(c)) * c.head_dim();
-  const int64_t Nl = s.local_tokens(N);
+  const int64_t Nl = s.local_tokens(N), F = s.ffn_hidden(c, layer);
   const bool layernorm = c.norm == Norm::LayerNorm;
   const DType act = s.compute_dtype, stat = DType::F32;
   std::vector<ActivationSpec> specs;
@@ -145,18 +189,52 @@ static std::vector<ActivationSpec> layer_activations(const ModelConfig& c, const
   add(kAttnLse, stat, {B, s.heads(c), c.seq_len});
   add(kAttnOut, act, {N, HD});
   add(kResidualMid, act, {Nl, C});
-  add(kFc, act, {N, fc_width(c, s)});
-  add(kFcAct, act, {N, s.ffn_hidden(c)});
+  if (F > 0) {
+    add(kFc, act, {N, fc_width(c, F)});
+    add(kFcAct, act, {N, F});
+  }
+  if (c.is_moe_layer(layer)) {  // the routing and the M = Nl k expert rows
+    const int64_t k = c.moe_top_k, M = Nl * k, Fe = c.moe_ffn_hidden;
+    add(kMoeRowToken, DType::I32, {M});
+    add(kMoeRowWeight, stat, {M});
+    add(kMoePosition, DType::I32, {Nl, k});
+    add(kMoeWeight, stat, {Nl, k});
+    add(kMoeOffsets, DType::I32, {int64_t(c.moe_experts) + 1});
+    add(kMoeH, act, {M, fc_width(c, Fe)});
+    add(kMoeAct, act, {M, Fe});
+    add(kMoeY, act, {M, C});
+  }
   add(kResidualOut, act, {Nl, C});
   return specs;
 }
 
-// Whether a layer activation is kept per layer and micro-batch, or rebuilt in
-// backward into one buffer that every layer shares ("act.recompute.<name>").
-static bool kept_per_layer(Recompute recompute, const std::string& name) {
+bool kept_per_layer(Recompute recompute, const std::string& name) {
   if (recompute == Recompute::Full) return name == kResidualOut;  // the next layer's input
   if (recompute == Recompute::Selective) return name != kAttnOut && name != kAttnLse;
   return true;
+}
+
+// The largest of a name's per-layer shapes over every layer of the model (any
+// chunk of this rank may use the buffers shared by all of them).
+static std::vector<ActivationSpec> shared_layer_buffers(const ModelConfig& c, const ModelShard& s,
+                                                        int64_t B, int64_t N) {
+  std::vector<ActivationSpec> largest;
+  for (int i = 0; i < c.layers; ++i)
+    for (const ActivationSpec& a : layer_activations(c, s, B, N, i)) {
+      if (kept_per_layer(c.recompute, a.name)) continue;
+      auto it = std::find_if(largest.begin(), largest.end(),
+                             [&](const ActivationSpec& b) { return b.name == a.name; });
+      if (it == largest.end()) largest.push_back(a);
+      else if (numel(a.shape) > numel(it->shape)) *it = a;
+    }
+  return largest;
+}
+
+// The widest dense MLP of any layer (the backward scratch serves them all).
+static int64_t widest_ffn(const ModelConfig& c, const ModelShard& s) {
+  int64_t F = 0;
+  for (int i = 0; i < c.layers; ++i) F = std::max<int64_t>(F, s.ffn_hidden(c, i));
+  return F;
 }
 
 std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_batch,
@@ -179,7 +257,7 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
       add(p + kGradInput, act, {Nl, C});
     }
     for (int i = s.first_layer; i < s.end(c); ++i)
-      for (const ActivationSpec& a : layer_activations(c, s, B, N))
+      for (const ActivationSpec& a : layer_activations(c, s, B, N, i))
         if (kept_per_layer(c.recompute, a.name))
           add(p + layer_prefix(i) + a.name, a.dtype, a.shape);
     if (s.head) {
@@ -197,20 +275,34 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
     add(p + kLossStatsAll, DType::F32, {s.tp_size, N, 3});
   }
   if (s.chunk > 0) return specs;  // the rest is shared by the chunks of a rank
-  for (const ActivationSpec& a : layer_activations(c, s, B, N))
-    if (!kept_per_layer(c.recompute, a.name)) add(kRecomputePrefix + a.name, a.dtype, a.shape);
+  for (const ActivationSpec& a : shared_layer_buffers(c, s, B, N))
+    add(kRecomputePrefix + a.name, a.dtype, a.shape);
   if (c.position == Position::Rope) {
     add(kRopeCos, DType::F32, {c.seq_len, c.head_dim() / 2});
     add(kRopeSin, DType::F32, {c.seq_len, c.head_dim() / 2});
   }
   // Backward scratch, shared by all layers and slots (one backward at a time).
+  const int64_t F = widest_ffn(c, s);
   add(kGradResidual, act, {Nl, C});
   add(kGradNormOut, act, {N, C});  // full tokens: the partial sums of a column-parallel input
   add(kGradNormIn, act, {Nl, C});
   add(kGradAttnOut, act, {N, HD});
   add(kGradQkv, act, {N, qkv_width(c, s)});
-  add(kGradFcAct, act, {N, s.ffn_hidden(c)});
-  add(kGradFc, act, {N, fc_width(c, s)});
+  if (F > 0) {
+    add(kGradFcAct, act, {N, F});
+    add(kGradFc, act, {N, fc_width(c, F)});
+  }
+  if (c.is_moe()) {  // the routed experts' forward and backward buffers
+    const int64_t E = c.moe_experts, M = Nl * c.moe_top_k, Fe = c.moe_ffn_hidden;
+    add(kMoeLogits, DType::F32, {Nl, E});
+    add(kMoeRows, act, {M, C});
+    add(kMoeOut, act, {Nl, C});
+    add(kMoeStats, DType::F32, {2 * E});
+    add(kMoeRowDot, DType::F32, {M});
+    add(kGradMoeRows, act, {M, C});
+    add(kGradMoeAct, act, {M, Fe});
+    add(kGradMoeH, act, {M, fc_width(c, Fe)});
+  }
   // Full-token transients of tensor parallelism: a row-parallel matmul's partial
   // output before its reduce-scatter, an output gradient after its all-gather.
   if (s.sequence_sharded()) {

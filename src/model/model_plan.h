@@ -73,8 +73,17 @@ std::string chunk_prefix(int chunk);
 std::string slot_prefix(int chunk, int slot);
 // Width of the fused qkv projection: (heads + 2 kv_heads) * head_dim (this rank's heads).
 int64_t qkv_width(const ModelConfig& config, const ModelShard& shard = {});
-// Width of the MLP's first projection: ffn_hidden (gelu) or 2 ffn_hidden (swiglu: gate | up).
-int64_t fc_width(const ModelConfig& config, const ModelShard& shard = {});
+// Width of an MLP's first projection for hidden width F: F (gelu) or 2F (swiglu: gate | up).
+int64_t fc_width(const ModelConfig& config, int64_t ffn_hidden);
+// Layer i's activations, by short name (what its backward reads).
+std::vector<ActivationSpec> layer_activations(const ModelConfig& config, const ModelShard& shard,
+                                              int64_t micro_batch, int64_t tokens, int layer);
+// Whether a layer activation is kept per layer and micro-batch, or rebuilt in
+// backward into one buffer that every layer shares ("act.recompute.<name>").
+bool kept_per_layer(Recompute recompute, const std::string& name);
+// The first elements of `buffer` viewed with `shape` (a layer's part of a
+// buffer planned for the largest layer).
+Tensor prefix_view(const Tensor& buffer, const std::vector<int64_t>& shape);
 
 // Throws qj::Error for a config the model cannot build (naming the field).
 void check_model_config(const ModelConfig& config, int micro_batch, const ModelShard& shard = {});

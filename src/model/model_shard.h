@@ -33,7 +33,10 @@ struct ModelShard {
 
   int heads(const ModelConfig& c) const { return c.heads / tp_size; }
   int kv_heads(const ModelConfig& c) const { return c.kv_heads / tp_size; }
-  int ffn_hidden(const ModelConfig& c) const { return c.ffn_hidden / tp_size; }
+  // This rank's width of layer i's dense MLP (the shared experts of a MoE layer).
+  int ffn_hidden(const ModelConfig& c, int layer) const {
+    return c.dense_ffn_hidden(layer) / tp_size;
+  }
   // The vocabulary padded to a multiple of vocab_pad_to * tp (Megatron), so
   // every rank holds the same number of rows; rows >= vocab are never used.
   int64_t padded_vocab(const ModelConfig& c) const {

@@ -1,11 +1,14 @@
 #include "model/transformer_block.h"
 
+#include "model/model_plan.h"
+
 namespace qj {
 
-TransformerBlock::TransformerBlock(const ModelConfig& config, int micro_batch, int heads,
-                                   int kv_heads, const Backend& backend, const TensorParallel& tp,
-                                   const BlockParams& params, const BlockParams& grads,
-                                   const BlockScratch& scratch, const RopeTables& rope)
+TransformerBlock::TransformerBlock(const ModelConfig& config, int layer, int micro_batch,
+                                   int heads, int kv_heads, const Backend& backend,
+                                   const TensorParallel& tp, const BlockParams& params,
+                                   const BlockParams& grads, const BlockScratch& scratch,
+                                   const RopeTables& rope)
     : config_(config),
       micro_batch_(micro_batch),
       heads_(heads),
@@ -15,20 +18,31 @@ TransformerBlock::TransformerBlock(const ModelConfig& config, int micro_batch, i
       params_(params),
       grads_(grads),
       scratch_(scratch),
-      rope_(rope) {}
+      rope_(rope),
+      dense_mlp_(params.fc_weight.defined()) {
+  const int64_t N = int64_t(micro_batch) * config.seq_len;
+  if (dense_mlp_) {  // the scratch is as wide as the widest layer's MLP
+    const int64_t F = params.mlp_proj_weight.dim(1);
+    scratch_.d_fc_act = prefix_view(scratch.d_fc_act, {N, F});
+    scratch_.d_fc = prefix_view(scratch.d_fc, {N, fc_width(config, F)});
+  }
+  if (config.is_moe_layer(layer))
+    moe_.emplace(config, scratch.moe.out.dim(0), backend, tp, params.moe, grads.moe, scratch.moe);
+}
 
 Tensor TransformerBlock::as_btc(const Tensor& t) const {
   return t.reshape({micro_batch_, config_.seq_len, t.dim(1)});
 }
 
-void TransformerBlock::forward(const Tensor& x, const BlockActivations& acts) {
+void TransformerBlock::forward(const Tensor& x, const BlockActivations& acts, bool record) {
   attention_forward(x, acts);
-  mlp_forward(acts);
+  mlp_forward(acts, record);
 }
 
 void TransformerBlock::backward(const Tensor& x, const BlockActivations& acts,
                                 const Tensor& dresidual) {
-  if (config_.recompute == Recompute::Full) forward(x, acts);  // rebuilds the shared activations
+  if (config_.recompute == Recompute::Full)  // rebuilds the shared activations
+    forward(x, acts, /*record=*/false);
   mlp_backward(acts, dresidual);
   attention_backward(x, acts, dresidual);
 }
@@ -59,32 +73,50 @@ void TransformerBlock::attention_forward(const Tensor& x, const BlockActivations
   be_.add(a.residual_mid, x, a.residual_mid);
 }
 
-void TransformerBlock::mlp_forward(const BlockActivations& a) {
+void TransformerBlock::mlp_forward(const BlockActivations& a, bool record) {
   const BlockParams& p = params_;
   norm_forward(be_, config_, a.residual_mid, p.norm2_weight, p.norm2_bias, a.norm2);
-  const Tensor ln = tp_.gather_tokens(a.norm2.out, scratch_.tp_full);
-  linear_forward(be_, ln, p.fc_weight, p.fc_bias, a.fc);
-  if (config_.activation == Activation::SwiGlu) be_.swiglu_forward(a.fc, a.fc_act);
-  else be_.gelu_forward(a.fc, a.fc_act);
-  row_parallel_forward(a.fc_act, p.mlp_proj_weight, p.mlp_proj_bias, a.residual_out);
-  be_.add(a.residual_out, a.residual_mid, a.residual_out);
+  const Tensor& out = a.residual_out;
+  if (dense_mlp_) {
+    const Tensor ln = tp_.gather_tokens(a.norm2.out, scratch_.tp_full);
+    linear_forward(be_, ln, p.fc_weight, p.fc_bias, a.fc);
+    if (config_.activation == Activation::SwiGlu) be_.swiglu_forward(a.fc, a.fc_act);
+    else be_.gelu_forward(a.fc, a.fc_act);
+    row_parallel_forward(a.fc_act, p.mlp_proj_weight, p.mlp_proj_bias, out);
+  }
+  if (moe_) {
+    const Tensor routed = moe_->forward(a.norm2.out, a.moe, record);
+    be_.add(dense_mlp_ ? out : a.residual_mid, routed, out);
+    if (!dense_mlp_) return;
+  }
+  be_.add(out, a.residual_mid, out);
 }
 
 // dresidual: d residual_out in, d residual_mid out (the skip path plus the MLP path).
 void TransformerBlock::mlp_backward(const BlockActivations& a, const Tensor& dresidual) {
   const BlockParams& p = params_;
   const BlockScratch& s = scratch_;
-  // The row-parallel projection sees every token: its bias gradient is complete.
-  const Tensor dy = tp_.gather_tokens(dresidual, s.tp_full);
-  linear_backward(be_, dy, a.fc_act, p.mlp_proj_weight, s.d_fc_act, grads_.mlp_proj_weight,
-                  grads_.mlp_proj_bias);
-  if (config_.activation == Activation::SwiGlu) be_.swiglu_backward(s.d_fc_act, a.fc, s.d_fc);
-  else be_.gelu_backward(s.d_fc_act, a.fc, s.d_fc);
-  // Gathered again rather than kept (dy, which used the buffer, is consumed).
-  const Tensor ln = tp_.gather_tokens(a.norm2.out, s.tp_full);
-  linear_backward(be_, s.d_fc, ln, p.fc_weight, s.d_norm_out, grads_.fc_weight, grads_.fc_bias);
-  norm_backward(be_, config_, reduce_input_grad(), a.residual_mid, p.norm2_weight, a.norm2,
-                s.d_norm_in, grads_.norm2_weight, grads_.norm2_bias);
+  Tensor d_norm;  // d loss / d norm2 output, the rows this rank holds
+  if (dense_mlp_) {
+    // The row-parallel projection sees every token: its bias gradient is complete.
+    const Tensor dy = tp_.gather_tokens(dresidual, s.tp_full);
+    linear_backward(be_, dy, a.fc_act, p.mlp_proj_weight, s.d_fc_act, grads_.mlp_proj_weight,
+                    grads_.mlp_proj_bias);
+    if (config_.activation == Activation::SwiGlu) be_.swiglu_backward(s.d_fc_act, a.fc, s.d_fc);
+    else be_.gelu_backward(s.d_fc_act, a.fc, s.d_fc);
+    // Gathered again rather than kept (dy, which used the buffer, is consumed).
+    const Tensor ln = tp_.gather_tokens(a.norm2.out, s.tp_full);
+    linear_backward(be_, s.d_fc, ln, p.fc_weight, s.d_norm_out, grads_.fc_weight, grads_.fc_bias);
+    d_norm = reduce_input_grad();
+  }
+  if (moe_) {
+    // The routed experts' input gradient is complete on this rank (no tp sum).
+    const Tensor routed = moe_->backward(a.norm2.out, dresidual, a.moe);
+    if (dense_mlp_) be_.add(d_norm, routed, d_norm);
+    else d_norm = routed;
+  }
+  norm_backward(be_, config_, d_norm, a.residual_mid, p.norm2_weight, a.norm2, s.d_norm_in,
+                grads_.norm2_weight, grads_.norm2_bias);
   be_.add(dresidual, s.d_norm_in, dresidual);
 }
 

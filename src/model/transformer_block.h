@@ -2,12 +2,17 @@
 // One pre-norm decoder block:
 //   residual_mid = x + attn_proj(attention(rope(qkv(norm1(x)))))
 //   residual_out = residual_mid + mlp_proj(act(fc(norm2(residual_mid))))
+// or, in a mixture-of-experts layer (moe_layer.h), with y = norm2(residual_mid):
+//   residual_out = residual_mid + routed_experts(y) [+ shared experts' MLP(y)]
 // with act = GELU or SwiGLU, norms LayerNorm or RMSNorm, RoPE optional.
 // Under tensor parallelism qkv and fc are column-parallel (this rank's heads and
 // hidden units), attn_proj and mlp_proj row-parallel (summed over tp); see
 // tensor_parallel.h for where the collectives go.
 #include "core/config.h"
+#include <optional>
+
 #include "model/layers.h"
+#include "model/moe_layer.h"
 #include "model/tensor_parallel.h"
 #include "qianjun/backend.h"
 
@@ -22,6 +27,7 @@ struct BlockParams {
   Tensor norm2_weight, norm2_bias;
   Tensor fc_weight, fc_bias;                // [F, C] or [2F, C] (swiglu: gate | up)
   Tensor mlp_proj_weight, mlp_proj_bias;    // [C, F]
+  MoeParams moe;                            // mixture-of-experts layers only
 };
 
 // What one layer's forward saves for its backward (N tokens, Nl = the rows of the
@@ -36,8 +42,9 @@ struct BlockActivations {
   Tensor attn_out;      // [N, H*D], before the output projection
   Tensor residual_mid;  // [Nl, C]
   NormActivations norm2;
-  Tensor fc;            // [N, F or 2F], MLP pre-activation
+  Tensor fc;            // [N, F or 2F], MLP pre-activation (dense MLP or shared experts)
   Tensor fc_act;        // [N, F]
+  MoeActivations moe;   // mixture-of-experts layers only
   Tensor residual_out;  // [Nl, C], the next layer's input
 };
 
@@ -51,6 +58,7 @@ struct BlockScratch {
   Tensor d_fc;        // [N, F or 2F]
   Tensor tp_full;     // [N, C] sequence parallel: partial outputs, gathered gradients
   Tensor tp_reduced;  // [Nl, C] sequence parallel: reduced input gradients
+  MoeScratch moe;     // mixture-of-experts models only
 };
 
 // RoPE angle tables [T, D/2]; undefined for learned positions.
@@ -60,20 +68,27 @@ struct RopeTables {
 
 class TransformerBlock {
  public:
-  // heads / kv_heads: this rank's share.
-  TransformerBlock(const ModelConfig& config, int micro_batch, int heads, int kv_heads,
+  // heads / kv_heads: this rank's share; layer: its index in the model.
+  TransformerBlock(const ModelConfig& config, int layer, int micro_batch, int heads, int kv_heads,
                    const Backend& backend, const TensorParallel& tp, const BlockParams& params,
                    const BlockParams& grads, const BlockScratch& scratch, const RopeTables& rope);
+  TransformerBlock(TransformerBlock&&) = default;
 
-  // x [Nl, C] -> acts.residual_out.
-  void forward(const Tensor& x, const BlockActivations& acts);
+  // x [Nl, C] -> acts.residual_out. `record`: count the routing of a
+  // mixture-of-experts layer in the step's statistics (not when recomputing).
+  void forward(const Tensor& x, const BlockActivations& acts, bool record = true);
   // dresidual [Nl, C]: on entry d loss / d residual_out, on exit d loss / d x.
   // Parameter gradients accumulate. Recomputes what config.recompute did not keep.
   void backward(const Tensor& x, const BlockActivations& acts, const Tensor& dresidual);
 
+  // The routed experts of a mixture-of-experts layer; null for a dense one.
+  MoeLayer* moe() { return moe_ ? &*moe_ : nullptr; }
+  const MoeLayer* moe() const { return moe_ ? &*moe_ : nullptr; }
+  const MoeParams& moe_params() const { return params_.moe; }
+
  private:
   void attention_forward(const Tensor& x, const BlockActivations& a);
-  void mlp_forward(const BlockActivations& a);
+  void mlp_forward(const BlockActivations& a, bool record);
   void mlp_backward(const BlockActivations& a, const Tensor& dresidual);
   void attention_backward(const Tensor& x, const BlockActivations& a, const Tensor& dresidual);
   // A row-parallel projection: out = x @ w^T summed over tp, + b (after the sum).
@@ -90,6 +105,8 @@ class TransformerBlock {
   BlockParams params_, grads_;
   BlockScratch scratch_;
   RopeTables rope_;
+  bool dense_mlp_;  // a dense MLP (or shared experts) in this layer
+  std::optional<MoeLayer> moe_;
 };
 
 }  // namespace qj

@@ -27,6 +27,14 @@ static std::string json_number(float value) {
   return buf;
 }
 
+// " | aux 0.0123" for a mixture-of-experts model.
+static std::string aux_text(const StepStats& s) {
+  if (!s.moe) return "";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, " | aux %.4f", double(s.aux_loss));
+  return buf;
+}
+
 Metrics::Metrics(int total_steps, double peak_flops, const std::string& jsonl_path, int log_every,
                  bool append_jsonl)
     : total_steps_(total_steps),
@@ -60,12 +68,14 @@ void Metrics::on_step(const StepStats& s) {
   const double mfu = peak_flops_ > 0 ? s.flops / s.seconds / peak_flops_ : 0.0;
   warn_if_peak_stale(mfu);
   if (jsonl_) {
+    const std::string aux = s.moe ? ", \"aux_loss\": " + json_number(s.aux_loss) : "";
     std::fprintf(jsonl_,
-                 "{\"step\": %d, \"loss\": %s, \"lr\": %.6e, \"grad_norm\": %s, "
+                 "{\"step\": %d, \"loss\": %s%s, \"lr\": %.6e, \"grad_norm\": %s, "
                  "\"ms\": %.3f, \"tokens_per_s\": %.1f, \"mfu\": %.5f, \"skipped\": %s, "
                  "\"bad_steps\": %d}\n",
-                 s.step, json_number(s.loss).c_str(), s.lr, json_number(s.grad_norm).c_str(),
-                 s.seconds * 1e3, tokens_per_s, mfu, s.skipped ? "true" : "false", bad_steps_);
+                 s.step, json_number(s.loss).c_str(), aux.c_str(), s.lr,
+                 json_number(s.grad_norm).c_str(), s.seconds * 1e3, tokens_per_s, mfu,
+                 s.skipped ? "true" : "false", bad_steps_);
     std::fflush(jsonl_);
   }
   if (s.skipped) {
@@ -93,9 +103,9 @@ void Metrics::warn_if_peak_stale(double mfu) {
 }
 
 void Metrics::print_line(const StepStats& s, double tokens_per_s, double mfu) {
-  std::printf("step %*d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.1f ms | %.0f tok/s | MFU %.1f%%\n",
-              int(std::to_string(total_steps_).size()), s.step, total_steps_, s.loss, s.lr,
-              s.grad_norm, s.seconds * 1e3, tokens_per_s, 100 * mfu);
+  std::printf("step %*d/%d | loss %.4f%s | lr %.2e | grad norm %.3f | %.1f ms | %.0f tok/s | MFU %.1f%%\n",
+              int(std::to_string(total_steps_).size()), s.step, total_steps_, s.loss,
+              aux_text(s).c_str(), s.lr, s.grad_norm, s.seconds * 1e3, tokens_per_s, 100 * mfu);
   std::fflush(stdout);
 }
 
@@ -106,8 +116,8 @@ void Metrics::print_bar(const StepStats& s, double tokens_per_s, double mfu) {
   for (int i = 0; i < kWidth; ++i) bar[i] = i < filled ? '#' : '.';
   bar[kWidth] = '\0';
   const double eta = elapsed_ / steps_seen_ * (total_steps_ - s.step);
-  std::printf("\r[%s] %d/%d | loss %.4f | lr %.2e | gnorm %.2f | %.0f ms | %.0f tok/s | MFU %.1f%% | ETA %s \033[K",
-              bar, s.step, total_steps_, s.loss, s.lr, s.grad_norm, s.seconds * 1e3,
+  std::printf("\r[%s] %d/%d | loss %.4f%s | lr %.2e | gnorm %.2f | %.0f ms | %.0f tok/s | MFU %.1f%% | ETA %s \033[K",
+              bar, s.step, total_steps_, s.loss, aux_text(s).c_str(), s.lr, s.grad_norm, s.seconds * 1e3,
               tokens_per_s, 100 * mfu, format_duration(eta).c_str());
   if (s.step == total_steps_) std::printf("\n");
   std::fflush(stdout);

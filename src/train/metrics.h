@@ -8,7 +8,9 @@ namespace qj {
 
 struct StepStats {
   int step = 0;  // 1-based
-  float loss = 0;
+  float loss = 0;      // language-model cross-entropy
+  bool moe = false;    // a mixture-of-experts model: aux_loss is reported
+  float aux_loss = 0;  // its load-balancing loss, which the gradients include
   float grad_norm = 0;
   double lr = 0;
   double seconds = 0;

@@ -39,13 +39,17 @@ StagePlans plan_every_stage(const Config& config, int world_size) {
 }
 
 double training_flops_per_token(const ModelConfig& m) {
-  const double C = m.hidden, F = m.ffn_hidden, L = m.layers;
+  const double C = m.hidden;
   const double qkv = C * double(m.heads + 2 * m.kv_heads) * m.head_dim();
-  const double mlp_in = (m.activation == Activation::SwiGlu ? 2.0 : 1.0) * C * F;
-  const double per_layer = qkv + C * C + mlp_in + F * C;
-  const double head = double(m.padded_vocab()) * C;
-  const double matmul_weights = L * per_layer + head;
-  return 6.0 * matmul_weights + 6.0 * L * m.seq_len * C;
+  const double up = m.activation == Activation::SwiGlu ? 2.0 : 1.0;
+  auto mlp = [&](double F) { return up * C * F + F * C; };
+  double matmul_weights = double(m.padded_vocab()) * C;  // the head
+  for (int i = 0; i < m.layers; ++i) {
+    matmul_weights += qkv + C * C + mlp(m.dense_ffn_hidden(i));
+    // A token runs through its top_k experts and the router.
+    if (m.is_moe_layer(i)) matmul_weights += m.moe_top_k * mlp(m.moe_ffn_hidden) + m.moe_experts * C;
+  }
+  return 6.0 * matmul_weights + 6.0 * double(m.layers) * m.seq_len * C;
 }
 
 }  // namespace qj

@@ -154,6 +154,8 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   for (const ModelShard& shard : stage_.chunks) {
     chunks_.push_back(std::make_unique<Model>(config.model, train.micro_batch, shard, mesh_->tp(),
                                               backend_, *arenas_));
+    // The load-balancing loss of the step is the mean over its micro-batches.
+    chunks_.back()->set_aux_loss_scale(double(train.micro_batch) / double(train.global_batch));
     params.insert(params.end(), chunks_.back()->params().begin(), chunks_.back()->params().end());
   }
   grad_buffer_ = std::make_unique<GradBuffer>(config, stage_, *mesh_, params, backend_, *arenas_);
@@ -268,7 +270,10 @@ StepStats Trainer::train_step(int step) {
   sum_over(*world_, totals);
   const float dloss = totals[0] > 0 ? 1.f / totals[0] : 0.f;
 
-  for (auto& chunk : chunks_) chunk->zero_grads();
+  for (auto& chunk : chunks_) {
+    chunk->zero_grads();
+    chunk->reset_moe_stats();
+  }
   if (nan_gradient_injected(step + 1, world_->rank())) optimizer_->inject_nan_gradient();
   grad_buffer_->begin_step();
   const PipelineStepResult result =
@@ -280,16 +285,24 @@ StepStats Trainer::train_step(int step) {
   stats.step = step + 1;
   stats.grad_norm = optimizer_->grad_norm();
   stats.lr = learning_rate(train, step);
-  // The loss, and the preemption votes: one small all-reduce at the step boundary.
-  std::array<float, 3> loss{0.f, 0.f, preemption_signal() != 0 ? 1.f : 0.f};
+  // The loss, the load-balancing loss and the preemption votes: one small
+  // all-reduce at the step boundary. Each MoE layer's aux loss counts once per
+  // dp rank: from tp rank 0 of the stage that holds it.
+  std::array<float, 4> loss{0.f, 0.f, preemption_signal() != 0 ? 1.f : 0.f, 0.f};
   if (counts) loss[0] = float(result.loss_sum), loss[1] = float(result.valid_tokens);
+  if (mesh_->tp_rank() == 0)
+    for (const auto& chunk : chunks_) loss[3] += float(chunk->moe_aux_loss_sum());
   sum_over(*world_, loss);
   stats.loss = loss[1] > 0 ? loss[0] / loss[1] : 0.f;
+  stats.moe = config_.model.is_moe();
+  stats.aux_loss = loss[3] * float(train.micro_batch) / float(train.global_batch);
   stop_requested_ = loss[2] > 0;
   // Both values are the same on every rank, so every rank skips together.
   stats.skipped = !std::isfinite(stats.loss) || !std::isfinite(stats.grad_norm);
-  if (!stats.skipped)
+  if (!stats.skipped) {
     optimizer_->step(float(stats.lr), clip_scale(stats.grad_norm, float(train.grad_clip)));
+    update_expert_bias();
+  }
   backend_.synchronize();
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   stats.tokens = double(train.global_batch) * config_.model.seq_len;
@@ -297,6 +310,38 @@ StepStats Trainer::train_step(int step) {
   stats.busy_seconds = result.busy_seconds;
   stats.idle_seconds = result.idle_seconds;
   return stats;
+}
+
+// DeepSeek-V3 balancing: every rank moves its experts' biases by the load of
+// the whole global batch. One world sum over [layers, experts]: each layer's
+// load comes from tp rank 0 of every dp rank of the stage that holds it (tp
+// ranks agree on theirs). Counts are exact in fp32 below 2^24 per expert.
+void Trainer::update_expert_bias() {
+  const ModelConfig& m = config_.model;
+  if (!m.moe_bias_balancing) return;
+  const size_t E = size_t(m.moe_experts);
+  std::vector<float> load(size_t(m.layers) * E, 0.f);
+  auto moe_layers = [&](const Model& chunk) {
+    std::vector<int> layers;
+    for (int i = chunk.shard().first_layer; i < chunk.shard().end(m); ++i)
+      if (m.is_moe_layer(i)) layers.push_back(i);
+    return layers;
+  };
+  if (mesh_->tp_rank() == 0)
+    for (const auto& chunk : chunks_) {
+      const std::vector<double> local = chunk->moe_expert_load();
+      const std::vector<int> layers = moe_layers(*chunk);
+      for (size_t l = 0; l < layers.size(); ++l)
+        for (size_t e = 0; e < E; ++e) load[size_t(layers[l]) * E + e] = float(local[l * E + e]);
+    }
+  world_->all_reduce(Tensor(load.data(), DType::F32, {int64_t(load.size())}), ReduceOp::Sum);
+  for (auto& chunk : chunks_) {
+    std::vector<double> global;
+    for (int layer : moe_layers(*chunk))
+      global.insert(global.end(), load.begin() + int64_t(size_t(layer) * E),
+                    load.begin() + int64_t(size_t(layer + 1) * E));
+    chunk->update_expert_bias(global);
+  }
 }
 
 float Trainer::evaluate() {

@@ -109,6 +109,7 @@ class Trainer {
   void initialise_weights();
   bool final_checkpoint_needed() const;
   void note_bad_step(const StepStats& stats);
+  void update_expert_bias();
   void stop_for_signal(int steps);
   void begin_run();  // the header and the metrics, once
   void end_run();    // final checkpoint, summary, export

@@ -73,6 +73,16 @@ const std::map<std::string, std::vector<std::string>> kModels = {
     {"gpt2-5", {"model.preset=\"gpt2\"", "model.layers=5"}},
     {"gpt2-8", {"model.preset=\"gpt2\"", "model.layers=8"}},
     {"llama", {"model.preset=\"llama\"", "model.layers=4", "model.ffn_hidden=96"}},
+    // Mixtures of experts: GPT-2 style (GELU experts with a softmax router),
+    // and DeepSeek style (a dense first layer, SwiGLU experts beside shared
+    // ones, a sigmoid router steered by a balancing bias that moves fast).
+    {"moe", {"model.preset=\"gpt2\"", "model.layers=4", "model.moe_experts=4",
+             "model.moe_top_k=2", "model.moe_ffn_hidden=48"}},
+    {"moe-deepseek", {"model.preset=\"llama\"", "model.layers=4", "model.ffn_hidden=96",
+                      "model.moe_experts=6", "model.moe_top_k=2", "model.moe_ffn_hidden=32",
+                      "model.moe_shared_experts=2", "model.moe_first_dense_layers=1",
+                      "model.moe_router=\"sigmoid\"", "model.moe_bias_balancing=true",
+                      "model.moe_bias_update_rate=0.01"}},
 };
 
 std::vector<Layout> layouts() {
@@ -123,6 +133,20 @@ std::vector<Layout> layouts() {
       {"llama dp2 zero", "llama", 2, {dp2, zero}},
       {"llama pp2 interleaved v2 dp2", "llama", 4, {pp2, inter, v2, dp2, mb1}},
       {"llama tp2 pp2 dp2 zero sp selective", "llama", 8, {tp2, pp2, dp2, zero, sp, sel}},
+      {"moe single", "moe", 1, {}},
+      {"moe single full mb1", "moe", 1, {full, mb1}},
+      {"moe tp2", "moe", 2, {tp2}},
+      {"moe tp4 sp", "moe", 4, {tp4, sp}},
+      {"moe pp2", "moe", 2, {pp2}},
+      {"moe pp2 interleaved v2 mb1", "moe", 2, {pp2, inter, v2, mb1}},
+      {"moe dp2", "moe", 2, {dp2}},
+      {"moe dp4 zero mb1", "moe", 4, {dp4, zero, mb1}},
+      {"moe tp2 pp2 dp2 zero sp", "moe", 8, {tp2, pp2, dp2, zero, sp, mb1}},
+      {"moe-deepseek single selective", "moe-deepseek", 1, {sel}},
+      {"moe-deepseek tp2 sp full", "moe-deepseek", 2, {tp2, sp, full}},
+      {"moe-deepseek tp4", "moe-deepseek", 4, {tp4}},
+      {"moe-deepseek pp2 dp2 zero", "moe-deepseek", 4, {pp2, dp2, zero}},
+      {"moe-deepseek tp2 pp2 dp2 zero sp", "moe-deepseek", 8, {tp2, pp2, dp2, zero, sp, mb1}},
   };
 }
 

@@ -90,7 +90,7 @@ class BrokenPlugins(unittest.TestCase):
         cases = {
             os.path.join(_tmp, "missing.so"): ["no such file"],
             test_plugin_path("no_symbol"): ["no entry symbol qj_device_plugin_v1", "undefined symbol"],
-            test_plugin_path("major2"): ["device ABI 2.3", "supports major 1 (1.0)"],
+            test_plugin_path("major2"): ["device ABI 2.3", "supports major 1 (1.1)"],
             test_plugin_path("small"): ["struct_size is 16 bytes"],
             test_plugin_path("null"): ["no device found (simulated)", "returned no table"],
             test_plugin_path("abort"): ["aborted: device firmware missing (simulated)"],
@@ -125,14 +125,14 @@ class BackendTestPlugin(unittest.TestCase):
         with open(report) as f:
             data = json.load(f)
         self.assertTrue(data["passed"])
-        self.assertEqual(data["plugin"]["abi"], "1.0")
+        self.assertEqual(data["plugin"]["abi"], "1.1")
         checks = {c["check"]: c for c in data["abi_checks"]}
         for name in ["zero-size memory and tensors", "odd-size unaligned copies",
                      "stream ordering and events", "error status and last_error"]:
             self.assertTrue(checks[name]["passed"], checks[name])
             self.assertIn(name, result.stdout)
         self.assertEqual({c["status"] for c in data["coverage"]}, {"native"})
-        self.assertEqual(len(data["coverage"]), 26)
+        self.assertEqual(len(data["coverage"]), 31)  # 26 ops of minor 0, 5 moe ops of minor 1
         self.assertGreater(len(data["ops"]), 100)
         self.assertTrue(all(row["passed"] for row in data["ops"]))
 

@@ -15,9 +15,9 @@ MPIRUN = shutil.which("mpirun")
 TIME_LIMIT_S = 20
 
 
-def launch(mode, ranks=None):
+def launch(mode, ranks=None, **extra_env):
     """Runs the tool under mpirun with `ranks` processes (or alone if None)."""
-    env = dict(os.environ, OMPI_MCA_mpi_yield_when_idle="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMPI_MCA_mpi_yield_when_idle="1", OMP_NUM_THREADS="1", **extra_env)
     command = [TOOL, mode]
     if ranks is not None:
         command = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(ranks)] + command
@@ -67,6 +67,18 @@ class RankFailures(unittest.TestCase):
         self.assertIn("stand-in transport: rank 2 lost its link", result.stderr)
         self.assertIn("error: rank 2:", result.stderr)
         self.assertIn("rank 2: transport aborted", result.stderr)
+
+    def test_a_rank_hung_before_an_all_to_all_is_named_as_behind(self):
+        started = time.monotonic()
+        result = launch("all-to-all", 4, QJ_COMM_FAULT="action=hang,rank=2,op=all_to_all,seq=5")
+        self.assertNotEqual(result.returncode, 0, msg=result.stderr)
+        self.assertLess(time.monotonic() - started, TIME_LIMIT_S)
+        self.assertIn("all_to_all", result.stderr)
+        self.assertIn("passed its deadline", result.stderr)
+        self.assertIn("rank(s) behind: 2", result.stderr)
+        whole = launch("all-to-all", 4)  # the same calls without the fault
+        self.assertEqual(whole.returncode, 0, msg=whole.stderr)
+        self.assertEqual(whole.stdout.strip(), "all_to_all: 3 from rank 3")
 
     def test_no_failure_exits_0(self):
         result = launch("ok", 4)

@@ -4,6 +4,9 @@
 //   setup-one  only rank 2 fails set-up
 //   midrun     rank 2 fails while the others wait in an all_reduce
 //   ok         no failure: one all_reduce, exit 0
+//   all-to-all  twenty all_to_all calls on an "ep" group with a 2 s deadline;
+//              with QJ_COMM_FAULT (e.g. action=hang,rank=2,op=all_to_all,seq=5)
+//              the watchdog ends the run naming the rank behind
 //   transport-error  rank 2's transport (a stand-in for NCCL) reports an
 //              asynchronous error while every rank is busy: the watchdog ends the
 //              run with it and aborts the transports
@@ -11,6 +14,7 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "comm/collective_errors.h"
 
@@ -42,6 +46,12 @@ class StandInTransport final : public qj::Communicator {
     return world_.all_gather_async(in, out);
   }
   void broadcast(const qj::Tensor& x, int root) override { world_.broadcast(x, root); }
+  void all_to_all(const qj::Tensor& in, const std::vector<int64_t>& send_counts,
+                  const std::vector<int64_t>& send_offsets, const qj::Tensor& out,
+                  const std::vector<int64_t>& recv_counts,
+                  const std::vector<int64_t>& recv_offsets) override {
+    world_.all_to_all(in, send_counts, send_offsets, out, recv_counts, recv_offsets);
+  }
   void send(const qj::Tensor& x, int peer, int tag) override { world_.send(x, peer, tag); }
   void recv(const qj::Tensor& x, int peer, int tag) override { world_.recv(x, peer, tag); }
   qj::CommHandle send_async(const qj::Tensor& x, int peer, int tag) override {
@@ -87,12 +97,24 @@ int run(qj::World& world, int argc, char** argv) {
     transport->barrier();
     std::this_thread::sleep_for(std::chrono::seconds(30));  // "busy on the device"
     return 0;
+  } else if (mode == "all-to-all") {
+    world.set_comm_timeout(2);
+    auto ep = comm.split(0, comm.rank(), "ep");
+    const int p = ep->size();
+    const size_t ranks = static_cast<size_t>(p);
+    std::vector<float> in(ranks, float(ep->rank())), out(ranks);
+    std::vector<int64_t> ones(ranks, 1), offsets(ranks);
+    for (int q = 0; q < p; ++q) offsets[size_t(q)] = q;
+    for (int call = 0; call < 20; ++call)
+      ep->all_to_all(qj::Tensor(in.data(), qj::DType::F32, {p}), ones, offsets,
+                     qj::Tensor(out.data(), qj::DType::F32, {p}), ones, offsets);
+    if (world.rank() == 0) std::printf("all_to_all: %g from rank %d\n", double(out[size_t(p - 1)]), p - 1);
   } else if (mode == "ok") {
     int32_t one = 1;
     comm.all_reduce(qj::Tensor(&one, qj::DType::I32, {1}), qj::ReduceOp::Sum);
     if (world.rank() == 0) std::printf("ranks: %d\n", one);
   } else {
-    throw qj::Error("usage: qj-rank-failure-tool setup-all|setup-one|midrun|ok");
+    throw qj::Error("usage: qj-rank-failure-tool setup-all|setup-one|midrun|all-to-all|ok");
   }
   return 0;
 }

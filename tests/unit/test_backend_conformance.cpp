@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <set>
 #include <string>
 
 #include "backends/conformance.h"
@@ -100,4 +101,42 @@ TEST_CASE("a backend that throws is reported as a failed row with its message") 
   REQUIRE(!rows.empty());
   CHECK(all_failed(rows, "sum_squares"));
   CHECK(rows.front().message.find("not supported here") != std::string::npos);
+}
+
+TEST_CASE("the cpu backend passes the moe rows against the double-precision reference") {
+  const Backend& cpu = qj::get_backend("cpu");
+  for (const char* op : {"gather_rows", "combine_rows", "row_dot", "grouped_matmul",
+                         "grouped_matmul_wgrad"}) {
+    const auto rows = qj::conformance::run_all(cpu, cpu, op);
+    INFO(op);
+    REQUIRE(rows.size() >= 8);  // fp32 and bf16 over several shapes
+    for (const auto& r : rows) {
+      INFO(r.op << " " << r.shape << " " << r.message);
+      CHECK(r.passed);
+      CHECK_FALSE(r.missing);
+    }
+  }
+}
+
+TEST_CASE("a backend without the moe ops shows them as missing, not failed") {
+  BackendOps ops = qj::get_backend("cpu").ops();
+  ops.gather_rows = nullptr;
+  ops.combine_rows = nullptr;
+  ops.row_dot = nullptr;
+  ops.grouped_matmul = nullptr;
+  ops.grouped_matmul_wgrad = nullptr;
+  const Backend without = make_backend(ops);
+  CHECK_FALSE(without.has_moe_ops());
+  const auto rows = qj::conformance::run_all(qj::get_backend("cpu"), without, "");
+  std::set<std::string> missing;
+  for (const auto& r : rows) {
+    if (r.missing) {
+      missing.insert(r.op);
+      CHECK_FALSE(r.passed);
+      CHECK(r.message.find("has no op " + r.op) != std::string::npos);
+    }
+    CHECK(qj::conformance::acceptable(r));  // everything else still passes
+  }
+  CHECK(missing == std::set<std::string>{"gather_rows", "combine_rows", "row_dot",
+                                         "grouped_matmul", "grouped_matmul_wgrad"});
 }

@@ -418,3 +418,37 @@ TEST_CASE("file errors name the file and the parser's position") {
                     Contains("list.json") && Contains("object"));
   CHECK_THROWS_WITH(qj::load_config(source_dir().string()), Contains(source_dir().string()));
 }
+
+TEST_CASE("mixture-of-experts keys: counts, defaults and the errors that name them") {
+  // Mixtral-8x7B's published shape: 46.7B parameters, 12.9B active.
+  const qj::Config mixtral = qj::parse_config(
+      R"({"model": {"preset": "llama", "layers": 32, "hidden": 4096, "heads": 32,
+                    "kv_heads": 8, "ffn_hidden": 14336, "vocab": 32000, "seq_len": 4096,
+                    "moe_experts": 8, "moe_top_k": 2}})");
+  CHECK(mixtral.model.moe_ffn_hidden == 14336);  // 0 -> ffn_hidden
+  CHECK(mixtral.model.parameter_count() == 46702792704);
+  CHECK(mixtral.model.active_parameter_count() == 12879925248);
+  // A dense model's active count is its count; a dense config keeps moe_ffn_hidden 0.
+  const qj::Config dense = qj::parse_config("{}");
+  CHECK(dense.model.active_parameter_count() == dense.model.parameter_count());
+  CHECK(dense.model.moe_ffn_hidden == 0);
+  CHECK(qj::parse_config(qj::config_to_json(mixtral)) == mixtral);
+
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.moe_experts=4", "model.moe_top_k=5"}),
+                    Contains("model.moe_top_k=5") && Contains("model.moe_experts=4"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.moe_top_k=4", "model.moe_router=sigmoid"}),
+                    Contains("model.moe_top_k=4") && Contains("model.moe_router='sigmoid'") &&
+                        Contains("model.moe_experts=0"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.moe_experts=4", "model.moe_router=topk"}),
+                    Contains("model.moe_router") && Contains("softmax"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.moe_experts=4", "model.moe_first_dense_layers=12"}),
+                    Contains("model.moe_first_dense_layers=12") && Contains("model.layers=12"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.moe_experts=-1"}), Contains("model.moe_experts=-1"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.moe_experts=4", "model.moe_aux_loss_coef=-1"}),
+                    Contains("model.moe_aux_loss_coef=-1"));
+  // The shared experts are a dense MLP split over tp: 3 x 50 is not divisible by 4.
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.moe_experts=4", "model.moe_shared_experts=3",
+                                             "model.moe_ffn_hidden=50", "parallel.tp=4",
+                                             "model.heads=8", "model.hidden=512"}),
+                    Contains("parallel.tp=4") && Contains("model.moe_shared_experts"));
+}

@@ -36,6 +36,23 @@ ModelConfig llama_config() {
   return c;
 }
 
+// Mixtures of experts where every token uses every expert (top_k = experts),
+// so the loss is smooth for finite differences; the choice of k < E experts
+// is tested in test_moe_routing.cpp and against PyTorch.
+ModelConfig gpt2_moe_config() {
+  ModelConfig c = gpt2_config();
+  c.moe_experts = 3, c.moe_top_k = 3, c.moe_ffn_hidden = 8;
+  return c;
+}
+
+ModelConfig llama_moe_config() {
+  ModelConfig c = llama_config();
+  c.moe_experts = 3, c.moe_top_k = 3, c.moe_ffn_hidden = 8, c.moe_router = qj::MoeRouter::Sigmoid;
+  c.moe_norm_topk = false, c.moe_shared_experts = 2, c.moe_first_dense_layers = 1;
+  c.moe_bias_balancing = true;
+  return c;
+}
+
 // A model with its own plan and arenas on the CPU backend.
 struct TestModel {
   const qj::Backend& backend = qj::get_backend("cpu");
@@ -194,7 +211,8 @@ TEST_CASE("the loss at a small init is log(vocab)") {
 }
 
 TEST_CASE("forward, backward and zero_grads allocate nothing") {
-  for (const ModelConfig& config : {gpt2_config(), llama_config()}) {
+  for (const ModelConfig& config :
+       {gpt2_config(), llama_config(), gpt2_moe_config(), llama_moe_config()}) {
     TestModel t(config, 2);
     t.model->init_weights(3);
     const auto tokens = random_ids(12, config.vocab, 3);
@@ -241,6 +259,8 @@ TEST_CASE("every parameter's gradient matches finite differences of the loss") {
   variant("gpt2-rmsnorm", [](ModelConfig& c) { c.norm = qj::Norm::RmsNorm; });
   variant("gpt2-swiglu", [](ModelConfig& c) { c.activation = qj::Activation::SwiGlu; });
   variant("gpt2-rope-mqa", [](ModelConfig& c) { c.position = qj::Position::Rope, c.kv_heads = 1; });
+  configs.emplace_back("gpt2-moe", gpt2_moe_config());
+  configs.emplace_back("llama-moe-sigmoid-shared-dense-first", llama_moe_config());
   for (const auto& [label, config] : configs) {
     const int micro_batch = 2;
     const size_t n = size_t(micro_batch * config.seq_len);
@@ -266,10 +286,12 @@ TEST_CASE("every parameter's gradient matches finite differences of the loss") {
       const double analytic = dot(p.grad, direction);
 
       std::vector<float> original(p.value.f32(), p.value.f32() + p.value.numel());
-      auto loss_at = [&](double step) {
+      auto loss_at = [&](double step) {  // with the load-balancing loss, which backward includes
         for (size_t i = 0; i < original.size(); ++i)
           p.value.f32()[i] = float(original[i] + step * direction[i]);
-        return double(model.forward(tokens.data(), targets.data()));
+        model.reset_moe_stats();
+        const double loss = model.forward(tokens.data(), targets.data());
+        return loss + model.moe_aux_loss_sum();
       };
       const double h = 3e-2;
       const double numeric =
@@ -279,5 +301,60 @@ TEST_CASE("every parameter's gradient matches finite differences of the loss") {
       // differences; a wrong gradient is off by O(1).
       CHECK(analytic == Approx(numeric).margin(3e-5).epsilon(3e-3));
     }
+  }
+}
+
+// Routing skew: with a zero router every logit ties, so every token goes to
+// experts 0 and 1 (ties go to the lower index). The dropless buffers hold it;
+// the two busy experts get every token's gradient, the idle ones none, and the
+// gradients still match finite differences (the router cannot move: its logits
+// stay 0 whatever the other weights do).
+TEST_CASE("every token routed to the same experts fits the plan and trains") {
+  ModelConfig config = gpt2_config();
+  config.moe_experts = 4, config.moe_top_k = 2, config.moe_ffn_hidden = 8;
+  const int micro_batch = 2;
+  const size_t n = size_t(micro_batch * config.seq_len);
+  TestModel t(config, micro_batch);
+  Model& model = *t.model;
+  randomize_weights(model, 21);
+  for (const qj::ParamRef& p : model.params())
+    if (p.name.ends_with("moe.router.weight")) std::fill_n(p.value.f32(), p.value.numel(), 0.f);
+  const auto tokens = random_ids(n, config.vocab, 22), targets = random_ids(n, config.vocab, 23);
+  model.reset_moe_stats();
+  model.forward(tokens.data(), targets.data());
+  const std::vector<double> load = model.moe_expert_load();
+  REQUIRE(load.size() == 2 * 4);
+  for (int layer = 0; layer < 2; ++layer) {
+    CHECK(load[size_t(layer * 4 + 0)] == double(n));
+    CHECK(load[size_t(layer * 4 + 1)] == double(n));
+    CHECK(load[size_t(layer * 4 + 2)] == 0);
+    CHECK(load[size_t(layer * 4 + 3)] == 0);
+  }
+  model.backward(1.f / float(model.valid_targets()));
+  for (const qj::ParamRef& p : model.params()) {
+    if (!p.name.ends_with("moe.experts.fc.weight")) continue;
+    const int64_t per_expert = p.grad.numel() / 4;
+    auto grad_norm = [&](int e) {
+      double s = 0;
+      for (int64_t i = e * per_expert; i < (e + 1) * per_expert; ++i) s += std::fabs(p.grad.f32()[i]);
+      return s;
+    };
+    CHECK(grad_norm(0) > 0);
+    CHECK(grad_norm(1) > 0);
+    CHECK(grad_norm(2) == 0);
+    CHECK(grad_norm(3) == 0);
+    // The busy experts' gradient against a central difference along one entry.
+    const int64_t i = per_expert / 2;
+    const float original = p.value.f32()[i];
+    auto loss_at = [&](float step) {
+      p.value.f32()[i] = original + step;
+      model.reset_moe_stats();
+      return double(model.forward(tokens.data(), targets.data())) + model.moe_aux_loss_sum();
+    };
+    const float h = 1e-2f;
+    const double numeric = (loss_at(h) - loss_at(-h)) / (2 * h);
+    p.value.f32()[i] = original;
+    INFO(p.name);
+    CHECK(double(p.grad.f32()[i]) == Approx(numeric).margin(2e-5).epsilon(5e-3));
   }
 }

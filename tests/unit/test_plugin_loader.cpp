@@ -4,7 +4,9 @@
 // refused with a message that names its path and what is wrong.
 #include <catch2/catch.hpp>
 
+#include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <set>
 #include <string>
 
@@ -90,7 +92,7 @@ TEST_CASE("a plugin that does not exist, lacks the entry symbol or has a newer m
 
   const std::string major2 = test_plugin("major2");
   CHECK_THAT(load_error(major2), Catch::Contains(major2) && Catch::Contains("device ABI 2.3") &&
-                                     Catch::Contains("supports major 1 (1.0)"));
+                                     Catch::Contains("supports major 1 (1.1)"));
 
   const std::string v2_only = test_plugin("v2_only");
   CHECK_THAT(load_error(v2_only), Catch::Contains(v2_only) &&
@@ -118,7 +120,7 @@ TEST_CASE("the host reads a plugin's table only inside its struct_size") {
   CHECK(plugin->device_index == 0);  // local rank 3 on a plugin with one device
   CHECK(std::string(plugin->properties.name) == "test");
 
-  const qj::Backend backend("plugin:partial", qj::Device::Plugin, &qj::plugin::host_ops(), plugin.get());
+  const qj::Backend backend("plugin:partial", qj::Device::Plugin, &plugin->ops, plugin.get());
   void* memory = backend.alloc(16);
   REQUIRE(memory);
   const qj::Tensor x(memory, qj::DType::F32, {4}, qj::Device::Plugin);
@@ -126,7 +128,34 @@ TEST_CASE("the host reads a plugin's table only inside its struct_size") {
                                               Catch::Contains("fill failed with QJ_ERR_DEVICE (4)") &&
                                               Catch::Contains("simulated device fault"));
   CHECK_THROWS_WITH(backend.add(x, x, x), Catch::Contains(path) && Catch::Contains("has no op 'add'"));
+  // The optional ops (mixture of experts) past its struct_size are missing, not forwarded.
+  CHECK(plugin->table.gather_rows == nullptr);
+  CHECK(plugin->ops.add != nullptr);
+  CHECK(plugin->ops.gather_rows == nullptr);
+  CHECK(plugin->ops.grouped_matmul_wgrad == nullptr);
+  CHECK_FALSE(backend.has_moe_ops());
+  CHECK_THROWS_WITH(backend.row_dot(x, x, x),
+                    "backend plugin:partial has no op row_dot (needed by mixture-of-experts models)");
   backend.free(memory);
+}
+
+TEST_CASE("a plugin built for ABI minor 0 lacks the moe ops; the cpu plugin (minor 1) has them") {
+  auto plugin = qj::plugin::load_plugin(build_dir() + "/libqj_cpu_plugin.so", 0);
+  CHECK(plugin->table.abi_minor == 1);
+  CHECK(plugin->ops.gather_rows != nullptr);
+  CHECK(plugin->ops.grouped_matmul_wgrad != nullptr);
+  // The same table as a minor-0 build declares it: struct_size ends before gather_rows.
+  qj::plugin::LoadedPlugin minor0 = *plugin;
+  minor0.plugin_struct_size = offsetof(qj_device_plugin, gather_rows);
+  std::memset(reinterpret_cast<char*>(&minor0.table) + minor0.plugin_struct_size, 0,
+              sizeof(qj_device_plugin) - minor0.plugin_struct_size);
+  const qj::BackendOps ops = qj::plugin::host_ops(minor0);
+  CHECK(ops.adamw_update != nullptr);
+  CHECK(ops.gather_rows == nullptr);
+  CHECK(ops.combine_rows == nullptr);
+  CHECK(ops.row_dot == nullptr);
+  CHECK(ops.grouped_matmul == nullptr);
+  CHECK(ops.grouped_matmul_wgrad == nullptr);
 }
 
 TEST_CASE("plugin:NAME is looked up in QJ_PLUGIN_PATH") {

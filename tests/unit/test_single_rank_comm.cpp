@@ -1,9 +1,10 @@
 // The communicator of a one-rank group: reductions and broadcasts keep the
-// buffer, reduce_scatter and all_gather copy, point to point has no peer.
+// buffer, reduce_scatter, all_gather and all_to_all copy, point to point has no peer.
 #include <catch2/catch.hpp>
 
 #include <vector>
 
+#include "comm/all_to_all_counts.h"
 #include "qianjun/comm.h"
 
 using namespace qj;
@@ -67,6 +68,36 @@ TEST_CASE("single-rank reduce_scatter and all_gather copy in to out") {
   CHECK(copy == ints);
   comm->all_gather(view(ints), view(ints));  // in place: unchanged
   CHECK(ints == std::vector<int32_t>{5, -6, 7});
+}
+
+TEST_CASE("single-rank all_to_all copies the one block to its place in out") {
+  auto comm = make_single_rank_communicator("ep");
+  CHECK(exchange_counts(*comm, {3}) == std::vector<int64_t>{3});
+  auto in = ramp(6 * 2, 1.f);  // [6, 2]: rows 2..4 are sent
+  std::vector<float> out(size_t(5 * 2), -1.f);
+  comm->all_to_all(Tensor(in.data(), DType::F32, {6, 2}), {3}, {2},
+                   Tensor(out.data(), DType::F32, {5, 2}), {3}, {1});
+  CHECK(out == std::vector<float>{-1, -1, in[4], in[5], in[6], in[7], in[8], in[9], -1, -1});
+  // Zero rows, and an empty tensor.
+  comm->all_to_all(Tensor(in.data(), DType::F32, {6, 2}), {0}, {6},
+                   Tensor(out.data(), DType::F32, {0, 2}), {0}, {0});
+  std::vector<uint16_t> words = {1, 2, 3, 4}, copied(4, 0);  // bf16 bits
+  comm->all_to_all(Tensor(words.data(), DType::BF16, {2, 2}), {2}, {0},
+                   Tensor(copied.data(), DType::BF16, {2, 2}), {2}, {0});
+  CHECK(copied == words);
+  CHECK_THROWS_WITH(comm->all_to_all(Tensor(in.data(), DType::F32, {6, 2}), {3}, {2},
+                                     Tensor(out.data(), DType::F32, {5, 2}), {2}, {1}),
+                    Contains("all_to_all on 'ep'") && Contains("recv_counts[0] = 2") &&
+                        Contains("send_counts[0] = 3"));
+  CHECK_THROWS_WITH(comm->all_to_all(Tensor(in.data(), DType::F32, {6, 2}), {3, 0}, {2, 0},
+                                     Tensor(out.data(), DType::F32, {5, 2}), {3}, {1}),
+                    Contains("send_counts has 2 entries, expected one per rank of the group (1)"));
+  CHECK_THROWS_WITH(comm->all_to_all(Tensor(in.data(), DType::F32, {6, 2}), {3}, {4},
+                                     Tensor(out.data(), DType::F32, {5, 2}), {3}, {1}),
+                    Contains("ends past the 6 rows of 'in' [6, 2]"));
+  CHECK_THROWS_WITH(comm->all_to_all(Tensor(in.data(), DType::F32, {6, 2}, Device::Cuda), {3},
+                                     {2}, Tensor(out.data(), DType::F32, {5, 2}), {3}, {1}),
+                    Contains("needs host memory"));
 }
 
 TEST_CASE("single-rank errors name the operation and the communicator") {

@@ -36,7 +36,7 @@ extern "C" {
 #endif
 
 #define QJ_DEVICE_ABI_MAJOR 1
-#define QJ_DEVICE_ABI_MINOR 0
+#define QJ_DEVICE_ABI_MINOR 1
 #define QJ_DEVICE_ENTRY_SYMBOL "qj_device_plugin_v1"
 
 /* ---- status codes ---- */
@@ -145,7 +145,15 @@ typedef struct qj_device_properties {
   OP(sum_squares, T(x) T(out), )                                                              \
   OP(adamw_update, T(param) T(grad) T(m) T(v),                                                \
      P(float, lr) P(float, beta1) P(float, beta2) P(float, eps) P(float, weight_decay)        \
-     P(int32_t, step) P(float, grad_scale))
+     P(int32_t, step) P(float, grad_scale))                                                  \
+  /* minor 1: mixture of experts (optional: a NULL slot, or a table built for */              \
+  /* minor 0 that ends before them, means the op is missing) */                               \
+  OP(gather_rows, T(src) T(index) T(weight) T(dst), )                                         \
+  OP(combine_rows, T(src) T(pos) T(weight) T(out), )                                          \
+  OP(row_dot, T(a) T(b) T(out), )                                                             \
+  OP(grouped_matmul, T(a) T(b) T(offsets) T(c),                                               \
+     P(int32_t, trans_b) P(float, alpha) P(float, beta))                                      \
+  OP(grouped_matmul_wgrad, T(dy) T(x) T(offsets) T(dw), P(float, beta))
 
 /* Argument structs: qj_<op>_args { struct_size; tensors...; params... }. */
 #define QJ_ARGS_TENSOR_(n) qj_tensor n;

@@ -44,6 +44,11 @@ const BackendOps kCpuOps = {
     .cross_entropy_backward = cpu::bf16::cross_entropy_backward,
     .sum_squares = cpu::sum_squares,
     .adamw_update = cpu::adamw_update,
+    .gather_rows = cpu::bf16::gather_rows,
+    .combine_rows = cpu::bf16::combine_rows,
+    .row_dot = cpu::bf16::row_dot,
+    .grouped_matmul = cpu::bf16::grouped_matmul,
+    .grouped_matmul_wgrad = cpu::bf16::grouped_matmul_wgrad,
 };
 
 }  // namespace

@@ -46,6 +46,12 @@ const BackendOps kCudaOps = {
     .cross_entropy_backward = cuda::cross_entropy_backward,
     .sum_squares = cuda::sum_squares,
     .adamw_update = cuda::adamw_update,
+    // Mixture of experts: left null until a GPU session writes and verifies them.
+    .gather_rows = nullptr,
+    .combine_rows = nullptr,
+    .row_dot = nullptr,
+    .grouped_matmul = nullptr,
+    .grouped_matmul_wgrad = nullptr,
 };
 
 }  // namespace

@@ -167,9 +167,13 @@ std::vector<OpCoverage> op_coverage(const LoadedPlugin& p) {
         dtypes[op == QJ_OP_embedding_forward ? 0 : 1] = QJ_DTYPE_I32;  // tokens
       if (op == QJ_OP_cross_entropy_stats || op == QJ_OP_cross_entropy_backward)
         dtypes[1] = QJ_DTYPE_I32;  // targets
+      if (op == QJ_OP_gather_rows || op == QJ_OP_combine_rows) dtypes[1] = QJ_DTYPE_I32;  // index, pos
+      if (op == QJ_OP_grouped_matmul || op == QJ_OP_grouped_matmul_wgrad)
+        dtypes[2] = QJ_DTYPE_I32;  // offsets
       native = p.table.op_supported(p.device, op, dtypes.data(), int32_t(dtypes.size()), nullptr) == 1;
     }
-    coverage.push_back({OpInfo<op>::name, native ? "native" : "missing"});
+    const char* missing = is_optional(op) ? "missing (optional)" : "missing";
+    coverage.push_back({OpInfo<op>::name, native ? "native" : missing});
   });
   return coverage;
 }

@@ -20,7 +20,8 @@ struct AbiCheck {
 std::vector<AbiCheck> run_abi_checks(const LoadedPlugin& plugin);
 
 // One line per op: "native" (a slot, and op_supported says yes for fp32
-// tensors) or "missing" (no slot, or op_supported says no).
+// tensors) or "missing" (no slot, or op_supported says no; "missing
+// (optional)" for an op a backend may lack, op_list.h's is_optional).
 struct OpCoverage {
   std::string op;
   std::string status;

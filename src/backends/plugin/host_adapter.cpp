@@ -83,7 +83,9 @@ size_t available_memory(void* ctx) {
   return size_t(bytes);
 }
 
-BackendOps make_host_ops() {
+}  // namespace
+
+BackendOps host_ops(const LoadedPlugin& plugin) {
   BackendOps ops{};
   ops.alloc = alloc;
   ops.free = free;
@@ -94,15 +96,9 @@ BackendOps make_host_ops() {
   ops.available_memory = available_memory;
   for_each_op([&](auto id) {
     constexpr qj_op op = decltype(id)::value;
+    if (is_optional(op) && !(plugin.table.*OpInfo<op>::c_slot)) return;
     ops.*OpInfo<op>::slot = &HostOp<op>::call;
   });
-  return ops;
-}
-
-}  // namespace
-
-const BackendOps& host_ops() {
-  static const BackendOps ops = make_host_ops();
   return ops;
 }
 

@@ -49,6 +49,12 @@ void for_each_op(F&& f) {
 #undef QJ_VISIT_
 }
 
+// Ops a backend may lack (the mixture-of-experts ops, from ABI minor 1 on):
+// where the plugin's slot is empty the host's BackendOps slot stays null, so
+// Backend::has_moe_ops() and the conformance report see the op as missing.
+// Every other op gets a host slot that reports the missing op when called.
+constexpr bool is_optional(qj_op op) { return op >= QJ_OP_gather_rows; }
+
 // The op's name ("matmul"), or "" for an id outside the list.
 const char* op_name(int32_t op);
 

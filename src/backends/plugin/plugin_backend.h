@@ -23,6 +23,7 @@ struct LoadedPlugin {
   int32_t device_index = 0;
   qj_device_t device = nullptr;
   qj_device_properties properties{};
+  BackendOps ops{};  // host_ops(*this): the Backend's table
 };
 
 // The plugin file `spec` names: a path (it contains a '/'), or a name looked
@@ -36,9 +37,11 @@ std::unique_ptr<LoadedPlugin> load_plugin(const std::string& path, int local_ran
 // The process-lifetime backend "plugin:SPEC" (loaded on first use).
 Backend& plugin_backend(const std::string& spec);
 
-// BackendOps forwarding to a LoadedPlugin (its ctx), generated from the op
-// list (host_adapter.cpp).
-const BackendOps& host_ops();
+// BackendOps forwarding to `plugin` (passed as ctx), generated from the op
+// list (host_adapter.cpp). An optional op the plugin's table leaves empty (or
+// that lies past its struct_size: a plugin built for an older minor) stays
+// null; load_plugin stores the result in plugin.ops.
+BackendOps host_ops(const LoadedPlugin& plugin);
 
 // Throws qj::Error naming the plugin, `what` (an op or table entry), the
 // status and the plugin's last_error() when `status` is not QJ_OK.

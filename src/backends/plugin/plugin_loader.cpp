@@ -187,6 +187,7 @@ std::unique_ptr<LoadedPlugin> load_plugin(const std::string& path, int local_ran
                 " returned no table (the plugin could not start; its log lines say why)");
   read_table(*p, table);
   open_device(*p, local_rank);
+  p->ops = host_ops(*p);
   return p;
 }
 
@@ -199,7 +200,7 @@ Backend& plugin_backend(const std::string& spec) {
   if (found != backends.end()) return *found->second;
   const std::string path = resolve_plugin_path(spec);
   auto plugin = load_plugin(path, launcher_local_rank());
-  auto backend = std::make_unique<Backend>("plugin:" + spec, Device::Plugin, &host_ops(),
+  auto backend = std::make_unique<Backend>("plugin:" + spec, Device::Plugin, &plugin->ops,
                                            plugin.get());
   plugins[spec] = std::move(plugin);
   return *(backends[spec] = std::move(backend));

@@ -3,6 +3,8 @@
 #include "comm/comm_checks.h"
 #include "comm/mpi/mpi_support.h"
 
+#include <climits>
+
 namespace qj {
 
 namespace {
@@ -132,6 +134,65 @@ CommHandle MpiCommunicator::all_gather_async(const Tensor& in, const Tensor& out
   MPI_Request request;
   check(MPI_Iallgather(send, count, type, out.data, count, type, comm_, &request), name);
   return handle_for(request, name);
+}
+
+// ---- all_to_all: blocks of rows to and from every rank ----
+// Counts and displacements are in rows, with a contiguous datatype of one row,
+// so MPI's int counts limit the rows of a tensor (2^31-1), not its elements.
+
+namespace {
+
+// MPI_Type_contiguous of one row, committed for one call and freed after it.
+class RowType {
+ public:
+  RowType(const Communicator& comm, const char* op, const Tensor& t) {
+    const int elements = mpi_count(comm, op, row_elements(t));
+    const std::string context = comm_context(comm, op) + " (row datatype)";
+    check_mpi(MPI_Type_contiguous(elements, mpi_datatype(t.dtype), &type_), context);
+    const int rc = MPI_Type_commit(&type_);
+    if (rc != MPI_SUCCESS) MPI_Type_free(&type_);
+    check_mpi(rc, context);
+  }
+  ~RowType() { MPI_Type_free(&type_); }
+  RowType(const RowType&) = delete;
+  RowType& operator=(const RowType&) = delete;
+  MPI_Datatype get() const { return type_; }
+
+ private:
+  MPI_Datatype type_ = MPI_DATATYPE_NULL;
+};
+
+// Row counts or offsets as MPI's ints (already checked non-negative).
+std::vector<int> mpi_rows(const Communicator& comm, const char* op,
+                          const std::vector<int64_t>& rows, const char* what) {
+  std::vector<int> ints(rows.size());
+  for (size_t p = 0; p < rows.size(); ++p) {
+    if (rows[p] > INT_MAX)
+      throw Error(comm_context(comm, op) + ": " + what + "[" + std::to_string(p) + "] = " +
+                  std::to_string(rows[p]) + " rows exceed MPI's count limit of 2^31-1");
+    ints[p] = int(rows[p]);
+  }
+  return ints;
+}
+
+}  // namespace
+
+void MpiCommunicator::all_to_all(const Tensor& in, const std::vector<int64_t>& send_counts,
+                                 const std::vector<int64_t>& send_offsets, const Tensor& out,
+                                 const std::vector<int64_t>& recv_counts,
+                                 const std::vector<int64_t>& recv_offsets) {
+  const char* name = "all_to_all";
+  check_host(*this, name, in, "in");
+  check_host(*this, name, out, "out");
+  check_all_to_all(*this, name, in, send_counts, send_offsets, out, recv_counts, recv_offsets);
+  const RowType row(*this, name, in);
+  const std::vector<int> sendcounts = mpi_rows(*this, name, send_counts, "send_counts");
+  const std::vector<int> sdispls = mpi_rows(*this, name, send_offsets, "send_offsets");
+  const std::vector<int> recvcounts = mpi_rows(*this, name, recv_counts, "recv_counts");
+  const std::vector<int> rdispls = mpi_rows(*this, name, recv_offsets, "recv_offsets");
+  check(MPI_Alltoallv(in.data, sendcounts.data(), sdispls.data(), row.get(), out.data,
+                      recvcounts.data(), rdispls.data(), row.get(), comm_),
+        name);
 }
 
 // ---- broadcast, barrier ----

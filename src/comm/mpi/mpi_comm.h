@@ -32,6 +32,10 @@ class MpiCommunicator final : public Communicator {
   void all_gather(const Tensor& in, const Tensor& out) override;
   CommHandle all_gather_async(const Tensor& in, const Tensor& out) override;
   void broadcast(const Tensor& x, int root) override;
+  void all_to_all(const Tensor& in, const std::vector<int64_t>& send_counts,
+                  const std::vector<int64_t>& send_offsets, const Tensor& out,
+                  const std::vector<int64_t>& recv_counts,
+                  const std::vector<int64_t>& recv_offsets) override;
   void send(const Tensor& x, int peer, int tag) override;
   void recv(const Tensor& x, int peer, int tag) override;
   CommHandle send_async(const Tensor& x, int peer, int tag) override;

@@ -244,6 +244,41 @@ void NcclCommunicator::broadcast(const Tensor& x, int root) {
 
 void NcclCommunicator::barrier() { host_->barrier(); }
 
+// ---- all_to_all: blocks of rows to and from every rank ----
+// Rows move as bytes (every dtype works). A rank's block to itself is a send
+// and a receive to itself in the same group, which NCCL pairs locally.
+
+void NcclCommunicator::all_to_all(const Tensor& in, const std::vector<int64_t>& send_counts,
+                                  const std::vector<int64_t>& send_offsets, const Tensor& out,
+                                  const std::vector<int64_t>& recv_counts,
+                                  const std::vector<int64_t>& recv_offsets) {
+  const char* op = "all_to_all";
+  if (on_host(op, in, "in", &out, "out"))
+    return host_->all_to_all(in, send_counts, send_offsets, out, recv_counts, recv_offsets);
+  check_all_to_all(*this, op, in, send_counts, send_offsets, out, recv_counts, recv_offsets);
+  const size_t row_bytes = size_t(row_elements(in)) * dtype_size(in.dtype);
+  if (row_bytes == 0) return;
+  const auto* send_base = static_cast<const char*>(in.data);
+  auto* recv_base = static_cast<char*>(out.data);
+  enqueue(op, collective_, false, [&](const NcclLane& lane) {
+    check_nccl(ncclGroupStart(), *this, op, "ncclGroupStart", lane.comm());
+    for (int peer = 0; peer < size(); ++peer) {
+      const size_t p = size_t(peer);
+      if (send_counts[p] > 0)
+        check_nccl(ncclSend(send_base + size_t(send_offsets[p]) * row_bytes,
+                            size_t(send_counts[p]) * row_bytes, ncclUint8, peer, lane.comm(),
+                            lane.stream()),
+                   *this, op, "ncclSend", lane.comm());
+      if (recv_counts[p] > 0)
+        check_nccl(ncclRecv(recv_base + size_t(recv_offsets[p]) * row_bytes,
+                            size_t(recv_counts[p]) * row_bytes, ncclUint8, peer, lane.comm(),
+                            lane.stream()),
+                   *this, op, "ncclRecv", lane.comm());
+    }
+    check_nccl(ncclGroupEnd(), *this, op, "ncclGroupEnd", lane.comm());
+  });
+}
+
 // ---- point to point ----
 
 void NcclCommunicator::send(const Tensor& x, int peer, int tag) {

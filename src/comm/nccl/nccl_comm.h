@@ -63,6 +63,12 @@ class NcclCommunicator final : public Communicator {
   void all_gather(const Tensor& in, const Tensor& out) override;
   CommHandle all_gather_async(const Tensor& in, const Tensor& out) override;
   void broadcast(const Tensor& x, int root) override;
+  // One NCCL group of a send and a receive per peer with rows to move, on the
+  // collective lane (every rank calls it in the same order, as a collective).
+  void all_to_all(const Tensor& in, const std::vector<int64_t>& send_counts,
+                  const std::vector<int64_t>& send_offsets, const Tensor& out,
+                  const std::vector<int64_t>& recv_counts,
+                  const std::vector<int64_t>& recv_offsets) override;
   void send(const Tensor& x, int peer, int tag) override;
   void recv(const Tensor& x, int peer, int tag) override;
   CommHandle send_async(const Tensor& x, int peer, int tag) override;

@@ -1,5 +1,7 @@
 #include "comm/watchdog/watched_comm.h"
 
+#include "comm/comm_checks.h"
+
 namespace qj {
 
 namespace {
@@ -85,6 +87,15 @@ class WatchedCommunicator final : public Communicator {
   void broadcast(const Tensor& x, int root) override {
     run("broadcast", x.nbytes(), [&] { inner_->broadcast(x, root); }, world_rank(root));
   }
+  // Recorded like the other collectives, with the bytes this rank sends.
+  void all_to_all(const Tensor& in, const std::vector<int64_t>& send_counts,
+                  const std::vector<int64_t>& send_offsets, const Tensor& out,
+                  const std::vector<int64_t>& recv_counts,
+                  const std::vector<int64_t>& recv_offsets) override {
+    run("all_to_all", bytes_sent(in, send_counts), [&] {
+      inner_->all_to_all(in, send_counts, send_offsets, out, recv_counts, recv_offsets);
+    });
+  }
   void barrier() override {
     run("barrier", 0, [&] { inner_->barrier(); });
   }
@@ -118,6 +129,12 @@ class WatchedCommunicator final : public Communicator {
   }
 
  private:
+  // For the record only: the inner call checks the counts.
+  static int64_t bytes_sent(const Tensor& in, const std::vector<int64_t>& send_counts) {
+    int64_t rows = 0;
+    for (int64_t count : send_counts) rows += count > 0 ? count : 0;
+    return rows * row_elements(in) * int64_t(dtype_size(in.dtype));
+  }
   int world_rank(int group_rank) const {
     return group_rank >= 0 && group_rank < int(members_.size()) ? members_[size_t(group_rank)] : -1;
   }

@@ -1,0 +1,96 @@
+#pragma once
+// The routed experts of a mixture-of-experts layer (README, "Mixture of experts"):
+//   logits = x @ W_router^T (fp32) -> routing on the host (moe_routing.h)
+//   rows   = x gathered by expert              [N k, C]
+//   y      = proj_e(act(fc_e(rows)))           one grouped GEMM per weight
+//   out[t] = sum_j weight[t,j] * y[row(t, j)]
+// Dropless: all N k assignments are computed, whatever the balance, so the
+// buffers are [N k, ...] for any routing. Routed experts are whole on every
+// tensor-parallel rank: without sequence parallelism every tp rank computes the
+// same N tokens (their gradients agree); with it each rank takes its N/tp rows
+// (their gradients are summed over tp, and the router statistics too).
+#include <cstdint>
+#include <vector>
+
+#include "core/config.h"
+#include "model/moe_routing.h"
+#include "model/tensor_parallel.h"
+#include "qianjun/backend.h"
+
+namespace qj {
+
+// One layer's expert parameters or gradients. router_weight is always the
+// fp32 value (routing is fp32 in every precision); expert_bias is the
+// balancing bias (moe_bias_balancing only; a value, never a gradient).
+struct MoeParams {
+  Tensor router_weight;  // [E, C]
+  Tensor expert_bias;    // [E]
+  Tensor fc_weight;      // [E, F or 2F, C] (swiglu: gate | up per expert)
+  Tensor proj_weight;    // [E, C, F]
+};
+
+// What one micro-batch's forward keeps for backward (M = N k rows).
+struct MoeActivations {
+  Tensor row_token;   // int32 [M]
+  Tensor row_weight;  // fp32 [M]
+  Tensor position;    // int32 [N, k]
+  Tensor weight;      // fp32 [N, k]
+  Tensor offsets;     // int32 [E + 1]
+  Tensor h;           // [M, F or 2F] expert pre-activations
+  Tensor act;         // [M, F]
+  Tensor y;           // [M, C] expert outputs before weighting
+  MoeRouting* routing = nullptr;  // the host side of the same routing
+};
+
+// Shared by every MoE layer of a rank (one layer runs at a time).
+struct MoeScratch {
+  Tensor logits;   // fp32 [N, E]: router logits, then their gradient
+  Tensor rows;     // [M, C] gathered inputs
+  Tensor d_rows;   // [M, C] gathered output gradients, then input gradients
+  Tensor d_act;    // [M, F]
+  Tensor d_h;      // [M, F or 2F]
+  Tensor row_dot;  // fp32 [M]
+  Tensor out;      // [N, C] combined output, then d loss / d x
+  Tensor stats;    // fp32 [2E]: load and score sums reduced over tp
+};
+
+class MoeLayer {
+ public:
+  // tokens: rows of x this rank routes (N, or N/tp under sequence parallelism).
+  MoeLayer(const ModelConfig& config, int64_t tokens, const Backend& backend,
+           const TensorParallel& tp, const MoeParams& params, const MoeParams& grads,
+           const MoeScratch& scratch);
+
+  // x [N, C] -> scratch.out [N, C] (returned). `record`: count this forward in
+  // the step's statistics (false when backward recomputes it).
+  Tensor forward(const Tensor& x, const MoeActivations& a, bool record);
+  // dy [N, C]: d loss / d out -> d loss / d x in scratch.out (returned).
+  // Gradients accumulate.
+  Tensor backward(const Tensor& x, const Tensor& dy, const MoeActivations& a);
+
+  // The load-balancing loss's share of the step per micro-batch (1 / micro-batches
+  // of the global batch): what its gradient is scaled by.
+  void set_aux_loss_scale(double scale) { aux_scale_ = scale; }
+  // Sum over the recorded forwards of their aux loss; assignments per expert.
+  double aux_loss_sum() const { return aux_loss_sum_; }
+  const std::vector<double>& step_load() const { return step_load_; }
+  void reset_stats();
+
+ private:
+  // Reduces routing.load and score_sum over tp when the tokens are split.
+  void reduce_router_stats(MoeRouting& routing);
+  int64_t total_tokens() const;
+
+  const ModelConfig& config_;
+  int64_t tokens_;
+  const Backend& be_;
+  const TensorParallel& tp_;
+  MoeParams params_, grads_;
+  MoeScratch scratch_;
+  double aux_scale_ = 1.0;
+  double aux_loss_sum_ = 0;
+  std::vector<double> step_load_;
+  std::vector<float> host_logits_, host_bias_, host_d_weight_, host_row_dot_, host_stats_;
+};
+
+}  // namespace qj
