@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 
+#include "checkpoint/hf_moe_names.h"
 #include "checkpoint/hf_weights.h"
 #include "qianjun/error.h"
 
@@ -71,9 +72,10 @@ std::vector<HfPiece> consecutive(const std::string& prefix, const std::vector<st
 }
 
 // Llama: qkv -> q_proj, k_proj, v_proj; fc -> gate_proj, up_proj (swiglu) or up_proj (gelu).
+// mlp: the MLP's prefix after the layer's ("mlp." or "mlp.shared_expert.").
 std::vector<HfPiece> split_pieces(const ModelConfig& config, const std::string& name,
                                   const std::string& prefix, const std::string& ours,
-                                  const Tensor& param) {
+                                  const Tensor& param, const std::string& mlp) {
   const std::string suffix = ends_with(ours, ".weight") ? ".weight" : ".bias";
   const int64_t rows = param.shape[0];
   if (starts_with(ours, "attn.qkv.")) {
@@ -89,13 +91,13 @@ std::vector<HfPiece> split_pieces(const ModelConfig& config, const std::string& 
   }
   if (config.activation == Activation::SwiGlu) {
     if (rows % 2 != 0) bad_shape(name, param, "an even number of rows (gate then up)");
-    return consecutive(prefix + "mlp.", {"gate_proj", "up_proj"}, {rows / 2, rows / 2}, suffix);
+    return consecutive(prefix + mlp, {"gate_proj", "up_proj"}, {rows / 2, rows / 2}, suffix);
   }
-  return consecutive(prefix + "mlp.", {"up_proj"}, {rows}, suffix);
+  return consecutive(prefix + mlp, {"up_proj"}, {rows}, suffix);
 }
 
 std::vector<HfPiece> layer_pieces(const ModelConfig& config, const std::string& name,
-                                  const Tensor& param) {
+                                  const Tensor& param, HfMoeNames moe_names) {
   // name = "layers.{i}.{ours}"
   const size_t dot = name.find('.', 7);
   const std::string index = name.substr(7, dot == std::string::npos ? std::string::npos : dot - 7);
@@ -106,17 +108,24 @@ std::vector<HfPiece> layer_pieces(const ModelConfig& config, const std::string& 
     throw Error("parameter '" + name + "': no such layer in a model of " +
                 std::to_string(config.layers));
   const std::string ours = name.substr(dot + 1);
+  const bool moe_layer = config.is_moe_layer(int(layer));
+  if (moe_layer && starts_with(ours, "moe."))
+    return moe_pieces(config, name, int(layer), ours, param, moe_names);
+  // A MoE layer's dense MLP is its shared experts.
+  auto mlp_name = [&](const std::string& relative) {
+    return moe_layer ? shared_expert_name(relative) : relative;
+  };
   const bool gpt2 = uses_gpt2_names(config);
   for (const NameRule& rule : kLayerRules) {
     if (ours != rule.ours) continue;
     if (gpt2) {
-      HfPiece piece{"h." + index + "." + rule.gpt2, 0, param.shape[0]};
+      HfPiece piece{"h." + index + "." + mlp_name(rule.gpt2), 0, param.shape[0]};
       piece.transposed = param.ndim == 2;  // Conv1D stores Linear weights as (in, out)
       return {piece};
     }
     const std::string prefix = "model.layers." + index + ".";
-    if (rule.llama) return {HfPiece{prefix + rule.llama, 0, param.shape[0]}};
-    return split_pieces(config, name, prefix, ours, param);
+    if (rule.llama) return {HfPiece{prefix + mlp_name(rule.llama), 0, param.shape[0]}};
+    return split_pieces(config, name, prefix, ours, param, mlp_name("mlp."));
   }
   throw Error("parameter '" + name + "' has no Hugging Face name");
 }
@@ -147,16 +156,59 @@ bool uses_gpt2_names(const ModelConfig& config) {
 std::vector<int64_t> HfPiece::hf_shape(const Tensor& param) const {
   const int64_t rows = row_end - row_begin;
   if (param.ndim == 1) return {rows};
-  if (transposed) return {param.shape[1], rows};
-  return {rows, param.shape[1]};
+  const int64_t width = param.shape[param.ndim - 1];
+  if (transposed) return {width, rows};
+  return {rows, width};
+}
+
+HfMoeNames default_moe_names(const ModelConfig& config) {
+  return config.moe_shared_experts > 0 ? HfMoeNames::Qwen : HfMoeNames::Mixtral;
+}
+
+std::string hf_names_description(const ModelConfig& config, HfMoeNames moe_names) {
+  const std::string base = uses_gpt2_names(config) ? "GPT-2 names" : "Llama names";
+  if (!config.is_moe() || uses_gpt2_names(config)) return base;
+  if (moe_names == HfMoeNames::Mixtral) return base + " with Mixtral experts";
+  return base + (config.moe_shared_experts > 0 ? " with Qwen2-MoE experts" : " with Qwen3-MoE experts");
+}
+
+HfMoeNames moe_names_in_file(const ModelConfig& config, const std::vector<std::string>& names,
+                             const std::string& path) {
+  const bool any_moe_layer = config.is_moe() && config.moe_first_dense_layers < config.layers;
+  if (!any_moe_layer || uses_gpt2_names(config)) return default_moe_names(config);
+  std::string mixtral, qwen;  // the first tensor of each family
+  for (const std::string& name : names) {
+    if (!starts_with(name, "model.layers.")) continue;
+    if (mixtral.empty() && name.find(".block_sparse_moe.") != std::string::npos) mixtral = name;
+    if (qwen.empty() && (name.find(".mlp.experts.") != std::string::npos ||
+                         ends_with(name, ".mlp.gate.weight")))
+      qwen = name;
+  }
+  const std::string where = "safetensors file " + path + ": ";
+  if (!mixtral.empty() && !qwen.empty())
+    throw Error(where + "mixes Mixtral expert names ('" + mixtral + "') and Qwen-MoE ones ('" +
+                qwen + "'); a file uses one family");
+  if (config.moe_shared_experts > 0 && !mixtral.empty())
+    throw Error(where + "has Mixtral expert names ('" + mixtral +
+                "'), which have no shared experts; a model with moe_shared_experts = " +
+                std::to_string(config.moe_shared_experts) +
+                " reads Qwen2-MoE names (model.layers.{i}.mlp.experts.{j}.gate_proj.weight, "
+                "model.layers.{i}.mlp.shared_expert.gate_proj.weight, ...)");
+  if (mixtral.empty() && qwen.empty())
+    throw Error(where + "has no expert tensors of a mixture-of-experts model: neither Mixtral's "
+                "(model.layers.{i}.block_sparse_moe.experts.{j}.w1.weight) nor Qwen2/Qwen3-MoE's "
+                "(model.layers.{i}.mlp.experts.{j}.gate_proj.weight)");
+  return mixtral.empty() ? HfMoeNames::Qwen : HfMoeNames::Mixtral;
 }
 
 std::vector<HfPiece> hf_pieces(const ModelConfig& config, const std::string& name,
-                               const Tensor& param) {
-  if (param.ndim != 1 && param.ndim != 2)
+                               const Tensor& param, HfMoeNames moe_names) {
+  const bool expert_weight = name.find(".moe.experts.") != std::string::npos;
+  if (param.ndim < 1 || param.ndim > 3 || (param.ndim == 3 && !expert_weight))
     throw Error("parameter '" + name + "' has shape " + param.shape_string() +
-                "; only 1-D and 2-D parameters map to Hugging Face tensors");
-  if (starts_with(name, "layers.")) return layer_pieces(config, name, param);
+                "; only 1-D and 2-D parameters and the experts' 3-D weights map to Hugging "
+                "Face tensors");
+  if (starts_with(name, "layers.")) return layer_pieces(config, name, param, moe_names);
   return top_pieces(config, name, param);
 }
 

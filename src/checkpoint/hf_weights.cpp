@@ -20,10 +20,11 @@ struct ParamPlan {
   std::vector<HfPiece> pieces;
 };
 
-int64_t row_width(const Tensor& t) { return t.ndim == 1 ? 1 : t.shape[1]; }
+// Rows are those of the 2-D flattening [numel / width, width] (hf_names.h).
+int64_t row_width(const Tensor& t) { return t.ndim == 1 ? 1 : t.shape[t.ndim - 1]; }
 
 std::vector<ParamPlan> plan_params(const ModelConfig& config, const std::vector<ParamRef>& params,
-                                   bool use_grads) {
+                                   bool use_grads, HfMoeNames moe_names) {
   std::vector<ParamPlan> plans;
   std::set<std::string> hf_names;
   for (const ParamRef& p : params) {
@@ -33,7 +34,7 @@ std::vector<ParamPlan> plan_params(const ModelConfig& config, const std::vector<
     QJ_CHECK(t.dtype == DType::F32 && t.is_contiguous(),
              "parameter '" + p.name + "' " + what + " must be a contiguous fp32 tensor, got " +
                  dtype_name(t.dtype));
-    ParamPlan plan{p.name, t, hf_pieces(config, p.name, t)};
+    ParamPlan plan{p.name, t, hf_pieces(config, p.name, t, moe_names)};
     for (const HfPiece& piece : plan.pieces)
       QJ_CHECK(hf_names.insert(piece.hf_name).second,
                "two parameters map to the Hugging Face tensor '" + piece.hf_name + "'");
@@ -92,6 +93,7 @@ std::map<std::string, std::string> canonical_names(const SafetensorsFile& file) 
 }
 
 void check_no_extra_tensors(const SafetensorsFile& file, const ModelConfig& config,
+                            HfMoeNames moe_names,
                             const std::map<std::string, std::string>& in_file,
                             const std::set<std::string>& expected) {
   std::vector<std::string> extra;
@@ -103,8 +105,8 @@ void check_no_extra_tensors(const SafetensorsFile& file, const ModelConfig& conf
   for (size_t i = 0; i < extra.size() && i < 5; ++i) list += (i ? ", '" : "'") + extra[i] + "'";
   if (extra.size() > 5) list += " and " + std::to_string(extra.size() - 5) + " more";
   throw Error("safetensors file " + file.path() + ": " + std::to_string(extra.size()) +
-              " tensor(s) that this model (" + (uses_gpt2_names(config) ? "GPT-2" : "Llama") +
-              " names) does not have: " + list);
+              " tensor(s) that this model (" + hf_names_description(config, moe_names) +
+              ") does not have: " + list);
 }
 
 void check_piece(const SafetensorsFile& file, const std::string& file_name, const ParamPlan& plan,
@@ -131,9 +133,12 @@ void check_piece(const SafetensorsFile& file, const std::string& file_name, cons
 
 void import_hf_safetensors(const std::string& path, const ModelConfig& config,
                            const std::vector<ParamRef>& params, const Backend& backend) {
-  const std::vector<ParamPlan> plans = plan_params(config, params, /*use_grads=*/false);
   const SafetensorsFile file = SafetensorsFile::open(path);
   const std::map<std::string, std::string> in_file = canonical_names(file);
+  std::vector<std::string> file_names;
+  for (const auto& [canonical, name] : in_file) file_names.push_back(canonical);
+  const HfMoeNames moe_names = moe_names_in_file(config, file_names, path);
+  const std::vector<ParamPlan> plans = plan_params(config, params, /*use_grads=*/false, moe_names);
 
   // Check everything before touching any parameter.
   std::set<std::string> expected;
@@ -148,7 +153,7 @@ void import_hf_safetensors(const std::string& path, const ModelConfig& config,
       check_piece(file, it->second, plan, piece);
     }
   }
-  check_no_extra_tensors(file, config, in_file, expected);
+  check_no_extra_tensors(file, config, moe_names, in_file, expected);
 
   backend.synchronize();
   for (const ParamPlan& plan : plans) {
@@ -169,7 +174,7 @@ void import_hf_safetensors(const std::string& path, const ModelConfig& config,
 
 std::vector<HfTensor> hf_tensors(const ModelConfig& config, const std::vector<ParamRef>& params,
                                  const Backend& backend, bool grads) {
-  const std::vector<ParamPlan> plans = plan_params(config, params, grads);
+  const std::vector<ParamPlan> plans = plan_params(config, params, grads, default_moe_names(config));
   backend.synchronize();
   std::vector<HfTensor> tensors;
   for (const ParamPlan& plan : plans) {

@@ -5,8 +5,10 @@
 // h.{i}.attn.c_attn.weight, ...; Linear weights stored (in, out) as Conv1D
 // does); every other model uses the Llama names (model.embed_tokens.weight,
 // model.layers.{i}.self_attn.q_proj.weight, ...; (out, in) as nn.Linear).
-// Tensors present only with some flags (biases, wpe, an untied lm_head) are
-// simply absent otherwise. Files hold the real vocabulary; the padded rows of
+// Mixture-of-experts layers use Mixtral's names, or Qwen2-MoE's with shared
+// experts (hf_moe_names.h); import also reads Qwen3-MoE's names, whichever
+// family the file uses. Tensors present only with some flags (biases, wpe, an
+// untied lm_head, the experts' balancing bias) are simply absent otherwise. Files hold the real vocabulary; the padded rows of
 // our embedding and head are zero after an import.
 #include <string>
 #include <vector>

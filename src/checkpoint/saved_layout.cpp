@@ -53,13 +53,16 @@ void transpose_copy(const float* src, int64_t src_stride, float* dst, int64_t ds
 }
 
 Tensor shape_only(const std::vector<int64_t>& shape) {
-  return shape.size() == 1 ? Tensor(nullptr, DType::F32, {shape[0]})
-                           : Tensor(nullptr, DType::F32, {shape[0], shape[1]});
+  switch (shape.size()) {
+    case 1: return Tensor(nullptr, DType::F32, {shape[0]});
+    case 2: return Tensor(nullptr, DType::F32, {shape[0], shape[1]});
+    default: return Tensor(nullptr, DType::F32, {shape[0], shape[1], shape[2]});  // experts
+  }
 }
 
 }  // namespace
 
-int64_t local_width(const ParamSpec& spec) { return spec.shape.size() > 1 ? spec.shape[1] : 1; }
+int64_t local_width(const ParamSpec& spec) { return spec.shape.size() > 1 ? spec.shape.back() : 1; }
 
 std::vector<LocalRect> rects_of_range(const ParamSpec& spec, int64_t begin, int64_t count) {
   const int64_t width = local_width(spec);
@@ -84,7 +87,7 @@ std::vector<SavedSegment> saved_segments(const ModelConfig& config, const ParamS
                                          int tp_rank, const LocalRect& rect) {
   const Tensor global = shape_only(spec.global_shape);
   const std::vector<HfPiece> pieces = hf_pieces(config, spec.name, global);
-  const bool matrix = spec.global_shape.size() == 2;
+  const bool matrix = spec.global_shape.size() >= 2;  // 3-D experts: their 2-D flattening
   const int64_t col_shift =
       spec.shard == ShardKind::Cols ? spec.shape[1] * int64_t(tp_rank) : 0;
   std::vector<SavedSegment> segments;

@@ -6,7 +6,8 @@
 // q/k/v and gate/up projections as separate tensors, the embedding and head with
 // the real vocabulary (tensor-parallel padding rows are not stored). A rank's
 // tensor is its tensor-parallel part of a parameter (ParamSpec::shard); a
-// rectangle of it maps to one box in each saved tensor it touches.
+// rectangle of it maps to one box in each saved tensor it touches. A 3-D expert
+// weight [E, R, K] is whole on every rank and seen as its flattening [E * R, K].
 #include <cstdint>
 #include <map>
 #include <string>
@@ -68,7 +69,7 @@ int64_t scatter_chunk(const SavedSegment& segment, const std::vector<int64_t>& c
 int64_t overlap_volume(const SavedSegment& segment, const std::vector<int64_t>& chunk_offset,
                        const std::vector<int64_t>& chunk_shape);
 
-// Row width of a rank's tensor of this spec (1 for 1-D).
+// Row width of a rank's tensor of this spec (1 for 1-D, the last dimension otherwise).
 int64_t local_width(const ParamSpec& spec);
 
 }  // namespace qj
