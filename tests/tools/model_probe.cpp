@@ -7,14 +7,19 @@
 // model.json: the "model" section of a config. batch.json: {"tokens": [B*T ints],
 // "targets": [B*T ints, -100 = ignored]}. Weights use Hugging Face names.
 //
-// Default mode: one forward and backward with dloss = 1/valid tokens; writes
-//   DIR/result.json         {"loss": L, "valid_tokens": n, "logits_shape": [N, V]}
+// Default mode: one forward and backward with dloss = 1/valid tokens (and the
+// load-balancing loss of mixture-of-experts layers at scale 1); writes
+//   DIR/result.json         {"loss": L, "aux_loss": A, "expert_load": [...],
+//                            "valid_tokens": n, "logits_shape": [N, V]}
+//                           (A: load-balancing loss summed over MoE layers;
+//                           expert_load: assignments per expert, layer by layer)
 //   DIR/logits.f32          logits [N, V] (unpadded vocab), raw little-endian fp32
 //   DIR/grads.safetensors   every parameter's gradient under its HF name
 // --adamw-steps K: K steps of forward, backward and AdamW (constant lr, betas
 // 0.9/0.95, eps 1e-8, decay only where ParamRef::weight_decay) on the same batch;
 // prints {"losses": [K values]} (loss before each update) and writes the final
-// weights to DIR/weights.safetensors.
+// weights to DIR/weights.safetensors. With model.moe_bias_balancing the experts'
+// biases move after each update by that step's load (Model::update_expert_bias).
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -107,6 +112,7 @@ std::vector<float> unpadded_logits(const qj::Model& model, const qj::Backend& be
 
 void write_forward_backward(qj::Model& model, const qj::Backend& be, const Batch& batch,
                             const Args& args) {
+  model.reset_moe_stats();
   const float loss = model.forward(batch.tokens.data(), batch.targets.data());
   const std::vector<float> logits = unpadded_logits(model, be);  // before backward overwrites them
   model.backward(1.f / float(model.valid_targets()));
@@ -117,6 +123,8 @@ void write_forward_backward(qj::Model& model, const qj::Backend& be, const Batch
   qj::export_hf_safetensors(args.out_dir + "/grads.safetensors", model.config(), model.params(), be,
                             /*export_grads=*/true);
   const json result = {{"loss", loss},
+                       {"aux_loss", model.moe_aux_loss_sum()},
+                       {"expert_load", model.moe_expert_load()},
                        {"valid_tokens", model.valid_targets()},
                        {"logits_shape", {model.tokens_per_micro_batch(), model.config().vocab}}};
   std::ofstream(args.out_dir + "/result.json") << result.dump() << "\n";
@@ -138,18 +146,22 @@ void run_adamw(qj::Model& model, const qj::Backend& be, const qj::Arenas& arenas
     be.fill(arenas.tensor("adamw.v." + p.name), 0.f);
   }
   std::vector<float> losses;
+  std::vector<double> aux_losses;
   for (int step = 1; step <= args.adamw_steps; ++step) {
     model.zero_grads();
+    model.reset_moe_stats();
     losses.push_back(model.forward(batch.tokens.data(), batch.targets.data()));
+    aux_losses.push_back(model.moe_aux_loss_sum());
     model.backward(1.f / float(model.valid_targets()));
     for (const qj::ParamRef& p : model.params())
       be.adamw_update(p.value, p.grad, arenas.tensor("adamw.m." + p.name),
                       arenas.tensor("adamw.v." + p.name), args.lr, 0.9f, 0.95f, 1e-8f,
                       p.weight_decay ? args.weight_decay : 0.f, step, 1.f);
+    model.update_expert_bias(model.moe_expert_load());  // no-op without bias balancing
   }
   be.synchronize();
   qj::export_hf_safetensors(args.out_dir + "/weights.safetensors", model.config(), model.params(), be);
-  std::printf("%s\n", json{{"losses", losses}}.dump().c_str());
+  std::printf("%s\n", json{{"losses", losses}, {"aux_losses", aux_losses}}.dump().c_str());
 }
 
 int run(const Args& args) {
