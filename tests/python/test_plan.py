@@ -67,6 +67,19 @@ class Plan(unittest.TestCase):
         # stage holds half of it too).
         self.assertLess(parameters(four.stdout), parameters(one.stdout) / 3)
 
+    def test_moe_configs_have_the_published_parameter_counts(self):
+        # Hugging Face's totals; ours differ only where configs/README.md says
+        # the attention is not modelled (Qwen3's head_dim 128, DeepSeek's MLA).
+        published = {"mixtral-8x7b.json": (46.70e9, 0.001), "qwen3-30b-a3b.json": (30.53e9, 0.02),
+                     "deepseek-v3.json": (671e9, 0.02)}
+        for name, (count, tolerance) in published.items():
+            with self.subTest(config=name):
+                result = run([tool("qj-plan"), "--config", os.path.join(SOURCE_DIR, "configs", name)],
+                             timeout=60)
+                self.assertEqual(result.returncode, 0, msg=result.stderr)
+                ours = float(re.search(r": ([\d.]+)B parameters", result.stdout).group(1)) * 1e9
+                self.assertAlmostEqual(ours / count, 1.0, delta=tolerance, msg=result.stdout)
+
 
 if __name__ == "__main__":
     unittest.main()
