@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "backends/host_threads.h"
+#include "backends/op_coverage.h"
 #include "checkpoint/checkpoint_dir.h"
 #include "comm/collective_errors.h"
 #include "comm/staged_comm.h"
@@ -105,6 +106,8 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   const TrainConfig& train = config.train;
   const MeshShape shape = resolve_mesh(config.parallel, world_->size());
   const int rank = world_->rank();
+  // Every op the model needs, on this backend, before anything is allocated.
+  check_backend_coverage(backend_, config, rank == 0);
   check_run_files(config, options, rank);
   stage_ = plan_stage(config, shape, rank % shape.tp, rank / shape.tp % shape.dp,
                       rank / (shape.tp * shape.dp), plan_);
