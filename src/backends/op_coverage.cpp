@@ -8,7 +8,6 @@
 
 #include "backends/plugin/op_list.h"
 #include "backends/plugin/plugin_backend.h"
-#include "core/log.h"
 
 namespace qj {
 namespace {
@@ -189,15 +188,14 @@ void require_coverage(const BackendCoverage& c, bool strict) {
   throw Error(message);
 }
 
-void check_backend_coverage(const Backend& backend, const Config& config, bool leader) {
-  const BackendCoverage coverage = backend_coverage(backend, config.model);
-  if (leader) {
-    if (coverage_wants_table(coverage))
-      QJ_INFO("%s:\n%s", coverage_summary(coverage).c_str(), coverage_table(coverage).c_str());
-    else
-      QJ_INFO("%s", coverage_summary(coverage).c_str());
-  }
-  require_coverage(coverage, config.backend.strict);
+void check_backend_coverage(const Backend& backend, const Config& config) {
+  require_coverage(backend_coverage(backend, config.model), config.backend.strict);
+}
+
+std::string coverage_report(const Backend& backend, const ModelConfig& model) {
+  const BackendCoverage coverage = backend_coverage(backend, model);
+  if (!coverage_wants_table(coverage)) return coverage_summary(coverage);
+  return coverage_summary(coverage) + ":\n" + coverage_table(coverage);
 }
 
 }  // namespace qj

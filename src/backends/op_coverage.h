@@ -78,8 +78,13 @@ bool coverage_wants_table(const BackendCoverage& coverage);
 // `strict` (backend.strict), every decomposed op.
 void require_coverage(const BackendCoverage& coverage, bool strict);
 
-// The trainer's start-up check: on `leader` (rank 0) prints the summary (and
-// the table when coverage_wants_table), then require_coverage.
-void check_backend_coverage(const Backend& backend, const Config& config, bool leader);
+// The trainer's start-up check, before anything is allocated: require_coverage
+// with the configured model and backend.strict. Prints nothing: the error names
+// every op, and a run that fails set-up prints only its error.
+void check_backend_coverage(const Backend& backend, const Config& config);
+
+// What rank 0 prints with the run's other start-up lines (model, mesh, memory
+// plan): the summary, and the table when coverage_wants_table.
+std::string coverage_report(const Backend& backend, const ModelConfig& model);
 
 }  // namespace qj

@@ -59,6 +59,7 @@ TEST_CASE("the cpu backend runs every op of the list natively") {
   CHECK(c.ops.size() == size_t(QJ_OP_COUNT));
   CHECK(c.count(qj::OpSupport::Native) == QJ_OP_COUNT);
   CHECK(qj::coverage_summary(c) == "backend cpu: 31 ops native");
+  CHECK(qj::coverage_report(qj::get_backend("cpu"), moe_model()) == "backend cpu: 31 ops native");
   CHECK_FALSE(qj::coverage_wants_table(c));
   CHECK_NOTHROW(qj::require_coverage(c, /*strict=*/true));
 }
@@ -84,6 +85,10 @@ TEST_CASE("a plugin built for ABI minor 0 lacks the MoE ops: fine for a dense mo
   CHECK_THAT(qj::coverage_table(moe),
              Contains("grouped_matmul           missing (needed by model.moe_experts=4)") &&
                  Contains("matmul                   native"));
+  qj::Config config = qj::parse_config("{}", {"model.moe_experts=4", "model.moe_top_k=2"});
+  CHECK_THROWS_WITH(qj::check_backend_coverage(backend, config), Contains("lacks 5 ops"));
+  config.model = dense_model();
+  CHECK_NOTHROW(qj::check_backend_coverage(backend, config));
   CHECK(error_of(moe, false) ==
         "backend 'plugin:" + path + "' lacks 5 ops this model needs: gather_rows, combine_rows, "
         "row_dot, grouped_matmul, grouped_matmul_wgrad (needed by model.moe_experts=4)");
