@@ -153,6 +153,9 @@ struct CheckpointConfig {
 struct BackendConfig {
   std::string device = "cpu";
   int threads = 0;  // 0: all cores (OMP default)
+  // An op the backend builds from other ops (decomposed, not native) is an
+  // error at start-up instead of a line in the coverage table.
+  bool strict = false;
   bool operator==(const BackendConfig&) const = default;
 };
 

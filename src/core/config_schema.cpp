@@ -89,7 +89,8 @@ const SectionSchema<CheckpointConfig>& checkpoint_section() {
 const SectionSchema<BackendConfig>& backend_section() {
   using B = BackendConfig;
   static const SectionSchema<B> schema{
-      "backend", &Config::backend, {{"device", &B::device}, {"threads", &B::threads}}};
+      "backend", &Config::backend,
+      {{"device", &B::device}, {"threads", &B::threads}, {"strict", &B::strict}}};
   return schema;
 }
 

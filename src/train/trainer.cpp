@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "backends/host_threads.h"
+#include "backends/op_coverage.h"
 #include "checkpoint/checkpoint_dir.h"
 #include "comm/collective_errors.h"
 #include "comm/staged_comm.h"
@@ -105,6 +106,8 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   const TrainConfig& train = config.train;
   const MeshShape shape = resolve_mesh(config.parallel, world_->size());
   const int rank = world_->rank();
+  // Every op the model needs, on this backend, before anything is allocated.
+  check_backend_coverage(backend_, config);
   check_run_files(config, options, rank);
   stage_ = plan_stage(config, shape, rank % shape.tp, rank / shape.tp % shape.dp,
                       rank / (shape.tp * shape.dp), plan_);
@@ -418,6 +421,7 @@ void Trainer::begin_run() {
             to_string(config_.model.preset).c_str(), config_.model.layers, config_.model.hidden,
             config_.model.heads, config_.model.kv_heads,
             double(config_.model.parameter_count()) / 1e6);
+    QJ_INFO("%s", coverage_report(backend_, config_.model).c_str());
     QJ_INFO("mesh: tp=%d pp=%d dp=%d (%d ranks), schedule %s, %d micro-batches per rank and step",
             m.tp, m.pp, m.dp, m.world(), to_string(stage_.schedule).c_str(),
             stage_.micro_batches);

@@ -78,6 +78,50 @@ class PluginTraining(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
 
 
+MINOR0_PLUGIN = test_plugin_path("cpu_minor0")
+MOE_OPS = "gather_rows, combine_rows, row_dot, grouped_matmul, grouped_matmul_wgrad"
+
+
+class StartupCoverage(unittest.TestCase):
+    """The coverage line (or table) rank 0 prints for the chosen backend, and
+    the check that refuses a model whose ops the backend lacks."""
+
+    def test_builtin_cpu_reports_every_op_native_on_one_line(self):
+        result, _ = train("cpu", "coverage_cpu", ["--set", "train.steps=1"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("backend cpu: 31 ops native\n", result.stdout + result.stderr)
+
+    def test_minor0_plugin_trains_a_dense_model_and_says_which_ops_it_lacks(self):
+        result, _ = train("plugin:" + MINOR0_PLUGIN, "coverage_minor0", ["--set", "train.steps=1"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("backend plugin:%s: 26 ops native, 5 missing (not needed by this model: %s)"
+                      % (MINOR0_PLUGIN, MOE_OPS), result.stdout + result.stderr)
+
+    def test_minor0_plugin_refuses_a_moe_model_naming_the_five_ops(self):
+        result, _ = train("plugin:" + MINOR0_PLUGIN, "coverage_moe",
+                          ["--set", "model.moe_experts=4", "--set", "model.moe_top_k=2"])
+        output = result.stdout + result.stderr
+        self.assertEqual(result.returncode, 2, output)
+        self.assertIn("error: backend 'plugin:%s' lacks 5 ops this model needs: %s (needed by "
+                      "model.moe_experts=4)" % (MINOR0_PLUGIN, MOE_OPS), result.stderr)
+        # One error line, from the coverage check, before any set-up output.
+        self.assertEqual(result.stdout, "")
+        self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
+        self.assertNotIn("needs the mixture-of-experts ops", output)  # the model's own check
+
+    def test_strict_accepts_a_backend_whose_ops_are_all_native(self):
+        result, _ = train("plugin:" + MINOR0_PLUGIN, "coverage_strict",
+                          ["--set", "train.steps=1", "--set", "backend.strict=true"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def test_QJ_OP_COVERAGE_full_prints_the_whole_table(self):
+        env = dict(ENV, QJ_OP_COVERAGE="full")
+        result = subprocess.run([tool("qj-train"), "--config", _config, "--set", "train.steps=1"],
+                                capture_output=True, text=True, env=env, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("  attention_backward       native", result.stdout + result.stderr)
+
+
 class BrokenPlugins(unittest.TestCase):
     def assertRefused(self, result, *needles):
         output = result.stdout + result.stderr
@@ -101,12 +145,14 @@ class BrokenPlugins(unittest.TestCase):
                 self.assertRefused(result, path, *needles)
                 self.assertIn("error:", result.stderr)
 
-    def test_trainer_reports_an_op_that_fails_naming_the_plugin_and_the_op(self):
-        # libqj_test_partial.so loads, but its fill fails and it has no other op.
+    def test_trainer_refuses_a_plugin_without_the_ops_the_model_needs_naming_them_all(self):
+        # libqj_test_partial.so loads, but has no op except fill: the start-up
+        # coverage check names every missing op at once, before any allocation.
         path = test_plugin_path("partial")
         result, _ = train("plugin:" + path, "partial")
-        self.assertRefused(result, path)
-        self.assertRegex(result.stderr, r"(fill failed with QJ_ERR_DEVICE|has no op ')")
+        self.assertRefused(result, path, "lacks 25 ops this model needs: add, scale, copy, matmul",
+                           "adamw_update (needed by every model)")
+        self.assertEqual(result.returncode, 2, result.stderr)
 
     def test_backend_test_refuses_a_plugin_that_does_not_load(self):
         for mode in ["no_symbol", "major2", "small", "abort"]:

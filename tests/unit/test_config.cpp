@@ -257,7 +257,7 @@ TEST_CASE("config_to_json writes every key and round-trips") {
       {"data", {"train", "valid", "shuffle"}},
       {"tokenizer", {"encoder", "vocab"}},
       {"checkpoint", {"dir", "every", "keep", "resume"}},
-      {"backend", {"device"}},
+      {"backend", {"device", "strict"}},
   };
   CHECK(doc.size() == design_keys.size());
   for (const auto& [section, keys] : design_keys) {
@@ -451,4 +451,17 @@ TEST_CASE("mixture-of-experts keys: counts, defaults and the errors that name th
                                              "model.moe_ffn_hidden=50", "parallel.tp=4",
                                              "model.heads=8", "model.hidden=512"}),
                     Contains("parallel.tp=4") && Contains("model.moe_shared_experts"));
+}
+
+TEST_CASE("backend.strict defaults to false, takes a boolean and round-trips") {
+  CHECK_FALSE(qj::parse_config("{}").backend.strict);
+  const qj::Config strict = qj::parse_config(R"({"backend": {"strict": true}})");
+  CHECK(strict.backend.strict);
+  CHECK(qj::parse_config("{}", {"backend.strict=true"}).backend.strict);
+  CHECK(qj::parse_config(qj::config_to_json(strict)) == strict);
+  CHECK(nlohmann::json::parse(qj::config_to_json(strict))["backend"]["strict"] == true);
+  CHECK_THROWS_WITH(qj::parse_config(R"({"backend": {"strict": 1}})"),
+                    Contains("backend.strict") && Contains("boolean"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"backend": {"strct": true}})"),
+                    Contains("did you mean 'backend.strict'?"));
 }

@@ -159,21 +159,8 @@ std::vector<OpCoverage> op_coverage(const LoadedPlugin& p) {
   std::vector<OpCoverage> coverage;
   for_each_op([&](auto id) {
     constexpr qj_op op = decltype(id)::value;
-    bool native = p.table.*OpInfo<op>::c_slot != nullptr;
-    if (native) {
-      // fp32 training's dtypes: token ids and targets int32, the rest fp32.
-      std::vector<int32_t> dtypes(size_t(tensor_count<op>()), QJ_DTYPE_F32);
-      if (op == QJ_OP_embedding_forward || op == QJ_OP_embedding_backward)
-        dtypes[op == QJ_OP_embedding_forward ? 0 : 1] = QJ_DTYPE_I32;  // tokens
-      if (op == QJ_OP_cross_entropy_stats || op == QJ_OP_cross_entropy_backward)
-        dtypes[1] = QJ_DTYPE_I32;  // targets
-      if (op == QJ_OP_gather_rows || op == QJ_OP_combine_rows) dtypes[1] = QJ_DTYPE_I32;  // index, pos
-      if (op == QJ_OP_grouped_matmul || op == QJ_OP_grouped_matmul_wgrad)
-        dtypes[2] = QJ_DTYPE_I32;  // offsets
-      native = p.table.op_supported(p.device, op, dtypes.data(), int32_t(dtypes.size()), nullptr) == 1;
-    }
     const char* missing = is_optional(op) ? "missing (optional)" : "missing";
-    coverage.push_back({OpInfo<op>::name, native ? "native" : missing});
+    coverage.push_back({OpInfo<op>::name, op_native(p, op) ? "native" : missing});
   });
   return coverage;
 }

@@ -43,6 +43,10 @@ Backend& plugin_backend(const std::string& spec);
 // null; load_plugin stores the result in plugin.ops.
 BackendOps host_ops(const LoadedPlugin& plugin);
 
+// True when the plugin runs `op` itself: its slot is filled and op_supported()
+// accepts fp32 training's dtypes (op_native.cpp).
+bool op_native(const LoadedPlugin& plugin, qj_op op);
+
 // Throws qj::Error naming the plugin, `what` (an op or table entry), the
 // status and the plugin's last_error() when `status` is not QJ_OK.
 void check(const LoadedPlugin& plugin, const char* what, qj_status status);

@@ -29,5 +29,9 @@ extern "C" __attribute__((visibility("default"))) const qj_device_plugin* qj_dev
   backend.device_count = 1;
   backend.open = open_cpu;
   backend.close = close_cpu;
+#ifdef QJ_CPU_PLUGIN_ABI_MINOR  // tests/plugin: the same backend as built against minor 0
+  backend.abi_minor = QJ_CPU_PLUGIN_ABI_MINOR;
+  backend.name = "cpu-plugin-minor0";
+#endif
   return qj::plugin::wrap_backend_ops(backend, host);
 }

@@ -126,6 +126,7 @@ int32_t op_supported(qj_device_t /*device*/, int32_t op, const int32_t* dtypes, 
   for_each_op([&](auto id) {
     if (id.value == op) present = (g_backend.ops->*OpInfo<decltype(id)::value>::slot) != nullptr;
   });
+  if (g_backend.abi_minor == 0 && op >= QJ_OP_gather_rows) return 0;  // not in a minor-0 table
   if (!present || n_dtypes < 0 || (n_dtypes > 0 && !dtypes)) return 0;
   for (int32_t i = 0; i < n_dtypes; ++i) {
     if (!known_dtype(dtypes[i])) return 0;
@@ -137,8 +138,9 @@ int32_t op_supported(qj_device_t /*device*/, int32_t op, const int32_t* dtypes, 
 qj_device_plugin make_table() {
   qj_device_plugin t{};
   t.abi_major = QJ_DEVICE_ABI_MAJOR;
-  t.abi_minor = QJ_DEVICE_ABI_MINOR;
-  t.struct_size = sizeof(qj_device_plugin);
+  t.abi_minor = g_backend.abi_minor;
+  t.struct_size = g_backend.abi_minor == 0 ? uint32_t(offsetof(qj_device_plugin, gather_rows))
+                                           : uint32_t(sizeof(qj_device_plugin));
   t.name = g_backend.name;
   t.last_error = [] { return t_last_error.c_str(); };
   t.device_count = [](int32_t* count) {
@@ -285,7 +287,10 @@ qj_device_plugin make_table() {
   t.op_supported = op_supported;
   for_each_op([&](auto id) {
     constexpr qj_op op = decltype(id)::value;
-    if (g_backend.ops->*OpInfo<op>::slot) t.*OpInfo<op>::c_slot = &run_op<op>;
+    const auto offset = reinterpret_cast<const char*>(&(t.*OpInfo<op>::c_slot)) -
+                        reinterpret_cast<const char*>(&t);
+    const bool in_table = size_t(offset) < t.struct_size;
+    if (g_backend.ops->*OpInfo<op>::slot && in_table) t.*OpInfo<op>::c_slot = &run_op<op>;
   });
   return t;
 }

@@ -24,6 +24,9 @@ struct WrappedBackend {
   Device device = Device::Host;  // where its kernels expect tensors
   uint64_t capabilities = 0;     // QJ_CAP_*; HOST_ADDRESSABLE makes memset/copy_d2d plain memory ops
   int32_t device_count = 1;
+  // The ABI minor the table claims; 0 ends it before the minor-1 ops (a
+  // plugin built against the first header, for the host's compatibility tests).
+  uint32_t abi_minor = QJ_DEVICE_ABI_MINOR;
   // Creates device `index`'s context (may throw: the status says why); and frees it.
   void* (*open)(int32_t index) = nullptr;
   void (*close)(void* ctx) = nullptr;
