@@ -4,12 +4,10 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -19,12 +17,15 @@
 #include "checkpoint/hf_weights.h"
 #include "checkpoint/safetensors.h"
 #include "core/config.h"
+#include "unit/host_params.h"
 #include "model/param_ref.h"
 #include "qianjun/backend.h"
 
 using Catch::Matchers::Contains;
 using qj::ModelConfig;
 using qj::ParamRef;
+using qj::test::HostParams;
+using qj::test::make_params;
 
 namespace {
 
@@ -57,59 +58,6 @@ ModelConfig llama_config() {
   return c;
 }
 
-// Parameters over host buffers, named and shaped as the model contract says,
-// written out here from that contract rather than taken from the model code.
-struct HostParams {
-  std::deque<std::vector<float>> buffers;
-  std::vector<ParamRef> params;
-
-  void add(const std::string& name, std::initializer_list<int64_t> shape, std::mt19937& rng) {
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    auto& value = buffers.emplace_back(size_t(n));
-    auto& grad = buffers.emplace_back(size_t(n));
-    std::normal_distribution<float> dist(0.f, 1.f);
-    for (float& x : value) x = dist(rng);
-    for (float& x : grad) x = dist(rng);
-    const qj::Tensor v(value.data(), qj::DType::F32, shape);
-    params.push_back({name, v, qj::Tensor(grad.data(), qj::DType::F32, shape), v, true});
-  }
-  const ParamRef& get(const std::string& name) const {
-    for (const ParamRef& p : params)
-      if (p.name == name) return p;
-    FAIL("no parameter " << name);
-    return params.front();
-  }
-};
-
-HostParams make_params(const ModelConfig& c, uint32_t seed) {
-  std::mt19937 rng(seed);
-  const int64_t C = c.hidden, D = c.head_dim(), H = c.heads, Hkv = c.kv_heads, F = c.ffn_hidden;
-  const int64_t Vp = c.padded_vocab(), fc_rows = c.activation == qj::Activation::SwiGlu ? 2 * F : F;
-  const bool norm_bias = c.norm_has_bias();
-  HostParams p;
-  p.add("wte", {Vp, C}, rng);
-  if (c.position == qj::Position::Learned) p.add("wpe", {c.seq_len, C}, rng);
-  for (int i = 0; i < c.layers; ++i) {
-    const std::string l = "layers." + std::to_string(i) + ".";
-    p.add(l + "norm1.weight", {C}, rng);
-    if (norm_bias) p.add(l + "norm1.bias", {C}, rng);
-    p.add(l + "attn.qkv.weight", {(H + 2 * Hkv) * D, C}, rng);
-    if (c.bias) p.add(l + "attn.qkv.bias", {(H + 2 * Hkv) * D}, rng);
-    p.add(l + "attn.proj.weight", {C, H * D}, rng);
-    if (c.bias) p.add(l + "attn.proj.bias", {C}, rng);
-    p.add(l + "norm2.weight", {C}, rng);
-    if (norm_bias) p.add(l + "norm2.bias", {C}, rng);
-    p.add(l + "mlp.fc.weight", {fc_rows, C}, rng);
-    if (c.bias) p.add(l + "mlp.fc.bias", {fc_rows}, rng);
-    p.add(l + "mlp.proj.weight", {C, F}, rng);
-    if (c.bias) p.add(l + "mlp.proj.bias", {C}, rng);
-  }
-  p.add("norm_f.weight", {C}, rng);
-  if (norm_bias) p.add("norm_f.bias", {C}, rng);
-  if (!c.tied_embeddings) p.add("lm_head.weight", {Vp, C}, rng);
-  return p;
-}
 
 // A minimal safetensors reader independent of ours: F32 only.
 struct RawTensor {
