@@ -6,7 +6,6 @@ never a crash."""
 import json
 import os
 import shutil
-import struct
 import tempfile
 import threading
 import time
@@ -15,6 +14,7 @@ import unittest
 import numpy as np
 
 from qj_paths import SOURCE_DIR, run, tool
+from safetensors_io import read_safetensors
 from qj_python import import_qianjun, tiny_config
 
 qj = None
@@ -25,16 +25,6 @@ SYNTHETIC = os.path.join(SOURCE_DIR, "configs", "synthetic.json")
 def setUpModule():
     global qj
     qj = import_qianjun()
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (length,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + length])
-    header.pop("__metadata__", None)
-    return {name: np.frombuffer(raw[8 + length + i["data_offsets"][0]:8 + length + i["data_offsets"][1]],
-                                dtype="<f4").reshape(i["shape"]) for name, i in header.items()}
 
 
 def cli_error(args):

@@ -4,22 +4,23 @@ Written plainly from the architecture's definition, not from the C++ code: it
 reads weights by their Hugging Face names and layouts (GPT-2 names and Conv1D
 (in, out) weights when positions are learned and the norm is LayerNorm; Llama
 names and nn.Linear (out, in) weights otherwise), so comparing with the C++ model
-also checks the name mapping. Also a minimal safetensors reader/writer
-(json + struct + numpy) that shares nothing with the C++ one.
+also checks the name mapping. Its safetensors reader and writer are
+safetensors_io.py's, re-exported here.
 
 Mixture-of-experts layers (moe_experts > 0) are written from their definition
-(docs/moe.md), token by token and expert by expert, with the names of
+(README, "Mixture of experts"), token by token and expert by expert, with the names of
 Hugging Face's Mixtral (Llama names, no shared experts), Qwen2-MoE (Llama names
 with shared experts) and our GPT-2-style MoE names; qwen3_names() renames a
 Mixtral-named file to Qwen3-MoE's names.
 """
 import json
 import math
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from safetensors_io import read_safetensors, write_safetensors  # noqa: F401 (re-exported)
 
 IGNORE_INDEX = -100
 
@@ -81,41 +82,6 @@ class Spec:
         fields = [k for k in self.__dataclass_fields__
                   if self.moe_experts > 0 or not k.startswith("moe_")]
         return json.dumps({k: getattr(self, k) for k in fields})
-
-
-# ---------------------------------------------------------------- safetensors
-
-def write_safetensors(path, tensors):
-    """tensors: name -> float32 numpy array."""
-    header, offset, blobs = {}, 0, []
-    for name, array in tensors.items():
-        data = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (length,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + length])
-    header.pop("__metadata__", None)
-    out = {}
-    for name, info in header.items():
-        assert info["dtype"] == "F32", (name, info["dtype"])
-        begin, end = info["data_offsets"]
-        data = raw[8 + length + begin:8 + length + end]
-        out[name] = np.frombuffer(data, dtype="<f4").reshape(info["shape"]).copy()
-    return out
 
 
 # ---------------------------------------------------------------- weights
