@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <string>
 
 #include "model/buffer_names.h"
@@ -161,9 +162,10 @@ void Model::reset_moe_stats() {
 void Model::update_expert_bias(const std::vector<double>& load) {
   if (!config_.moe_bias_balancing) return;
   const size_t E = size_t(config_.moe_experts);
-  QJ_CHECK(load.size() == moe_expert_load().size(),
-           "update_expert_bias: " + std::to_string(load.size()) + " loads for " +
-               std::to_string(moe_expert_load().size()) + " experts");
+  const size_t experts = E * size_t(std::count_if(blocks_.begin(), blocks_.end(),
+                                                    [](const TransformerBlock& b) { return b.moe(); }));
+  QJ_CHECK(load.size() == experts, "update_expert_bias: " + std::to_string(load.size()) +
+                                       " loads for " + std::to_string(experts) + " experts");
   std::vector<float> bias(E);
   size_t layer = 0;
   for (TransformerBlock& b : blocks_) {
