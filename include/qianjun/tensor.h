@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 
 #include "qianjun/error.h"
@@ -30,6 +31,8 @@ struct Tensor {
   Tensor() = default;
   Tensor(void* data, DType dtype, std::initializer_list<int64_t> dims,
          Device device = Device::Host);
+  // The same from a shape held at run time (1 to kMaxDims dimensions).
+  Tensor(void* data, DType dtype, std::span<const int64_t> dims, Device device = Device::Host);
 
   int64_t dim(int i) const { return shape[i < 0 ? ndim + i : i]; }
   int64_t numel() const;

@@ -52,13 +52,7 @@ void transpose_copy(const float* src, int64_t src_stride, float* dst, int64_t ds
         for (int64_t j = j0; j < std::min(cols, j0 + kTile); ++j) dst[j * dst_stride + i] = src[i * src_stride + j];
 }
 
-Tensor shape_only(const std::vector<int64_t>& shape) {
-  switch (shape.size()) {
-    case 1: return Tensor(nullptr, DType::F32, {shape[0]});
-    case 2: return Tensor(nullptr, DType::F32, {shape[0], shape[1]});
-    default: return Tensor(nullptr, DType::F32, {shape[0], shape[1], shape[2]});  // experts
-  }
-}
+Tensor shape_only(const std::vector<int64_t>& shape) { return Tensor(nullptr, DType::F32, shape); }
 
 }  // namespace
 

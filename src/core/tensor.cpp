@@ -31,6 +31,9 @@ static void set_contiguous_strides(Tensor& t) {
 }
 
 Tensor::Tensor(void* data_, DType dtype_, std::initializer_list<int64_t> dims, Device device_)
+    : Tensor(data_, dtype_, std::span<const int64_t>(dims.begin(), dims.size()), device_) {}
+
+Tensor::Tensor(void* data_, DType dtype_, std::span<const int64_t> dims, Device device_)
     : data(data_), dtype(dtype_), device(device_) {
   QJ_CHECK(dims.size() >= 1 && dims.size() <= size_t(kMaxDims),
            "tensor rank must be 1.." + std::to_string(kMaxDims));

@@ -38,19 +38,11 @@ int64_t fc_width(const ModelConfig& c, int64_t ffn_hidden) {
 }
 
 Tensor prefix_view(const Tensor& buffer, const std::vector<int64_t>& shape) {
-  QJ_CHECK(!shape.empty() && shape.size() <= size_t(Tensor::kMaxDims) &&
-               numel(shape) <= buffer.numel(),
-           "prefix_view: a view of " + std::to_string(numel(shape)) +
+  const Tensor view(buffer.data, buffer.dtype, shape, buffer.device);
+  QJ_CHECK(view.numel() <= buffer.numel(),
+           "prefix_view: a view of " + std::to_string(view.numel()) +
                " elements does not fit in a buffer of " + std::to_string(buffer.numel()));
-  Tensor v = buffer;
-  v.ndim = int(shape.size());
-  int64_t stride = 1;
-  for (int i = v.ndim - 1; i >= 0; --i) {
-    v.shape[size_t(i)] = shape[size_t(i)];
-    v.stride[size_t(i)] = stride;
-    stride *= shape[size_t(i)];
-  }
-  return v;
+  return view;
 }
 
 static void require(bool ok, const std::string& message) {

@@ -10,15 +10,6 @@ namespace qj {
 
 namespace {
 
-// 1-D, 2-D, or 3-D (the experts' weights of a mixture-of-experts layer).
-Tensor host_tensor(float* data, const std::vector<int64_t>& shape) {
-  switch (shape.size()) {
-    case 1: return Tensor(data, DType::F32, {shape[0]});
-    case 2: return Tensor(data, DType::F32, {shape[0], shape[1]});
-    default: return Tensor(data, DType::F32, {shape[0], shape[1], shape[2]});
-  }
-}
-
 // The whole model in host memory, one-device layout: what the safetensors
 // functions read and write (with the cpu backend, whose memory is the host's).
 struct HostModel {
@@ -31,7 +22,7 @@ struct HostModel {
     for (const ParamSpec& s : specs) {
       values.emplace_back(size_t(numel(s.shape)), 0.f);
       float* data = values.back().data();
-      const Tensor t = host_tensor(data, s.shape);
+      const Tensor t(data, DType::F32, s.shape);
       refs.push_back({s.name, t, t, t, s.weight_decay});
     }
   }

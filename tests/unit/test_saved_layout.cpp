@@ -52,8 +52,7 @@ struct OneDevice {
         values.back()[i] = (s.name == "wte" || s.name == "lm_head.weight") && int64_t(i) / width >= config.vocab
                                ? 0.f : u(rng);
       float* d = values.back().data();
-      const Tensor t = s.shape.size() == 1 ? Tensor(d, DType::F32, {s.shape[0]})
-                                           : Tensor(d, DType::F32, {s.shape[0], s.shape[1]});
+      const Tensor t(d, DType::F32, s.shape);
       refs.push_back({s.name, t, t, t, s.weight_decay});
     }
     export_hf_safetensors(path, config, refs, get_backend("cpu"));
