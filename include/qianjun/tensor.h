@@ -5,8 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
-#include <span>
 #include <string>
+#include <vector>
 
 #include "qianjun/error.h"
 
@@ -32,7 +32,7 @@ struct Tensor {
   Tensor(void* data, DType dtype, std::initializer_list<int64_t> dims,
          Device device = Device::Host);
   // The same from a shape held at run time (1 to kMaxDims dimensions).
-  Tensor(void* data, DType dtype, std::span<const int64_t> dims, Device device = Device::Host);
+  Tensor(void* data, DType dtype, const std::vector<int64_t>& dims, Device device = Device::Host);
 
   int64_t dim(int i) const { return shape[i < 0 ? ndim + i : i]; }
   int64_t numel() const;

@@ -30,18 +30,25 @@ static void set_contiguous_strides(Tensor& t) {
   }
 }
 
-Tensor::Tensor(void* data_, DType dtype_, std::initializer_list<int64_t> dims, Device device_)
-    : Tensor(data_, dtype_, std::span<const int64_t>(dims.begin(), dims.size()), device_) {}
-
-Tensor::Tensor(void* data_, DType dtype_, std::span<const int64_t> dims, Device device_)
-    : data(data_), dtype(dtype_), device(device_) {
-  QJ_CHECK(dims.size() >= 1 && dims.size() <= size_t(kMaxDims),
-           "tensor rank must be 1.." + std::to_string(kMaxDims));
-  for (int64_t d : dims) {
-    QJ_CHECK(d >= 0, "negative tensor dimension");
-    shape[ndim++] = d;
+// Tensors are built from a shape known at compile time (braces) or at run time.
+static void set_shape(Tensor& t, const int64_t* dims, size_t count) {
+  QJ_CHECK(count >= 1 && count <= size_t(Tensor::kMaxDims),
+           "tensor rank must be 1.." + std::to_string(Tensor::kMaxDims));
+  for (size_t i = 0; i < count; ++i) {
+    QJ_CHECK(dims[i] >= 0, "negative tensor dimension");
+    t.shape[size_t(t.ndim++)] = dims[i];
   }
-  set_contiguous_strides(*this);
+  set_contiguous_strides(t);
+}
+
+Tensor::Tensor(void* data_, DType dtype_, std::initializer_list<int64_t> dims, Device device_)
+    : data(data_), dtype(dtype_), device(device_) {
+  set_shape(*this, dims.begin(), dims.size());
+}
+
+Tensor::Tensor(void* data_, DType dtype_, const std::vector<int64_t>& dims, Device device_)
+    : data(data_), dtype(dtype_), device(device_) {
+  set_shape(*this, dims.data(), dims.size());
 }
 
 int64_t Tensor::numel() const {
