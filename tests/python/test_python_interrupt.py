@@ -128,12 +128,19 @@ class Interrupt(unittest.TestCase):
             self.assertFalse(alive(pid), "rank pid %d lives" % pid)
 
 
-def alive(pid):
-    try:
-        with open("/proc/{}/stat".format(pid)) as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+def alive(pid, grace_s=10.0):
+    """Whether the process still runs `grace_s` after being asked: mpirun may
+    return while a rank it killed is still on its way out."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        try:
+            with open("/proc/{}/stat".format(pid)) as f:
+                running = f.read().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            running = False
+        if not running or time.monotonic() > deadline:
+            return running
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":
