@@ -24,6 +24,10 @@ int tp_size_of(const ParamSpec& spec) {
 
 // Row-split kinds hold block tp_rank of every group of rows (param_shard.h).
 std::vector<RowRun> global_rows(const ParamSpec& spec, int tp_rank, int64_t first, int64_t rows) {
+  if (spec.expert_parallel) {  // experts [first_expert, ...): rows of the [E * R, K] flattening
+    const int64_t rows_per_expert = spec.global_shape.size() == 3 ? spec.global_shape[1] : 1;
+    return {{first, first + spec.first_expert * rows_per_expert, rows}};
+  }
   if (spec.shard == ShardKind::Replicated || spec.shard == ShardKind::Cols)
     return {{first, first, rows}};
   const int tp = tp_size_of(spec);

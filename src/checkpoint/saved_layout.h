@@ -7,7 +7,8 @@
 // the real vocabulary (tensor-parallel padding rows are not stored). A rank's
 // tensor is its tensor-parallel part of a parameter (ParamSpec::shard); a
 // rectangle of it maps to one box in each saved tensor it touches. A 3-D expert
-// weight [E, R, K] is whole on every rank and seen as its flattening [E * R, K].
+// weight [E, R, K] is seen as its flattening [E * R, K]; whole on every rank, or
+// under expert parallelism the rank's experts, a block of its rows.
 #include <cstdint>
 #include <map>
 #include <string>

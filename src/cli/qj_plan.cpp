@@ -10,6 +10,7 @@
 #include "core/command_line.h"
 #include "core/config.h"
 #include "core/memory_plan.h"
+#include "model/model_plan.h"
 #include "qianjun/error.h"
 #include "parallel/mesh.h"
 #include "train/run_plan.h"
@@ -38,7 +39,7 @@ Args parse_args(int argc, char** argv) {
 
 // The experts' share of a rank's plan: their parameters with gradients and
 // optimizer state, and the dispatch buffers (routing and expert rows).
-void print_moe_summary(const qj::Config& config, const qj::MemoryPlan& plan) {
+void print_moe_summary(const qj::Config& config, const qj::MeshShape& mesh, const qj::MemoryPlan& plan) {
   const qj::ModelConfig& m = config.model;
   size_t weights = 0, dispatch = 0;
   for (const qj::PlannedBuffer& b : plan.buffers()) {
@@ -52,10 +53,22 @@ void print_moe_summary(const qj::Config& config, const qj::MemoryPlan& plan) {
               double(m.active_parameter_count()) / 1e9, double(m.parameter_count()) / 1e9);
   std::printf("  routed experts and routers on this rank (weights, gradients, optimizer): %s\n",
               qj::format_bytes(weights).c_str());
-  std::printf("  dispatch buffers (dropless: %lld rows of micro_batch x seq_len x top_k "
-              "per MoE layer, whatever the routing): %s\n",
-              (long long)(int64_t(config.train.micro_batch) * m.seq_len * m.moe_top_k),
+  qj::ModelShard shard;
+  shard.tp_size = mesh.tp, shard.sequence_parallel = config.parallel.sequence_parallel;
+  shard.ep_size = mesh.ep;
+  const int64_t tokens = shard.local_tokens(int64_t(config.train.micro_batch) * m.seq_len);
+  if (mesh.ep > 1)
+    std::printf("  expert parallelism: ep %d (%d experts per rank), expert-dp %d\n", mesh.ep,
+                m.moe_experts / mesh.ep, mesh.dp / mesh.ep);
+  std::printf("  dispatch buffers (dropless: %lld rows sent and %lld received per MoE layer and "
+              "micro-batch, whatever the routing): %s\n",
+              (long long)(tokens * m.moe_top_k), (long long)qj::moe_expert_rows(m, shard, tokens),
               qj::format_bytes(dispatch).c_str());
+  if (mesh.ep > 1) {
+    const double bytes = qj::all_to_all_bytes_per_step(config, mesh);
+    std::printf("  all-to-all per step, balanced routing: %s (%.0f bytes) sent between ranks, "
+                "all ranks together\n", qj::format_bytes(size_t(bytes)).c_str(), bytes);
+  }
 }
 
 }  // namespace
@@ -73,14 +86,15 @@ int main(int argc, char** argv) {
     const qj::StagePlans plans = qj::plan_every_stage(config, args.world);
     const int world = plans.world, largest = plans.largest;
     const qj::MeshShape& mesh = plans.mesh;
-    std::printf("%s: %.3fB parameters, micro-batch %d x %d tokens, %d ranks (tp %d x pp %d x dp %d)\n",
+    std::printf("%s: %.3fB parameters, micro-batch %d x %d tokens, %d ranks (tp %d x pp %d x dp %d%s)\n",
                 path.c_str(), double(config.model.parameter_count()) / 1e9,
-                config.train.micro_batch, config.model.seq_len, world, mesh.tp, mesh.pp, mesh.dp);
+                config.train.micro_batch, config.model.seq_len, world, mesh.tp, mesh.pp, mesh.dp,
+                mesh.ep > 1 ? (", ep " + std::to_string(mesh.ep)).c_str() : "");
     for (int stage = 0; stage < mesh.pp; ++stage)
       std::printf("stage %d: %s per rank\n", stage, qj::format_bytes(plans.stages[size_t(stage)].total_bytes()).c_str());
     std::printf("plan of stage %d, rank %d:\n%s", largest, largest * mesh.tp * mesh.dp,
                 plans.stages[size_t(largest)].report().c_str());
-    if (config.model.is_moe()) print_moe_summary(config, plans.stages[size_t(largest)]);
+    if (config.model.is_moe()) print_moe_summary(config, mesh, plans.stages[size_t(largest)]);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -81,6 +81,9 @@ struct ParallelConfig {
   int pp = 1;
   int dp = 0;  // 0: whatever the world size leaves
   bool sequence_parallel = false;
+  // Expert parallelism: the routed experts split over ep ranks carved out of
+  // the data-parallel ranks (Megatron's layout); tokens travel by all-to-all.
+  int ep = 1;
   PipeSchedule schedule = PipeSchedule::OneFOneB;
   int virtual_stages = 1;
   double bucket_mb = 25;            // data-parallel gradient buckets

@@ -146,6 +146,7 @@ void validate_parallel(const ParallelConfig& p, const ModelConfig& m) {
   at_least("parallel.pp", p.pp, 1);
   at_least("parallel.dp", p.dp, 0);
   at_least("parallel.virtual_stages", p.virtual_stages, 1);
+  at_least("parallel.ep", p.ep, 1);
   positive("parallel.bucket_mb", p.bucket_mb);
   require(p.virtual_stages == 1 || p.schedule == PipeSchedule::Interleaved,
           show("parallel.virtual_stages", p.virtual_stages) + " needs " +
@@ -170,6 +171,13 @@ void validate_parallel(const ParallelConfig& p, const ModelConfig& m) {
     divides("parallel.tp", p.tp, "model.moe_shared_experts x model.moe_ffn_hidden",
             r.moe_shared_experts * r.moe_ffn_hidden);
   if (p.sequence_parallel) divides("parallel.tp", p.tp, "model.seq_len", r.seq_len);
+  if (p.ep > 1) {
+    require(r.is_moe(), show("parallel.ep", p.ep) +
+                            " splits the routed experts, but model.moe_experts=0 makes a dense "
+                            "model: set model.moe_experts, or parallel.ep=1");
+    divides("parallel.ep", p.ep, "model.moe_experts", r.moe_experts);
+    if (p.dp > 0) divides("parallel.ep", p.ep, "parallel.dp", p.dp);
+  }
   require(int64_t(p.pp) * p.virtual_stages <= r.layers,
           show("model.layers", r.layers) + " is fewer than " + show("parallel.pp", p.pp) +
               " x " + show("parallel.virtual_stages", p.virtual_stages) + " model chunks");

@@ -54,6 +54,11 @@ inline constexpr const char* kMoeOffsets = "moe_offsets";
 inline constexpr const char* kMoeH = "moe_h";
 inline constexpr const char* kMoeAct = "moe_act";
 inline constexpr const char* kMoeY = "moe_y";
+// Expert parallelism only: the received rows in expert-major order and the two
+// row permutations between it and the received (source-major) order.
+inline constexpr const char* kMoeExpertRows = "moe_expert_rows";
+inline constexpr const char* kMoeToExpertMajor = "moe_to_expert_major";
+inline constexpr const char* kMoeToSourceMajor = "moe_to_source_major";
 inline constexpr const char* kRecomputePrefix = "act.recompute.";
 
 // ---- per micro-batch slot, after slot_prefix(chunk, slot) ----
@@ -87,6 +92,8 @@ inline constexpr const char* kMoeRowDot = "act.moe.row_dot";
 inline constexpr const char* kGradMoeRows = "act.grad.moe_rows";
 inline constexpr const char* kGradMoeAct = "act.grad.moe_act";
 inline constexpr const char* kGradMoeH = "act.grad.moe_h";
+inline constexpr const char* kMoeReceived = "act.moe.received";      // expert parallelism:
+inline constexpr const char* kMoeExpertOut = "act.moe.expert_out";  // source- / expert-major
 inline constexpr const char* kTpFull = "act.tp.full";        // before a reduce-scatter
 inline constexpr const char* kTpReduced = "act.tp.reduced";  // after it
 

@@ -16,6 +16,7 @@ struct Model::Slot {
   Tensor input, grad_input;  // pipeline boundary (other shards)
   std::vector<BlockActivations> layers;
   std::vector<std::unique_ptr<MoeRouting>> routing;  // host side, one per MoE layer
+  std::vector<std::unique_ptr<MoeDispatch>> dispatch;  // the same, expert parallelism
   NormActivations norm_f;
   Tensor logits, lse;
 };
@@ -77,8 +78,9 @@ BlockActivations bind_block_activations(const Arenas& arenas, const std::string&
   a.norm2 = norm(kNorm2);
   a.fc = get(kFc);
   a.fc_act = get(kFcAct);
-  a.moe = {get(kMoeRowToken), get(kMoeRowWeight), get(kMoePosition), get(kMoeWeight),
-           get(kMoeOffsets),  get(kMoeH),         get(kMoeAct),      get(kMoeY)};
+  a.moe = {get(kMoeRowToken), get(kMoeRowWeight), get(kMoePosition),      get(kMoeWeight),
+           get(kMoeOffsets),  get(kMoeH),         get(kMoeAct),           get(kMoeY),
+           get(kMoeExpertRows), get(kMoeToExpertMajor), get(kMoeToSourceMajor)};
   a.residual_out = get(kResidualOut);
   return a;
 }
@@ -88,21 +90,23 @@ BlockActivations bind_block_activations(const Arenas& arenas, const std::string&
 Model::Model(const ModelConfig& config, int micro_batch, const Backend& backend,
              const Arenas& arenas)
     : Model(config, micro_batch, ModelShard{}, nullptr, make_single_rank_communicator("tp"),
-            backend, arenas) {}
+            backend, arenas, nullptr) {}
 
 Model::Model(const ModelConfig& config, int micro_batch, const ModelShard& shard,
-             Communicator& tp, const Backend& backend, const Arenas& arenas)
-    : Model(config, micro_batch, shard, &tp, nullptr, backend, arenas) {}
+             Communicator& tp, const Backend& backend, const Arenas& arenas, Communicator* ep)
+    : Model(config, micro_batch, shard, &tp, nullptr, backend, arenas, ep) {}
 
 Model::Model(const ModelConfig& config, int micro_batch, const ModelShard& shard,
              Communicator* tp, std::unique_ptr<Communicator> own_tp, const Backend& backend,
-             const Arenas& arenas)
+             const Arenas& arenas, Communicator* ep)
     : config_(config),
       micro_batch_(micro_batch),
       shard_(shard),
       be_(backend),
       own_tp_(std::move(own_tp)),
-      tp_(tp ? *tp : *own_tp_, shard.sequence_parallel) {
+      tp_(tp ? *tp : *own_tp_, shard.sequence_parallel),
+      own_ep_(ep ? nullptr : make_single_rank_communicator("ep")),
+      ep_(ep ? *ep : *own_ep_) {
   check_model_config(config_, micro_batch_, shard_);
   QJ_CHECK(!config_.is_moe() || be_.has_moe_ops(),
            "model: model.moe_experts=" + std::to_string(config_.moe_experts) +
@@ -113,6 +117,10 @@ Model::Model(const ModelConfig& config, int micro_batch, const ModelShard& shard
            "model: the tensor-parallel group has rank " + std::to_string(tp_.rank()) + " of " +
                std::to_string(tp_.size()) + ", the shard expects rank " +
                std::to_string(shard.tp_rank) + " of " + std::to_string(shard.tp_size));
+  QJ_CHECK(ep_.size() == shard.ep_size && ep_.rank() == shard.ep_rank,
+           "model: the expert-parallel group has rank " + std::to_string(ep_.rank()) + " of " +
+               std::to_string(ep_.size()) + ", the shard expects rank " +
+               std::to_string(shard.ep_rank) + " of " + std::to_string(shard.ep_size));
   const int64_t N = tokens_per_micro_batch();
   rope_ = {optional_tensor(arenas, kRopeCos), optional_tensor(arenas, kRopeSin)};
   d_residual_ = arenas.tensor(kGradResidual);
@@ -152,6 +160,13 @@ std::vector<double> Model::moe_expert_load() const {
     if (const MoeLayer* moe = b.moe())
       load.insert(load.end(), moe->step_load().begin(), moe->step_load().end());
   return load;
+}
+
+int64_t Model::moe_rows_to_peers() const {
+  int64_t rows = 0;
+  for (const TransformerBlock& b : blocks_)
+    if (const MoeLayer* moe = b.moe()) rows += moe->rows_to_peers();
+  return rows;
 }
 
 void Model::reset_moe_stats() {
@@ -232,8 +247,15 @@ void Model::bind_slots(const Arenas& arenas) {
           arenas, p + layer_prefix(i), layer_activations(config_, shard_, B, N, i));
       if (config_.is_moe_layer(i)) {
         s.routing.push_back(std::make_unique<MoeRouting>());
-        s.routing.back()->reserve(shard_.local_tokens(N), config_.moe_experts, config_.moe_top_k);
+        const int64_t Nl = shard_.local_tokens(N);
+        s.routing.back()->reserve(Nl, config_.moe_experts, config_.moe_top_k);
         a.moe.routing = s.routing.back().get();
+        if (shard_.ep_size > 1) {
+          s.dispatch.push_back(std::make_unique<MoeDispatch>());
+          s.dispatch.back()->reserve(shard_.ep_size, shard_.local_experts(config_),
+                                     moe_expert_rows(config_, shard_, Nl));
+          a.moe.dispatch = s.dispatch.back().get();
+        }
       }
       s.layers.push_back(a);
     }
@@ -251,12 +273,13 @@ void Model::bind_blocks(const Arenas& arenas) {
               get(kGradFcAct),             get(kGradFc),
               get(kTpFull),                get(kTpReduced),
               {get(kMoeLogits), get(kMoeRows), get(kGradMoeRows), get(kGradMoeAct),
-               get(kGradMoeH), get(kMoeRowDot), get(kMoeOut), get(kMoeStats)}};
+               get(kGradMoeH), get(kMoeRowDot), get(kMoeOut), get(kMoeStats),
+               get(kMoeReceived), get(kMoeExpertOut)}};
   blocks_.reserve(size_t(shard_.layer_count(config_)));
   for (int i = shard_.first_layer; i < shard_.end(config_); ++i) {
     const std::string prefix = layer_prefix(i), grads = kGradPrefix + prefix;
     blocks_.emplace_back(config_, i, micro_batch_, shard_.heads(config_),
-                         shard_.kv_heads(config_), be_, tp_,
+                         shard_.kv_heads(config_), be_, tp_, ep_,
                          bind_block_params(arenas, weight_name(prefix, shard_), prefix),
                          bind_block_params(arenas, grads, grads), scratch_, rope_);
   }

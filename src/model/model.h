@@ -41,9 +41,10 @@ class Model {
 
   // The whole model on one device.
   Model(const ModelConfig& config, int micro_batch, const Backend& backend, const Arenas& arenas);
-  // One rank's shard; tp is the tensor-parallel group (size shard.tp_size).
+  // One rank's shard; tp is the tensor-parallel group (size shard.tp_size), ep
+  // the expert-parallel one (size shard.ep_size; may be null when that is 1).
   Model(const ModelConfig& config, int micro_batch, const ModelShard& shard, Communicator& tp,
-        const Backend& backend, const Arenas& arenas);
+        const Backend& backend, const Arenas& arenas, Communicator* ep = nullptr);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -105,6 +106,8 @@ class Model {
   // Assignments per expert since reset_moe_stats(): this shard's MoE layers in
   // order, moe_experts values each.
   std::vector<double> moe_expert_load() const;
+  // Rows the MoE layers' all-to-alls sent to other ep ranks since reset_moe_stats().
+  int64_t moe_rows_to_peers() const;
   void reset_moe_stats();
   // DeepSeek-V3's aux-loss-free balancing (model.moe_bias_balancing): moves
   // each expert's bias by moe_bias_update_rate toward balance, from a step's
@@ -119,7 +122,8 @@ class Model {
  private:
   // tp or, when null, own_tp (the single-rank group of the one-device constructor).
   Model(const ModelConfig& config, int micro_batch, const ModelShard& shard, Communicator* tp,
-        std::unique_ptr<Communicator> own_tp, const Backend& backend, const Arenas& arenas);
+        std::unique_ptr<Communicator> own_tp, const Backend& backend, const Arenas& arenas,
+        Communicator* ep);
   struct Slot;  // the activations of one in-flight micro-batch
   void bind_parameters(const Arenas& arenas);
   void bind_slots(const Arenas& arenas);
@@ -136,6 +140,8 @@ class Model {
   const Backend& be_;
   std::unique_ptr<Communicator> own_tp_;  // single-rank group of the one-device constructor
   TensorParallel tp_;
+  std::unique_ptr<Communicator> own_ep_;  // single-rank group when no ep group is given
+  Communicator& ep_;
   std::vector<ParamSpec> specs_;
   std::vector<ParamRef> params_;
 

@@ -5,6 +5,7 @@
 #include "core/memory_plan.h"
 #include "model/buffer_names.h"
 #include "model/model.h"
+#include "model/moe_dispatch.h"
 
 namespace qj {
 
@@ -147,6 +148,12 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const ModelShard& s
       if (c.moe_bias_balancing) add(p + kExpertBias, {E}, ShardKind::Replicated, false);
       add(p + kExpertsFcWeight, {E, fc_width(c, Fe), C}, ShardKind::Replicated, true);
       add(p + kExpertsProjWeight, {E, C, Fe}, ShardKind::Replicated, true);
+      if (s.ep_size > 1)
+        for (size_t j = specs.size() - 2; j < specs.size(); ++j) {
+          specs[j].expert_parallel = true;
+          specs[j].first_expert = s.first_expert(c);
+          specs[j].shape[0] = s.local_experts(c);
+        }
       for (ParamSpec& spec : specs)
         if (spec.name.starts_with(p + "moe."))
           spec.partial_grad = sp && !spec.name.ends_with(kExpertBias);
@@ -159,6 +166,10 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const ModelShard& s
   for (ParamSpec& p : specs)  // see the comment on the row-parallel biases
     if (p.name.ends_with("proj.bias")) p.partial_grad = false;
   return specs;
+}
+
+int64_t moe_expert_rows(const ModelConfig& c, const ModelShard& s, int64_t tokens) {
+  return max_dispatch_rows(tokens, c.moe_top_k, c.moe_experts, s.ep_size);
 }
 
 std::vector<ActivationSpec> layer_activations(const ModelConfig& c, const ModelShard& s,
@@ -185,16 +196,22 @@ std::vector<ActivationSpec> layer_activations(const ModelConfig& c, const ModelS
     add(kFc, act, {N, fc_width(c, F)});
     add(kFcAct, act, {N, F});
   }
-  if (c.is_moe_layer(layer)) {  // the routing and the M = Nl k expert rows
+  if (c.is_moe_layer(layer)) {  // the routing, the M = Nl k rows sent, the R rows received
     const int64_t k = c.moe_top_k, M = Nl * k, Fe = c.moe_ffn_hidden;
+    const int64_t R = moe_expert_rows(c, s, Nl);
     add(kMoeRowToken, DType::I32, {M});
     add(kMoeRowWeight, stat, {M});
     add(kMoePosition, DType::I32, {Nl, k});
     add(kMoeWeight, stat, {Nl, k});
-    add(kMoeOffsets, DType::I32, {int64_t(c.moe_experts) + 1});
-    add(kMoeH, act, {M, fc_width(c, Fe)});
-    add(kMoeAct, act, {M, Fe});
+    add(kMoeOffsets, DType::I32, {int64_t(s.local_experts(c)) + 1});
+    add(kMoeH, act, {R, fc_width(c, Fe)});
+    add(kMoeAct, act, {R, Fe});
     add(kMoeY, act, {M, C});
+    if (s.ep_size > 1) {
+      add(kMoeExpertRows, act, {R, C});
+      add(kMoeToExpertMajor, DType::I32, {R});
+      add(kMoeToSourceMajor, DType::I32, {R});
+    }
   }
   add(kResidualOut, act, {Nl, C});
   return specs;
@@ -286,14 +303,19 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
   }
   if (c.is_moe()) {  // the routed experts' forward and backward buffers
     const int64_t E = c.moe_experts, M = Nl * c.moe_top_k, Fe = c.moe_ffn_hidden;
+    const int64_t R = moe_expert_rows(c, s, Nl);
     add(kMoeLogits, DType::F32, {Nl, E});
     add(kMoeRows, act, {M, C});
     add(kMoeOut, act, {Nl, C});
     add(kMoeStats, DType::F32, {2 * E});
     add(kMoeRowDot, DType::F32, {M});
     add(kGradMoeRows, act, {M, C});
-    add(kGradMoeAct, act, {M, Fe});
-    add(kGradMoeH, act, {M, fc_width(c, Fe)});
+    add(kGradMoeAct, act, {R, Fe});
+    add(kGradMoeH, act, {R, fc_width(c, Fe)});
+    if (s.ep_size > 1) {
+      add(kMoeReceived, act, {R, C});
+      add(kMoeExpertOut, act, {R, C});
+    }
   }
   // Full-token transients of tensor parallelism: a row-parallel matmul's partial
   // output before its reduce-scatter, an output gradient after its all-gather.

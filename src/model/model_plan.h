@@ -36,6 +36,11 @@ struct ParamSpec {
   // Replicated, but each tp rank's gradient covers only its tokens (norm weights
   // under sequence parallelism): the gradients must be summed over tp.
   bool partial_grad = false;
+  // Expert parallelism (parallel.ep > 1): dim 0 holds the experts
+  // [first_expert, first_expert + shape[0]) of global_shape[0]; the gradient is
+  // reduced over the ranks holding the same experts (Mesh::expert_dp).
+  bool expert_parallel = false;
+  int64_t first_expert = 0;
 };
 
 struct ActivationSpec {
@@ -75,6 +80,10 @@ std::string slot_prefix(int chunk, int slot);
 int64_t qkv_width(const ModelConfig& config, const ModelShard& shard = {});
 // Width of an MLP's first projection for hidden width F: F (gelu) or 2F (swiglu: gate | up).
 int64_t fc_width(const ModelConfig& config, int64_t ffn_hidden);
+// Rows a MoE layer's local experts are planned for (the worst case of any
+// routing): the rank's tokens x top_k, or under expert parallelism what the ep
+// ranks may send it (moe_dispatch.h). tokens: the rows the rank routes.
+int64_t moe_expert_rows(const ModelConfig& config, const ModelShard& shard, int64_t tokens);
 // Layer i's activations, by short name (what its backward reads).
 std::vector<ActivationSpec> layer_activations(const ModelConfig& config, const ModelShard& shard,
                                               int64_t micro_batch, int64_t tokens, int layer);

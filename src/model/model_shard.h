@@ -14,6 +14,10 @@ struct ModelShard {
   int tp_rank = 0;
   int tp_size = 1;
   bool sequence_parallel = false;  // norms and residuals hold tokens / tp rows
+  // Expert parallelism: this rank holds routed experts
+  // [ep_rank E/ep, (ep_rank + 1) E/ep) of every MoE layer.
+  int ep_rank = 0;
+  int ep_size = 1;
   int first_layer = 0;
   int end_layer = -1;     // -1: every layer from first_layer on
   bool embedding = true;  // owns wte (+ wpe) and reads tokens
@@ -31,6 +35,8 @@ struct ModelShard {
   bool sequence_sharded() const { return sequence_parallel && tp_size > 1; }
   bool mixed_precision() const { return compute_dtype != DType::F32; }
 
+  int local_experts(const ModelConfig& c) const { return c.moe_experts / ep_size; }
+  int first_expert(const ModelConfig& c) const { return local_experts(c) * ep_rank; }
   int heads(const ModelConfig& c) const { return c.heads / tp_size; }
   int kv_heads(const ModelConfig& c) const { return c.kv_heads / tp_size; }
   // This rank's width of layer i's dense MLP (the shared experts of a MoE layer).

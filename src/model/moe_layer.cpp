@@ -2,20 +2,24 @@
 
 #include <algorithm>
 
+#include "comm/all_to_all_counts.h"
+
 namespace qj {
 
 MoeLayer::MoeLayer(const ModelConfig& config, int64_t tokens, const Backend& backend,
-                   const TensorParallel& tp, const MoeParams& params, const MoeParams& grads,
-                   const MoeScratch& scratch)
+                   const TensorParallel& tp, Communicator& ep, const MoeParams& params,
+                   const MoeParams& grads, const MoeScratch& scratch)
     : config_(config),
       tokens_(tokens),
       be_(backend),
       tp_(tp),
+      ep_(ep),
       params_(params),
       grads_(grads),
       scratch_(scratch) {
   const size_t E = size_t(config.moe_experts), k = size_t(config.moe_top_k);
   step_load_.assign(E, 0.0);
+  expert_rows_out_.assign(E, 0);
   host_logits_.assign(size_t(tokens) * E, 0.f);
   host_bias_.assign(E, 0.f);
   host_d_weight_.assign(size_t(tokens) * k, 0.f);
@@ -25,6 +29,7 @@ MoeLayer::MoeLayer(const ModelConfig& config, int64_t tokens, const Backend& bac
 
 void MoeLayer::reset_stats() {
   aux_loss_sum_ = 0;
+  rows_to_peers_ = 0;
   std::fill(step_load_.begin(), step_load_.end(), 0.0);
 }
 
@@ -49,6 +54,55 @@ static void upload(const Backend& be, const Tensor& dst, const std::vector<T>& s
   be.copy_to_device(dst.data, src.data(), dst.nbytes());
 }
 
+// The first `rows` rows of a buffer planned for the most rows.
+static Tensor first_rows(const Tensor& t, int64_t rows) { return t.slice_rows(0, rows); }
+
+void MoeLayer::experts_forward(const Tensor& xe, const Tensor& offsets, const Tensor& h,
+                               const Tensor& act, const Tensor& y) {
+  be_.grouped_matmul(xe, params_.fc_weight, offsets, h, /*trans_b=*/true);
+  if (config_.activation == Activation::SwiGlu) be_.swiglu_forward(h, act);
+  else be_.gelu_forward(h, act);
+  be_.grouped_matmul(act, params_.proj_weight, offsets, y, /*trans_b=*/true);
+}
+
+void MoeLayer::experts_backward(const Tensor& d_y, const Tensor& xe, const Tensor& offsets,
+                                const Tensor& h, const Tensor& act, const Tensor& d_xe) {
+  const Tensor d_act = first_rows(scratch_.d_act, xe.dim(0));
+  const Tensor d_h = first_rows(scratch_.d_h, xe.dim(0));
+  be_.grouped_matmul(d_y, params_.proj_weight, offsets, d_act, /*trans_b=*/false);
+  be_.grouped_matmul_wgrad(d_y, act, offsets, grads_.proj_weight);
+  if (config_.activation == Activation::SwiGlu) be_.swiglu_backward(d_act, h, d_h);
+  else be_.gelu_backward(d_act, h, d_h);
+  be_.grouped_matmul_wgrad(d_h, xe, offsets, grads_.fc_weight);
+  be_.grouped_matmul(d_h, params_.fc_weight, offsets, d_xe, /*trans_b=*/false);
+}
+
+void MoeLayer::plan_expert_parallel(const MoeRouting& r, const MoeActivations& a) {
+  MoeDispatch& d = *a.dispatch;
+  for (size_t e = 0; e < expert_rows_out_.size(); ++e)
+    expert_rows_out_[e] = r.offsets[e + 1] - r.offsets[e];
+  plan_dispatch(r.offsets, exchange_counts(ep_, expert_rows_out_, d.local_experts), d);
+  upload(be_, a.offsets, d.offsets);
+  be_.copy_to_device(a.to_expert_major.data, d.to_expert_major.data(), size_t(d.rows) * 4);
+  be_.copy_to_device(a.to_source_major.data, d.to_source_major.data(), size_t(d.rows) * 4);
+}
+
+void MoeLayer::dispatch(const Tensor& rows, const MoeActivations& a, const Tensor& expert_major) {
+  const MoeDispatch& d = *a.dispatch;
+  const Tensor received = first_rows(scratch_.received, d.rows);
+  ep_.all_to_all(rows, d.send_counts, d.send_offsets, received, d.recv_counts, d.recv_offsets);
+  rows_to_peers_ += rows.dim(0) - d.send_counts[size_t(ep_.rank())];
+  be_.gather_rows(received, first_rows(a.to_expert_major, d.rows), Tensor{}, expert_major);
+}
+
+void MoeLayer::combine(const Tensor& expert_major, const MoeActivations& a, const Tensor& rows) {
+  const MoeDispatch& d = *a.dispatch;
+  const Tensor received = first_rows(scratch_.received, d.rows);
+  be_.gather_rows(expert_major, first_rows(a.to_source_major, d.rows), Tensor{}, received);
+  ep_.all_to_all(received, d.recv_counts, d.recv_offsets, rows, d.send_counts, d.send_offsets);
+  rows_to_peers_ += d.rows - d.recv_counts[size_t(ep_.rank())];
+}
+
 Tensor MoeLayer::forward(const Tensor& x, const MoeActivations& a, bool record) {
   MoeRouting& r = *a.routing;
   be_.matmul(x, params_.router_weight, scratch_.logits, false, true);
@@ -60,21 +114,27 @@ Tensor MoeLayer::forward(const Tensor& x, const MoeActivations& a, bool record) 
   }
   moe_route(config_, host_logits_.data(), bias, r);
   reduce_router_stats(r);
-  if (record) {
-    aux_loss_sum_ += moe_aux_loss(config_, r.load, r.score_sum, total_tokens());
-    for (size_t e = 0; e < step_load_.size(); ++e) step_load_[e] += r.load[e];
-  }
   upload(be_, a.row_token, r.row_token);
   upload(be_, a.row_weight, r.row_weight);
   upload(be_, a.position, r.position);
   upload(be_, a.weight, r.weight);
-  upload(be_, a.offsets, r.offsets);
 
-  be_.gather_rows(x, a.row_token, Tensor{}, scratch_.rows);
-  be_.grouped_matmul(scratch_.rows, params_.fc_weight, a.offsets, a.h, /*trans_b=*/true);
-  if (config_.activation == Activation::SwiGlu) be_.swiglu_forward(a.h, a.act);
-  else be_.gelu_forward(a.h, a.act);
-  be_.grouped_matmul(a.act, params_.proj_weight, a.offsets, a.y, /*trans_b=*/true);
+  be_.gather_rows(x, a.row_token, Tensor{}, scratch_.rows);  // [M, C] grouped by expert
+  if (!a.dispatch) {
+    upload(be_, a.offsets, r.offsets);
+    experts_forward(scratch_.rows, a.offsets, a.h, a.act, a.y);
+  } else {
+    plan_expert_parallel(r, a);
+    const int64_t R = a.dispatch->rows;
+    const Tensor xe = first_rows(a.expert_rows, R), y = first_rows(scratch_.expert_out, R);
+    dispatch(scratch_.rows, a, xe);
+    if (R > 0) experts_forward(xe, a.offsets, first_rows(a.h, R), first_rows(a.act, R), y);
+    combine(y, a, a.y);
+  }
+  if (record) {
+    aux_loss_sum_ += moe_aux_loss(config_, r.load, r.score_sum, total_tokens());
+    for (size_t e = 0; e < step_load_.size(); ++e) step_load_[e] += r.load[e];
+  }
   be_.combine_rows(a.y, a.position, a.weight, scratch_.out);
   return scratch_.out;
 }
@@ -94,13 +154,18 @@ Tensor MoeLayer::backward(const Tensor& x, const Tensor& dy, const MoeActivation
 
   // The experts, from the weighted output gradient of each row.
   be_.gather_rows(dy, a.row_token, a.row_weight, s.d_rows);
-  be_.grouped_matmul(s.d_rows, params_.proj_weight, a.offsets, s.d_act, /*trans_b=*/false);
-  be_.grouped_matmul_wgrad(s.d_rows, a.act, a.offsets, grads_.proj_weight);
-  if (config_.activation == Activation::SwiGlu) be_.swiglu_backward(s.d_act, a.h, s.d_h);
-  else be_.gelu_backward(s.d_act, a.h, s.d_h);
-  be_.gather_rows(x, a.row_token, Tensor{}, s.rows);  // gathered again rather than kept
-  be_.grouped_matmul_wgrad(s.d_h, s.rows, a.offsets, grads_.fc_weight);
-  be_.grouped_matmul(s.d_h, params_.fc_weight, a.offsets, s.d_rows, /*trans_b=*/false);
+  if (!a.dispatch) {
+    be_.gather_rows(x, a.row_token, Tensor{}, s.rows);  // gathered again rather than kept
+    experts_backward(s.d_rows, s.rows, a.offsets, a.h, a.act, s.d_rows);
+  } else {
+    const int64_t R = a.dispatch->rows;
+    const Tensor d_y = first_rows(s.expert_out, R);
+    dispatch(s.d_rows, a, d_y);
+    if (R > 0)
+      experts_backward(d_y, first_rows(a.expert_rows, R), a.offsets, first_rows(a.h, R),
+                       first_rows(a.act, R), d_y);
+    combine(d_y, a, s.d_rows);
+  }
   be_.combine_rows(s.d_rows, a.position, Tensor{}, s.out);
 
   // d x += d logits @ W_router; d W_router += d logits^T @ x.

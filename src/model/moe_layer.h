@@ -9,10 +9,14 @@
 // tensor-parallel rank: without sequence parallelism every tp rank computes the
 // same N tokens (their gradients agree); with it each rank takes its N/tp rows
 // (their gradients are summed over tp, and the router statistics too).
+// Under expert parallelism the rank holds E/ep experts: the gathered rows go to
+// the experts' ranks and come back by all_to_all over the ep group
+// (moe_dispatch.h), planned for the most rows any routing can send.
 #include <cstdint>
 #include <vector>
 
 #include "core/config.h"
+#include "model/moe_dispatch.h"
 #include "model/moe_routing.h"
 #include "model/tensor_parallel.h"
 #include "qianjun/backend.h"
@@ -35,11 +39,16 @@ struct MoeActivations {
   Tensor row_weight;  // fp32 [M]
   Tensor position;    // int32 [N, k]
   Tensor weight;      // fp32 [N, k]
-  Tensor offsets;     // int32 [E + 1]
-  Tensor h;           // [M, F or 2F] expert pre-activations
-  Tensor act;         // [M, F]
-  Tensor y;           // [M, C] expert outputs before weighting
-  MoeRouting* routing = nullptr;  // the host side of the same routing
+  Tensor offsets;     // int32 [El + 1]: the local experts' first rows
+  Tensor h;           // [R, F or 2F] expert pre-activations (R = M without ep)
+  Tensor act;         // [R, F]
+  Tensor y;           // [M, C] expert outputs before weighting, in the rows' order
+  // Expert parallelism only (moe_dispatch.h):
+  Tensor expert_rows;      // [R, C] the received inputs, expert-major
+  Tensor to_expert_major;  // int32 [R]
+  Tensor to_source_major;  // int32 [R]
+  MoeRouting* routing = nullptr;    // the host side of the same routing
+  MoeDispatch* dispatch = nullptr;  // and of the dispatch (expert parallelism)
 };
 
 // Shared by every MoE layer of a rank (one layer runs at a time).
@@ -52,14 +61,17 @@ struct MoeScratch {
   Tensor row_dot;  // fp32 [M]
   Tensor out;      // [N, C] combined output, then d loss / d x
   Tensor stats;    // fp32 [2E]: load and score sums reduced over tp
+  Tensor received;    // [R, C] expert parallelism: rows as they arrive or leave
+  Tensor expert_out;  // [R, C] the experts' outputs, then their output gradients
 };
 
 class MoeLayer {
  public:
   // tokens: rows of x this rank routes (N, or N/tp under sequence parallelism).
+  // ep: the expert-parallel group (size 1: every expert is local).
   MoeLayer(const ModelConfig& config, int64_t tokens, const Backend& backend,
-           const TensorParallel& tp, const MoeParams& params, const MoeParams& grads,
-           const MoeScratch& scratch);
+           const TensorParallel& tp, Communicator& ep, const MoeParams& params,
+           const MoeParams& grads, const MoeScratch& scratch);
 
   // x [N, C] -> scratch.out [N, C] (returned). `record`: count this forward in
   // the step's statistics (false when backward recomputes it).
@@ -74,9 +86,24 @@ class MoeLayer {
   // Sum over the recorded forwards of their aux loss; assignments per expert.
   double aux_loss_sum() const { return aux_loss_sum_; }
   const std::vector<double>& step_load() const { return step_load_; }
+  // Rows this rank's all-to-alls sent to other ep ranks since reset_stats():
+  // dispatch and combine, in forward, backward and recomputed forwards.
+  int64_t rows_to_peers() const { return rows_to_peers_; }
   void reset_stats();
 
  private:
+  // The local experts on rows grouped by expert: xe -> h -> act -> y.
+  void experts_forward(const Tensor& xe, const Tensor& offsets, const Tensor& h, const Tensor& act,
+                       const Tensor& y);
+  // d_y -> d_xe (may be d_y's buffer); the experts' weight gradients accumulate.
+  void experts_backward(const Tensor& d_y, const Tensor& xe, const Tensor& offsets,
+                        const Tensor& h, const Tensor& act, const Tensor& d_xe);
+  // Expert parallelism: exchanges the counts and fills a.dispatch and its device tensors.
+  void plan_expert_parallel(const MoeRouting& routing, const MoeActivations& a);
+  // rows [M, C] in the sender's order -> the local experts' rows [R, C] expert-major.
+  void dispatch(const Tensor& rows, const MoeActivations& a, const Tensor& expert_major);
+  // expert-major [R, C] -> back to the senders, rows [M, C] in their order.
+  void combine(const Tensor& expert_major, const MoeActivations& a, const Tensor& rows);
   // Reduces routing.load and score_sum over tp when the tokens are split.
   void reduce_router_stats(MoeRouting& routing);
   int64_t total_tokens() const;
@@ -85,11 +112,14 @@ class MoeLayer {
   int64_t tokens_;
   const Backend& be_;
   const TensorParallel& tp_;
+  Communicator& ep_;
   MoeParams params_, grads_;
   MoeScratch scratch_;
   double aux_scale_ = 1.0;
   double aux_loss_sum_ = 0;
   std::vector<double> step_load_;
+  int64_t rows_to_peers_ = 0;
+  std::vector<int64_t> expert_rows_out_;
   std::vector<float> host_logits_, host_bias_, host_d_weight_, host_row_dot_, host_stats_;
 };
 

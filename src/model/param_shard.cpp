@@ -38,6 +38,13 @@ std::vector<float> take_shard(const ParamSpec& spec, int tp_size, int tp_rank,
            "take_shard: " + spec.name + " needs " + std::to_string(numel(spec.global_shape)) +
                " values, got " + std::to_string(global.size()));
   std::vector<float> local(size_t(numel(spec.shape)));
+  if (spec.expert_parallel) {  // the rank's experts: contiguous rows of dim 0, whole over tp
+    QJ_CHECK(spec.shard == ShardKind::Replicated, "take_shard: " + spec.name +
+                                                      ": expert weights are not split over tp");
+    const int64_t per_expert = numel(spec.global_shape) / spec.global_shape[0];
+    std::copy_n(global.begin() + spec.first_expert * per_expert, local.size(), local.begin());
+    return local;
+  }
   switch (spec.shard) {
     case ShardKind::Replicated:
       local = global;

@@ -13,7 +13,8 @@ namespace qj {
 std::vector<float> take_shard(const ParamSpec& spec, int tp_size, int tp_rank,
                               const std::vector<float>& global);
 // The global tensor from every rank's part, concatenated in rank order
-// (what an all-gather over tp returns).
+// (what an all-gather over tp returns). For an expert-parallel spec, the
+// rank's experts only (parallel/gather_param.h joins the ep ranks' parts).
 std::vector<float> join_shards(const ParamSpec& spec, int tp_size,
                                const std::vector<float>& all_parts);
 

@@ -6,7 +6,8 @@ namespace qj {
 
 TransformerBlock::TransformerBlock(const ModelConfig& config, int layer, int micro_batch,
                                    int heads, int kv_heads, const Backend& backend,
-                                   const TensorParallel& tp, const BlockParams& params,
+                                   const TensorParallel& tp, Communicator& ep,
+                                   const BlockParams& params,
                                    const BlockParams& grads, const BlockScratch& scratch,
                                    const RopeTables& rope)
     : config_(config),
@@ -27,7 +28,8 @@ TransformerBlock::TransformerBlock(const ModelConfig& config, int layer, int mic
     scratch_.d_fc = prefix_view(scratch.d_fc, {N, fc_width(config, F)});
   }
   if (config.is_moe_layer(layer))
-    moe_.emplace(config, scratch.moe.out.dim(0), backend, tp, params.moe, grads.moe, scratch.moe);
+    moe_.emplace(config, scratch.moe.out.dim(0), backend, tp, ep, params.moe, grads.moe,
+                 scratch.moe);
 }
 
 Tensor TransformerBlock::as_btc(const Tensor& t) const {

@@ -70,7 +70,8 @@ class TransformerBlock {
  public:
   // heads / kv_heads: this rank's share; layer: its index in the model.
   TransformerBlock(const ModelConfig& config, int layer, int micro_batch, int heads, int kv_heads,
-                   const Backend& backend, const TensorParallel& tp, const BlockParams& params,
+                   const Backend& backend, const TensorParallel& tp, Communicator& ep,
+                   const BlockParams& params,
                    const BlockParams& grads, const BlockScratch& scratch, const RopeTables& rope);
   TransformerBlock(TransformerBlock&&) = default;
 

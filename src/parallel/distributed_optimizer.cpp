@@ -25,8 +25,7 @@ DistributedOptimizer::DistributedOptimizer(const Config& config, const StagePlan
 }
 
 // Tensor-parallel copies of a replicated parameter are equal: rank 0 counts them.
-// A tied wte lives on two stages: the embedding stage counts it. Without ZeRO
-// every dp rank holds the whole reduced gradient: dp rank 0 counts it.
+// A tied wte lives on two stages: the embedding stage counts it.
 bool DistributedOptimizer::counted_in_norm(size_t param) const {
   const ParamSpec& spec = plan_.params[param];
   if (spec.shard == ShardKind::Replicated && mesh_.tp_rank() != 0) return false;
@@ -41,7 +40,9 @@ void DistributedOptimizer::map_params() {
       adamw_.add({p.value, p.grad, arenas_.tensor(buffer_names::kAdamMPrefix + p.name),
                   arenas_.tensor(buffer_names::kAdamVPrefix + p.name), p.weight_decay});
       owners_.push_back({i, 0});
-      if (counted_in_norm(i) && mesh_.dp_rank() == 0) norm_grads_.push_back(p.grad);
+      // Every dp rank (expert weights: every expert-dp rank) holds the whole reduced gradient.
+      const int group_rank = plan_.params[i].expert_parallel ? mesh_.expert_dp_rank() : mesh_.dp_rank();
+      if (counted_in_norm(i) && group_rank == 0) norm_grads_.push_back(p.grad);
     }
     return;
   }
@@ -83,8 +84,8 @@ void DistributedOptimizer::inject_nan_gradient() {
 void DistributedOptimizer::step(float lr, float grad_scale) {
   adamw_.step(lr, grad_scale);
   if (zero_) {
-    Communicator& dp = mesh_.dp();
     for (const GradBucket& b : plan_.buckets) {
+      Communicator& dp = b.expert ? mesh_.expert_dp() : mesh_.dp();
       const size_t share = b.elems / size_t(dp.size());
       const Tensor all = arena_range(arenas_, ArenaKind::Params, b.begin, b.elems, backend_.device());
       dp.all_gather(flat_range(all, size_t(dp.rank()) * share, share), all);  // in place

@@ -1,6 +1,7 @@
 #pragma once
 // Which elements of each parameter a data-parallel rank owns: its share of every
-// gradient bucket (bucket elements [begin + r*share, begin + (r+1)*share), see
+// gradient bucket (bucket elements [begin + r*share, begin + (r+1)*share), r
+// its rank in the bucket's group: dp, or expert-dp for expert weights; see
 // GradBucket). ZeRO-1 keeps optimizer state for exactly these elements, and
 // checkpoints write the moments of a ZeRO run from them.
 #include <cstddef>

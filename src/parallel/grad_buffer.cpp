@@ -37,7 +37,7 @@ void GradBuffer::start_grad_sync(size_t b) {
   const GradBucket& bucket = plan_.buckets[b];
   const Tensor grads =
       arena_range(arenas_, ArenaKind::Grads, bucket.begin, bucket.elems, backend_.device());
-  Communicator& dp = mesh_.dp();
+  Communicator& dp = bucket.expert ? mesh_.expert_dp() : mesh_.dp();
   if (zero_)
     pending_[b] = dp.reduce_scatter_async(
         grads, flat_range(grad_shard_, bucket.shard_begin, bucket.elems / size_t(dp.size())),

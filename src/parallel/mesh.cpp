@@ -18,7 +18,11 @@ MeshShape resolve_mesh(const ParallelConfig& parallel, int world_size) {
     throw Error(layout + " x parallel.dp=" + std::to_string(dp) + " needs " +
                 std::to_string(tp * pp * dp) + " ranks, but the world has " +
                 std::to_string(world_size) + " (mpirun -np; or set parallel.dp=0 to derive it)");
-  return {int(tp), int(pp), int(dp)};
+  if (dp % parallel.ep != 0)
+    throw Error("parallel.ep=" + std::to_string(parallel.ep) + " does not divide the " +
+                std::to_string(dp) + " data-parallel ranks (" + layout + " on " +
+                std::to_string(world_size) + " ranks): expert-parallel groups are carved out of them");
+  return {int(tp), int(pp), int(dp), parallel.ep};
 }
 
 Mesh::Mesh(Communicator& world, MeshShape shape) : world_(world), shape_(shape) {
@@ -37,6 +41,15 @@ Mesh::Mesh(Communicator& world, MeshShape shape) : world_(world), shape_(shape) 
   // Every rank takes part in the split; the middle stages get a group they never use.
   auto group = world.split(end_stage ? position : shape.dp * shape.tp + rank, stage_, "embedding");
   if (end_stage) embedding_ = std::move(group);
+  if (shape.ep > 1) {
+    QJ_CHECK(shape.dp % shape.ep == 0, "mesh: ep " + std::to_string(shape.ep) +
+                                           " does not divide dp " + std::to_string(shape.dp));
+    const int blocks = shape.dp / shape.ep, position_in_stage = stage_ * shape.tp + tp_rank_;
+    ep_ = world.split(position_in_stage * blocks + expert_dp_rank(), ep_rank(), "ep");
+    expert_dp_ = world.split(position_in_stage * shape.ep + ep_rank(), expert_dp_rank(), "expert_dp");
+  } else {
+    ep_ = make_single_rank_communicator("ep");
+  }
 }
 
 }  // namespace qj

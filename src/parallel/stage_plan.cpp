@@ -20,20 +20,23 @@ std::vector<GradBucket> form_buckets(const std::vector<ParamSpec>& params, doubl
   size_t bytes = 0;
   for (size_t i = params.size(); i-- > 0;) {
     const bool tied = isolate_wte && params[i].name == "wte";
-    if (buckets.empty() || bytes >= limit || tied || buckets.back().tied_embedding) {
+    const bool expert = params[i].expert_parallel;
+    if (buckets.empty() || bytes >= limit || tied || buckets.back().tied_embedding ||
+        buckets.back().expert != expert) {
       buckets.emplace_back();
       bytes = 0;
     }
     buckets.back().params.insert(buckets.back().params.begin(), i);
     buckets.back().tied_embedding = tied;
+    buckets.back().expert = expert;
     bytes += size_t(numel(params[i].shape)) * sizeof(float);
   }
   return buckets;
 }
 
-// Params and grads in index order, each bucket padded to a multiple of dp elements.
+// Params and grads in index order, each bucket padded to a multiple of its
+// group's size in elements.
 void add_parameters(StagePlan& stage, MemoryPlan& memory) {
-  const int dp = stage.mesh.dp;
   std::vector<int> bucket_of_last(stage.params.size(), -1);
   for (size_t b = 0; b < stage.buckets.size(); ++b)
     bucket_of_last[stage.buckets[b].params.back()] = int(b);
@@ -50,7 +53,8 @@ void add_parameters(StagePlan& stage, MemoryPlan& memory) {
       const size_t end = (last.offset + last.bytes + MemoryPlan::kAlignment - 1) /
                          MemoryPlan::kAlignment * MemoryPlan::kAlignment;
       size_t elems = (end - begin) / sizeof(float);
-      const size_t pad = (dp - elems % dp) % dp;
+      const size_t group = size_t(bucket_group_size(stage, bucket));
+      const size_t pad = (group - elems % group) % group;
       if (pad) memory.add(arena, std::string(prefix) + "pad.bucket" + std::to_string(b), DType::F32,
                           {int64_t(pad)});
       elems += pad;
@@ -65,7 +69,7 @@ void add_optimizer_state(StagePlan& stage, const Config& config, MemoryPlan& mem
   if (config.optim.zero == 1) {
     for (GradBucket& b : stage.buckets) {
       b.shard_begin = stage.shard_elems;
-      stage.shard_elems += b.elems / size_t(stage.mesh.dp);
+      stage.shard_elems += b.elems / size_t(bucket_group_size(stage, b));
     }
     for (const char* name : {buffer_names::kZeroGradShard, buffer_names::kZeroAdamM, buffer_names::kZeroAdamV})
       memory.add(ArenaKind::Optimizer, name, DType::F32, {int64_t(stage.shard_elems)});
@@ -79,6 +83,14 @@ void add_optimizer_state(StagePlan& stage, const Config& config, MemoryPlan& mem
 }
 
 }  // namespace
+
+int bucket_group_size(const StagePlan& stage, const GradBucket& bucket) {
+  return bucket.expert ? stage.mesh.dp / stage.mesh.ep : stage.mesh.dp;
+}
+
+int bucket_group_rank(const StagePlan& stage, const GradBucket& bucket) {
+  return bucket.expert ? stage.dp_rank / stage.mesh.ep : stage.dp_rank;
+}
 
 int micro_batches_per_step(const TrainConfig& train, int dp) {
   const int64_t per_step = int64_t(train.micro_batch) * dp;
@@ -117,6 +129,7 @@ StagePlan plan_stage(const Config& config, MeshShape mesh, int tp_rank, int dp_r
     ModelShard shard;
     shard.tp_rank = tp_rank, shard.tp_size = mesh.tp;
     shard.sequence_parallel = par.sequence_parallel;
+    shard.ep_rank = dp_rank % mesh.ep, shard.ep_size = mesh.ep;
     shard.first_layer = r.first_layer, shard.end_layer = r.end_layer;
     shard.embedding = r.embedding, shard.head = r.head;
     shard.slots = slots[size_t(c)], shard.chunk = c;

@@ -17,14 +17,17 @@
 namespace qj {
 
 // Parameters reduced over data parallelism together: a contiguous range of the
-// Params and Grads arenas (same layout in both), padded to a multiple of dp
-// elements so reduce-scatter splits it evenly.
+// Params and Grads arenas (same layout in both), padded to a multiple of the
+// group's size so reduce-scatter splits it evenly.
 struct GradBucket {
   size_t begin = 0;  // first element, counted from the arena base
   size_t elems = 0;
   std::vector<size_t> params;  // indices into StagePlan::params
   // Holds a tied wte: reduced over the embedding group first, after backward.
   bool tied_embedding = false;
+  // Holds expert-parallel weights: reduced over the expert-dp group (the dp
+  // ranks that hold the same experts), not over dp.
+  bool expert = false;
   size_t shard_begin = 0;  // ZeRO: where this bucket's shard starts in the shard buffers
 };
 
@@ -49,5 +52,10 @@ StagePlan plan_stage(const Config& config, MeshShape mesh, int tp_rank, int dp_r
 // Micro-batches per dp rank and optimizer step; throws naming train.global_batch,
 // train.micro_batch and the dp size when they do not divide.
 int micro_batches_per_step(const TrainConfig& train, int dp);
+
+// Ranks of the group that reduces a bucket, and this rank's place in it
+// (dp, or expert-dp for an expert bucket).
+int bucket_group_size(const StagePlan& stage, const GradBucket& bucket);
+int bucket_group_rank(const StagePlan& stage, const GradBucket& bucket);
 
 }  // namespace qj

@@ -23,11 +23,18 @@ bool tp_writes(const StagePlan& stage, size_t param) {
 }
 
 // The dp rank that writes each parameter (-1: this tp rank or stage writes none of it).
+// The other parameters are spread over the dp ranks by size, the same on every
+// rank; an expert-parallel one is written by the rank of expert-dp rank 0 that
+// holds the same experts (dp rank = ep rank).
 std::vector<int> weight_writers(const StagePlan& stage) {
   std::vector<int> writer(stage.params.size(), -1);
   std::vector<int64_t> load(size_t(stage.mesh.dp), 0);
   for (size_t i = 0; i < stage.params.size(); ++i) {
     if (is_tied_copy(stage, i) || !tp_writes(stage, i)) continue;
+    if (stage.params[i].expert_parallel) {
+      writer[i] = stage.dp_rank % stage.mesh.ep;
+      continue;
+    }
     const size_t least = size_t(std::min_element(load.begin(), load.end()) - load.begin());
     writer[i] = int(least);
     load[least] += numel(stage.params[i].shape);

@@ -5,6 +5,7 @@
 
 #include "checkpoint/hf_weights.h"
 #include "model/param_shard.h"
+#include "parallel/gather_param.h"
 
 namespace qj {
 
@@ -89,17 +90,15 @@ std::unique_ptr<HostModel> gather_model(const Config& config, const Mesh& mesh,
   // 0 knows that order from the stage's plan. The tied copy of wte stays home.
   for (int stage = 0; stage < shape.pp; ++stage) {
     const int leader = stage * shape.tp * shape.dp;
-    if (mesh.stage() == stage && mesh.dp_rank() == 0) {  // the tp group of the leader
+    // The tp group of the leader, and its ep group (which holds every expert).
+    if (mesh.stage() == stage && mesh.expert_dp_rank() == 0) {
       for (const auto& chunk : chunks) {
         for (size_t i = 0; i < chunk->params().size(); ++i) {
           const ParamRef& p = chunk->params()[i];
           if (is_tied_copy(*chunk, p)) continue;
-          std::vector<float> local = to_host(backend, p.value);
-          std::vector<float> parts(local.size() * size_t(shape.tp));
-          mesh.tp().all_gather(Tensor(local.data(), DType::F32, {int64_t(local.size())}),
-                               Tensor(parts.data(), DType::F32, {int64_t(parts.size())}));
+          std::vector<float> global =
+              gather_param(mesh, chunk->param_specs()[i], to_host(backend, p.value));
           if (!stage_leader) continue;
-          std::vector<float> global = join_shards(chunk->param_specs()[i], shape.tp, parts);
           if (writer) {
             whole->store(p.name, global);
           } else {

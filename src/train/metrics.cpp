@@ -68,7 +68,8 @@ void Metrics::on_step(const StepStats& s) {
   const double mfu = peak_flops_ > 0 ? s.flops / s.seconds / peak_flops_ : 0.0;
   warn_if_peak_stale(mfu);
   if (jsonl_) {
-    const std::string aux = s.moe ? ", \"aux_loss\": " + json_number(s.aux_loss) : "";
+    std::string aux = s.moe ? ", \"aux_loss\": " + json_number(s.aux_loss) : "";
+    if (s.expert_parallel) aux += ", \"all_to_all_bytes\": " + std::to_string(int64_t(s.all_to_all_bytes));
     std::fprintf(jsonl_,
                  "{\"step\": %d, \"loss\": %s%s, \"lr\": %.6e, \"grad_norm\": %s, "
                  "\"ms\": %.3f, \"tokens_per_s\": %.1f, \"mfu\": %.5f, \"skipped\": %s, "

@@ -11,6 +11,8 @@ struct StepStats {
   float loss = 0;      // language-model cross-entropy
   bool moe = false;    // a mixture-of-experts model: aux_loss is reported
   float aux_loss = 0;  // its load-balancing loss, which the gradients include
+  bool expert_parallel = false;  // parallel.ep > 1: all_to_all_bytes is reported
+  double all_to_all_bytes = 0;   // sent to other ranks by the step's all-to-alls, all ranks
   float grad_norm = 0;
   double lr = 0;
   double seconds = 0;

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "model/model_plan.h"
 #include "parallel/mesh.h"
 #include "qianjun/error.h"
 #include "train/checkpoint_state.h"
@@ -50,6 +51,19 @@ double training_flops_per_token(const ModelConfig& m) {
     if (m.is_moe_layer(i)) matmul_weights += m.moe_top_k * mlp(m.moe_ffn_hidden) + m.moe_experts * C;
   }
   return 6.0 * matmul_weights + 6.0 * double(m.layers) * m.seq_len * C;
+}
+
+double all_to_all_bytes_per_step(const Config& config, const MeshShape& mesh) {
+  const ModelConfig& m = config.model;
+  if (mesh.ep <= 1 || !m.is_moe()) return 0;
+  int moe_layers = 0;
+  for (int i = 0; i < m.layers; ++i) moe_layers += m.is_moe_layer(i) ? 1 : 0;
+  const double rows = double(config.train.global_batch) * m.seq_len * m.moe_top_k * moe_layers *
+                      double(mesh.ep - 1) / mesh.ep;
+  const double crossings = m.recompute == Recompute::Full ? 6 : 4;
+  const double copies = config.parallel.sequence_parallel ? 1 : mesh.tp;
+  return rows * crossings * copies * double(m.hidden) *
+         double(dtype_size(compute_dtype(config.train.precision)));
 }
 
 }  // namespace qj

@@ -40,4 +40,12 @@ StagePlans plan_every_stage(const Config& config, int world_size = 0);
 // (causal: half of the PaLM count 12·L·T·C).
 double training_flops_per_token(const ModelConfig& model);
 
+// Expert parallelism: the bytes one step's all-to-alls send between ranks, all
+// ranks together, when routing is balanced (each expert gets its share, so
+// (ep - 1) / ep of a rank's rows leave it). Every token's top_k rows cross in
+// dispatch and combine, forward and backward (and the forward again under full
+// recompute); without sequence parallelism each tp rank sends its own copy.
+// 0 without expert parallelism.
+double all_to_all_bytes_per_step(const Config& config, const MeshShape& mesh);
+
 }  // namespace qj

@@ -156,7 +156,7 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   std::vector<ParamRef> params;
   for (const ModelShard& shard : stage_.chunks) {
     chunks_.push_back(std::make_unique<Model>(config.model, train.micro_batch, shard, mesh_->tp(),
-                                              backend_, *arenas_));
+                                              backend_, *arenas_, &mesh_->ep()));
     // The load-balancing loss of the step is the mean over its micro-batches.
     chunks_.back()->set_aux_loss_scale(double(train.micro_batch) / double(train.global_batch));
     params.insert(params.end(), chunks_.back()->params().begin(), chunks_.back()->params().end());
@@ -291,14 +291,19 @@ StepStats Trainer::train_step(int step) {
   // The loss, the load-balancing loss and the preemption votes: one small
   // all-reduce at the step boundary. Each MoE layer's aux loss counts once per
   // dp rank: from tp rank 0 of the stage that holds it.
-  std::array<float, 4> loss{0.f, 0.f, preemption_signal() != 0 ? 1.f : 0.f, 0.f};
+  // Expert parallelism: the rows every rank's all-to-alls sent to its peers.
+  std::array<float, 5> loss{0.f, 0.f, preemption_signal() != 0 ? 1.f : 0.f, 0.f, 0.f};
   if (counts) loss[0] = float(result.loss_sum), loss[1] = float(result.valid_tokens);
   if (mesh_->tp_rank() == 0)
     for (const auto& chunk : chunks_) loss[3] += float(chunk->moe_aux_loss_sum());
+  for (const auto& chunk : chunks_) loss[4] += float(chunk->moe_rows_to_peers());
   sum_over(*world_, loss);
   stats.loss = loss[1] > 0 ? loss[0] / loss[1] : 0.f;
   stats.moe = config_.model.is_moe();
   stats.aux_loss = loss[3] * float(train.micro_batch) / float(train.global_batch);
+  stats.expert_parallel = config_.parallel.ep > 1;
+  stats.all_to_all_bytes = double(loss[4]) * double(config_.model.hidden) *
+                           double(dtype_size(compute_dtype(train.precision)));
   stop_requested_ = loss[2] > 0;
   // Both values are the same on every rank, so every rank skips together.
   stats.skipped = !std::isfinite(stats.loss) || !std::isfinite(stats.grad_norm);

@@ -53,7 +53,7 @@
 #include "core/config.h"
 #include "data/indexed_dataset_writer.h"
 #include "model/model.h"
-#include "model/param_shard.h"
+#include "parallel/gather_param.h"
 #include "parallel/mesh.h"
 #include "qianjun/backend.h"
 #include "train/trainer.h"
@@ -78,6 +78,12 @@ const std::map<std::string, std::vector<std::string>> kModels = {
     // ones, a sigmoid router steered by a balancing bias that moves fast).
     {"moe", {"model.preset=\"gpt2\"", "model.layers=4", "model.moe_experts=4",
              "model.moe_top_k=2", "model.moe_ffn_hidden=48"}},
+    // Routing skew: its routers start at zero (train() zeroes them), so every
+    // logit ties and every token goes to experts 0 and 1, which expert
+    // parallelism puts on one rank: the most rows the plan allows. Without the
+    // load-balancing loss the router moves only by the language-model gradient.
+    {"moe-skew", {"model.preset=\"gpt2\"", "model.layers=4", "model.moe_experts=4",
+                  "model.moe_top_k=2", "model.moe_ffn_hidden=48", "model.moe_aux_loss_coef=0"}},
     {"moe-deepseek", {"model.preset=\"llama\"", "model.layers=4", "model.ffn_hidden=96",
                       "model.moe_experts=6", "model.moe_top_k=2", "model.moe_ffn_hidden=32",
                       "model.moe_shared_experts=2", "model.moe_first_dense_layers=1",
@@ -92,7 +98,8 @@ std::vector<Layout> layouts() {
                     gpipe = "parallel.schedule=\"gpipe\"", inter = "parallel.schedule=\"interleaved\"",
                     v2 = "parallel.virtual_stages=2", mb1 = "train.micro_batch=1",
                     mb4 = "train.micro_batch=4", mb8 = "train.micro_batch=8",
-                    sel = "model.recompute=\"selective\"", full = "model.recompute=\"full\"";
+                    sel = "model.recompute=\"selective\"", full = "model.recompute=\"full\"",
+                    ep2 = "parallel.ep=2", ep4 = "parallel.ep=4";
   return {
       {"single", "gpt2", 1, {}},
       {"single selective", "gpt2", 1, {sel}},
@@ -147,6 +154,23 @@ std::vector<Layout> layouts() {
       {"moe-deepseek tp4", "moe-deepseek", 4, {tp4}},
       {"moe-deepseek pp2 dp2 zero", "moe-deepseek", 4, {pp2, dp2, zero}},
       {"moe-deepseek tp2 pp2 dp2 zero sp", "moe-deepseek", 8, {tp2, pp2, dp2, zero, sp, mb1}},
+      // Expert parallelism: ep ranks carved out of dp, tokens moved by all-to-all.
+      {"moe dp2 ep2", "moe", 2, {dp2, ep2}},
+      {"moe dp4 ep4 mb1", "moe", 4, {dp4, ep4, mb1}},
+      {"moe dp4 ep2 zero mb1", "moe", 4, {dp4, ep2, zero, mb1}},
+      {"moe dp4 ep4 zero full mb1", "moe", 4, {dp4, ep4, zero, full, mb1}},
+      {"moe dp8 ep2 mb1", "moe", 8, {"parallel.dp=8", ep2, mb1}},
+      {"moe tp2 dp2 ep2", "moe", 4, {tp2, dp2, ep2}},
+      {"moe tp2 dp2 ep2 sp selective", "moe", 4, {tp2, dp2, ep2, sp, sel}},
+      {"moe pp2 dp2 ep2 zero", "moe", 4, {pp2, dp2, ep2, zero}},
+      {"moe tp2 pp2 dp2 ep2 zero sp", "moe", 8, {tp2, pp2, dp2, ep2, zero, sp, mb1}},
+      {"moe pp2 dp4 ep4 interleaved v2 mb1", "moe", 8, {pp2, dp4, ep4, inter, v2, mb1}},
+      {"moe-skew dp2", "moe-skew", 2, {dp2}},
+      {"moe-skew dp4 ep4 mb1", "moe-skew", 4, {dp4, ep4, mb1}},
+      {"moe-skew tp2 dp2 ep2 sp", "moe-skew", 4, {tp2, dp2, ep2, sp}},
+      {"moe-deepseek dp2 ep2 selective", "moe-deepseek", 2, {dp2, ep2, sel}},
+      {"moe-deepseek pp2 dp2 ep2 zero", "moe-deepseek", 4, {pp2, dp2, ep2, zero}},
+      {"moe-deepseek tp2 pp2 dp2 ep2 zero sp full", "moe-deepseek", 8, {tp2, pp2, dp2, ep2, zero, sp, full, mb1}},
   };
 }
 
@@ -201,8 +225,15 @@ std::vector<float> unpadded(const std::string& name, std::vector<float> v, int h
 }
 
 // Trains the layout on `group`; rank 0 of the group gets every global parameter.
-RunResult train(const qj::Config& config, qj::Communicator& group, const std::string& dump_dir) {
+RunResult train(const qj::Config& config, qj::Communicator& group, const std::string& dump_dir,
+                bool zero_routers) {
   qj::Trainer trainer(config, {}, &group);
+  if (zero_routers)
+    for (const auto& chunk : trainer.chunks()) {
+      for (const qj::ParamRef& p : chunk->params())
+        if (p.name.ends_with("moe.router.weight")) trainer.backend().fill(p.value, 0.f);
+      qj::refresh_weights(trainer.backend(), chunk->params());
+    }
   RunResult result;
   for (int s = 0; s < config.train.steps; ++s) result.losses.push_back(trainer.train_step(s).loss);
   const qj::Mesh& mesh = trainer.mesh();
@@ -211,13 +242,10 @@ RunResult train(const qj::Config& config, qj::Communicator& group, const std::st
     for (size_t i = 0; i < chunk->params().size(); ++i) {
       const qj::ParamRef& p = chunk->params()[i];
       const qj::ParamSpec& spec = chunk->param_specs()[i];
-      std::vector<float> local = to_host(trainer.backend(), p.value);
-      std::vector<float> all(local.size() * size_t(mesh.tp().size()));
-      mesh.tp().all_gather(qj::Tensor(local.data(), qj::DType::F32, {int64_t(local.size())}),
-                           qj::Tensor(all.data(), qj::DType::F32, {int64_t(all.size())}));
+      if (mesh.expert_dp_rank() != 0) continue;
+      const std::vector<float> global = qj::gather_param(mesh, spec, to_host(trainer.backend(), p.value));
       if (mesh.tp_rank() != 0 || mesh.dp_rank() != 0) continue;
       const bool tied_copy = p.name == "wte" && !chunk->shard().embedding;
-      const std::vector<float> global = qj::join_shards(spec, mesh.tp().size(), all);
       std::ofstream(dump_dir + "/" + p.name + (tied_copy ? ".tied" : ""), std::ios::binary)
           .write(reinterpret_cast<const char*>(global.data()), std::streamsize(global.size() * 4));
     }
@@ -300,7 +328,7 @@ int run(qj::World& world, const Args& args) {
       std::filesystem::create_directories(dump);
       const qj::Config one = qj::parse_config(base_config(args.data, args.steps, args.device, args.precision), single, "reference");
       auto alone = qj::make_single_rank_communicator("world");
-      RunResult ref = train(one, *alone, dump);
+      RunResult ref = train(one, *alone, dump, layout.model == "moe-skew");
       ref.params = read_dump(dump, one);
       references[reference_key] = std::move(ref);
     }
@@ -308,7 +336,7 @@ int run(qj::World& world, const Args& args) {
     if (rank < layout.ranks) {
       if (rank == 0) std::filesystem::create_directories(dump);
       group->barrier();
-      const RunResult got = train(config, *group, dump);
+      const RunResult got = train(config, *group, dump, layout.model == "moe-skew");
       if (rank == 0) {
         const RunResult& ref = references.at(reference_key);
         double loss_error = 0, param_error = 0;

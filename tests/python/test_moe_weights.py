@@ -2,7 +2,10 @@
 named and a Qwen2-MoE-named (shared experts, balancing bias) export imports and
 exports again bit for bit, on one process and on tp 2 x pp 2; a Qwen3-MoE-named
 file imports; a checkpoint of a MoE run exports the same bytes as qj-train
---export and resumes bit-exactly, and onto tp 2 x pp 2."""
+--export and resumes bit-exactly, and onto tp 2 x pp 2. With expert parallelism
+(experts split over ep ranks) import/export is lossless on dp4 ep4 and tp2 dp2
+ep2, and a dp4 ep2 ZeRO checkpoint resumes bit-exactly and onto one process and
+dp4 ep4."""
 import json
 import os
 import shutil
@@ -150,6 +153,50 @@ class MoeWeights(unittest.TestCase):
             error = np.max(np.abs(got[name] - want[name])) / max(np.max(np.abs(want[name])), 1e-30)
             # Two steps on another layout round differently; a misplaced expert is off by O(1).
             self.assertLess(error, 1e-3, msg=name)
+
+    # ---- expert parallelism: the experts split over ep ranks
+
+    @unittest.skipIf(MPIRUN is None, "mpirun is not on PATH")
+    def test_import_then_export_with_expert_parallelism_is_lossless(self):
+        layouts = {"dp4 ep4": ["parallel.dp=4", "parallel.ep=4"],
+                   "tp2 dp2 ep2": ["parallel.tp=2", "parallel.dp=2", "parallel.ep=2"]}
+        for family in FAMILIES:
+            start = self.path(family + "_ep_start.safetensors")
+            self.train(family, "--export", start)
+            for name, layout in layouts.items():
+                with self.subTest(family=family, layout=name):
+                    again = self.path(family + "_" + name.replace(" ", "_") + ".safetensors")
+                    sets = [a for o in layout for a in ("--set", o)]
+                    self.reimport(family, start, again, *sets, ranks=4)
+                    self.assertSameTensors(again, start)
+
+    @unittest.skipIf(MPIRUN is None, "mpirun is not on PATH")
+    def test_expert_parallel_checkpoint_resumes_bit_exactly_and_reshards(self):
+        family = "qwen2"
+        ep = ["--set", "parallel.dp=4", "--set", "parallel.ep=2", "--set", "optim.zero=1"]
+        root, straight = self.path("ep_ckpt"), self.path("ep_4.safetensors")
+        self.train(family, *ep, "--set", f"checkpoint.dir={json.dumps(root)}",
+                   "--set", "checkpoint.every=2", "--export", straight, ranks=4)
+        step2 = os.path.join(root, "step_000000002")
+        # The same layout continues bit for bit.
+        resumed = self.path("ep_resumed.safetensors")
+        self.train(family, *ep, "--set", f"checkpoint.resume={json.dumps(step2)}",
+                   "--set", f"checkpoint.dir={json.dumps(root + '_again')}", "--export", resumed,
+                   ranks=4)
+        self.assertSameBytes(resumed, straight)
+        # The checkpoint holds the whole model: one process and ep4 take it up.
+        for name, layout, ranks in [("single", [], 0),
+                                    ("dp4_ep4", ["--set", "parallel.dp=4", "--set", "parallel.ep=4"], 4)]:
+            with self.subTest(layout=name):
+                other = self.path("ep_on_" + name + ".safetensors")
+                self.train(family, *layout, "--set", f"checkpoint.resume={json.dumps(step2)}",
+                           "--set", f"checkpoint.dir={json.dumps(root + '_' + name)}",
+                           "--export", other, ranks=ranks)
+                got, want = read_safetensors(other), read_safetensors(straight)
+                self.assertEqual(sorted(got), sorted(want))
+                for tensor in want:
+                    error = np.max(np.abs(got[tensor] - want[tensor])) / max(np.max(np.abs(want[tensor])), 1e-30)
+                    self.assertLess(error, 1e-3, msg=tensor)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/config.h"
+#include "parallel/mesh.h"
 #include "qianjun/error.h"
 
 namespace fs = std::filesystem;
@@ -451,6 +452,26 @@ TEST_CASE("mixture-of-experts keys: counts, defaults and the errors that name th
                                              "model.moe_ffn_hidden=50", "parallel.tp=4",
                                              "model.heads=8", "model.hidden=512"}),
                     Contains("parallel.tp=4") && Contains("model.moe_shared_experts"));
+}
+
+TEST_CASE("parallel.ep splits the experts of a MoE model out of dp, and says when it cannot") {
+  const qj::Config ok = qj::parse_config("{}", {"model.moe_experts=8", "parallel.ep=4", "parallel.dp=8"});
+  CHECK(ok.parallel.ep == 4);
+  CHECK(qj::parse_config(qj::config_to_json(ok)) == ok);
+  CHECK(qj::parse_config("{}").parallel.ep == 1);
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"parallel.ep=2"}),
+                    Contains("parallel.ep=2") && Contains("model.moe_experts=0"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.moe_experts=6", "parallel.ep=4"}),
+                    Contains("model.moe_experts=6") && Contains("parallel.ep=4"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.moe_experts=8", "parallel.ep=4", "parallel.dp=6"}),
+                    Contains("parallel.dp=6") && Contains("parallel.ep=4"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.moe_experts=8", "parallel.ep=0"}),
+                    Contains("parallel.ep=0"));
+  // dp derived from the world: resolve_mesh names ep and the data-parallel ranks.
+  qj::ParallelConfig p;
+  p.tp = 2, p.ep = 4;
+  CHECK(qj::resolve_mesh(p, 16).ep == 4);
+  CHECK_THROWS_WITH(qj::resolve_mesh(p, 12), Contains("parallel.ep=4") && Contains("6 data-parallel ranks"));
 }
 
 TEST_CASE("backend.strict defaults to false, takes a boolean and round-trips") {
