@@ -49,6 +49,17 @@ class InstalledPackage(unittest.TestCase):
         self.assertTrue(any(os.path.isfile(os.path.join(d, "qianjun_pluginConfig.cmake"))
                             for d in config_dirs))
 
+    def test_the_collective_header_is_installed_and_simccl_exports_only_its_entry(self):
+        prefix = os.path.join(_tmp, "prefix")
+        self.assertTrue(os.path.isfile(os.path.join(prefix, "include/qianjun/plugin/qj_collective.h")))
+        simccl = os.path.join(_tmp, "build", "libqj_simccl.so")
+        if not shutil.which("mpicc"):
+            self.skipTest("no MPI: libqj_simccl.so is not built")
+        symbols = run(["nm", "-D", "--defined-only", simccl]).stdout
+        self.assertIn("qj_collective_plugin_v1", symbols)
+        self.assertNotIn("qj_device_plugin_v1", symbols)
+        self.assertNotIn("qianjun", run(["ldd", simccl]).stdout)
+
     def test_the_example_was_compiled_against_the_prefix_not_the_source_tree(self):
         flags = run(["grep", "-rh", "CXX_INCLUDES", os.path.join(_tmp, "build")]).stdout
         self.assertIn(os.path.join(_tmp, "prefix", "include"), flags)
