@@ -132,10 +132,12 @@ class Conformance(unittest.TestCase):
 
 @unittest.skipIf(MPIRUN is None, "mpirun is not on PATH")
 class BadInput(unittest.TestCase):
-    def refused(self, collectives, *expected, tool_name="qj-train"):
+    def refused(self, collectives, *expected, tool_name="qj-train", sets=()):
         if tool_name == "qj-train":
             command = [tool("qj-train"), "--config", _config, "--set", "train.steps=1",
                        "--set", "backend.collectives=" + collectives]
+            for s in sets:
+                command += ["--set", s]
         else:
             command = [tool("qj-backend-test"), "--collective-plugin", collectives]
         result = mpirun(2, command, timeout=120)
@@ -162,8 +164,8 @@ class BadInput(unittest.TestCase):
     def test_struct_size_too_small(self):
         self.refused("plugin:" + test_ccl("small"), test_ccl("small"), "struct_size is 16 bytes")
 
-    def test_plugin_whose_init_fails(self):
-        # Its table lacks every collective: refused before init, naming them.
+    def test_plugin_that_runs_no_collective_is_refused_before_init(self):
+        # Its table lacks every collective (its init would fail too).
         self.refused("plugin:" + test_ccl("init_fails"), test_ccl("init_fails"),
                      "lacks collectives this run needs")
 
@@ -174,6 +176,11 @@ class BadInput(unittest.TestCase):
         self.assertIn("init failed: device error", result.stderr)
         self.assertIn("the simulated network is down", result.stderr)
         self.assertIn(test_ccl("init_fails"), result.stderr)
+
+    def test_interleaved_schedule_is_refused(self):
+        self.refused("plugin:" + SIMCCL, "parallel.schedule=interleaved", "use 1f1b or gpipe",
+                     sets=["parallel.pp=2", "parallel.schedule=interleaved",
+                           "parallel.virtual_stages=2", "model.layers=4"])
 
     def test_bad_setting_names_the_field(self):
         self.refused("nccl", "backend.collectives='nccl'", '"mpi" or "plugin:PATH"')
