@@ -26,6 +26,7 @@
 #include "comm/collective_errors.h"
 #include "comm/plugin/ccl_conformance.h"
 #include "comm/plugin/ccl_coverage.h"
+#include "comm/plugin/plugin_comm.h"
 #include "core/command_line.h"
 #include "qianjun/backend.h"
 #include "qianjun/error.h"
@@ -109,7 +110,11 @@ bool plugin_checks(const qj::Backend& tested, nlohmann::json& report) {
 int collective_checks(int argc, char** argv, const Options& options) {
   return qj::run_main(argc, argv, [&](qj::World& world, int, char**) {
     std::shared_ptr<const qj::ccl::LoadedCcl> plugin;
-    qj::agree_on_failure(world.comm(), [&] { plugin = qj::ccl::ccl_plugin(options.collective_plugin); });
+    // Loading and a first init fail on every rank alike: one message, exit 2.
+    qj::agree_on_failure(world.comm(), [&] {
+      plugin = qj::ccl::ccl_plugin(options.collective_plugin);
+      qj::ccl::make_plugin_communicator(plugin, nullptr, world.comm(), "ccl-check");
+    });
     const auto rows = qj::ccl::run_ccl_conformance(plugin, world.comm());
     bool passed = true;
     for (const auto& row : rows) passed = passed && row.result != "fail";
