@@ -66,7 +66,7 @@ extern "C" {
 #define QJ_CCL_OP_NONE (-1) /* a collective that does not reduce */
 #define QJ_CCL_OP_SUM 0
 #define QJ_CCL_OP_MAX 1
-#define QJ_CCL_OP_AVG 2 /* sum divided by the group size */
+#define QJ_CCL_OP_AVG 2 /* sum divided by the group size (not requested by this host yet) */
 
 /* ---- what buffers are ---- */
 #define QJ_CCL_MEMORY_HOST 0
