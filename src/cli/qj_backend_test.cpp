@@ -3,7 +3,10 @@
 // With --plugin PATH the backend is a device plugin, and the ABI checks
 // (versions, struct sizes, zero-size and odd-size copies, stream ordering,
 // error statuses) and its op coverage come first. --json FILE writes the same
-// results as JSON.
+// results as JSON. With --collective-plugin PATH (under mpirun, any number of
+// ranks) it checks a collective plugin instead: every collective x dtype x
+// reduction against the MPI communicator (src/comm/plugin/ccl_conformance.h),
+// printed as pass / fail / unsupported with the route (native or emulated).
 // Exit status: 0 all passed, 1 some failed, 2 bad command line or a plugin
 // that does not load, 77 skipped (no device for the backend: the ctest
 // convention for a skipped test).
@@ -20,6 +23,10 @@
 #include "backends/conformance.h"
 #include "backends/plugin/abi_checks.h"
 #include "backends/plugin/plugin_backend.h"
+#include "comm/collective_errors.h"
+#include "comm/plugin/ccl_conformance.h"
+#include "comm/plugin/ccl_coverage.h"
+#include "comm/plugin/plugin_comm.h"
 #include "core/command_line.h"
 #include "qianjun/backend.h"
 #include "qianjun/error.h"
@@ -35,6 +42,7 @@ constexpr int kExitSkipped = 77;
 struct Options {
   std::string backend = "cuda";
   std::string plugin;  // --plugin PATH: backend "plugin:PATH"
+  std::string collective_plugin;  // --collective-plugin PATH
   std::string json;
   std::string filter;
   bool list = false;
@@ -47,6 +55,9 @@ Options parse(int argc, char** argv) {
   cli.value("--backend", "NAME", "the backend to test (default: cuda)", [&](const std::string& v) { o.backend = v; })
       .value("--plugin", "PATH", "a device plugin library to test (or a name in QJ_PLUGIN_PATH): ABI checks, then every op",
              [&](const std::string& v) { o.plugin = v; })
+      .value("--collective-plugin", "PATH",
+             "a collective plugin library to test under mpirun (or a name in QJ_PLUGIN_PATH): every collective against MPI",
+             [&](const std::string& v) { o.collective_plugin = v; })
       .value("--json", "FILE", "also writes the results as JSON to FILE", [&](const std::string& v) { o.json = v; })
       .value("--filter", "OP", "only the ops whose name contains OP", [&](const std::string& v) { o.filter = v; })
       .flag("--list", "prints the ops covered and exits", [&] { o.list = true; })
@@ -95,6 +106,45 @@ bool plugin_checks(const qj::Backend& tested, nlohmann::json& report) {
   return passed;
 }
 
+// --collective-plugin: the conformance rows on every rank, printed by rank 0.
+int collective_checks(int argc, char** argv, const Options& options) {
+  return qj::run_main(argc, argv, [&](qj::World& world, int, char**) {
+    std::shared_ptr<const qj::ccl::LoadedCcl> plugin;
+    // Loading and a first init fail on every rank alike: one message, exit 2.
+    qj::agree_on_failure(world.comm(), [&] {
+      plugin = qj::ccl::ccl_plugin(options.collective_plugin);
+      qj::ccl::make_plugin_communicator(plugin, nullptr, world.comm(), "ccl-check");
+    });
+    const auto rows = qj::ccl::run_ccl_conformance(plugin, world.comm());
+    bool passed = true;
+    for (const auto& row : rows) passed = passed && row.result != "fail";
+    if (world.rank() != 0) return passed ? 0 : 1;
+    const auto coverage = qj::ccl::ccl_coverage(*plugin, /*bf16_training=*/true);
+    std::printf("qj-backend-test: collective plugin '%s' (%s, ABI %u.%u, %s memory) on %d ranks "
+                "against MPI\n%s\n%s", plugin->path.c_str(), plugin->table.name ? plugin->table.name : "",
+                plugin->table.abi_major, plugin->table.abi_minor,
+                plugin->table.memory == QJ_CCL_MEMORY_HOST ? "host" : "device", world.size(),
+                qj::ccl::ccl_coverage_summary(*plugin, coverage).c_str(),
+                qj::ccl::conformance_table(rows).c_str());
+    std::printf("%s\n", passed ? "PASSED" : "FAILED");
+    if (!options.json.empty()) {
+      nlohmann::json report = {{"collective_plugin", {{"path", plugin->path},
+                                                      {"name", plugin->table.name ? plugin->table.name : ""},
+                                                      {"abi", std::to_string(plugin->table.abi_major) + "." +
+                                                                  std::to_string(plugin->table.abi_minor)},
+                                                      {"struct_size", plugin->plugin_struct_size}}},
+                               {"ranks", world.size()}, {"passed", passed}};
+      report["collectives"] = nlohmann::json::array();
+      for (const auto& r : rows)
+        report["collectives"].push_back({{"check", r.check}, {"dtype", r.dtype}, {"op", r.op},
+                                         {"route", r.route}, {"result", r.result}, {"detail", r.detail}});
+      std::ofstream out(options.json);
+      if (!(out << report.dump(1) << "\n")) throw qj::Error("--json: cannot write " + options.json);
+    }
+    return passed ? 0 : 1;
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -105,6 +155,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return qj::kExitBadInput;
   }
+  if (!options.collective_plugin.empty()) return collective_checks(argc, argv, options);
   if (options.list) {
     for (const std::string& op : qj::conformance::op_names()) std::printf("%s\n", op.c_str());
     return 0;

@@ -155,6 +155,9 @@ struct CheckpointConfig {
 
 struct BackendConfig {
   std::string device = "cpu";
+  // "mpi" | "plugin:PATH": the transport of the run's collectives
+  // (src/comm/plugin/collective_world.h).
+  std::string collectives = "mpi";
   int threads = 0;  // 0: all cores (OMP default)
   // An op the backend builds from other ops (decomposed, not native) is an
   // error at start-up instead of a line in the coverage table.

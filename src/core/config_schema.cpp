@@ -90,7 +90,8 @@ const SectionSchema<BackendConfig>& backend_section() {
   using B = BackendConfig;
   static const SectionSchema<B> schema{
       "backend", &Config::backend,
-      {{"device", &B::device}, {"threads", &B::threads}, {"strict", &B::strict}}};
+      {{"device", &B::device}, {"collectives", &B::collectives}, {"threads", &B::threads},
+       {"strict", &B::strict}}};
   return schema;
 }
 

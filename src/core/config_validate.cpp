@@ -240,6 +240,11 @@ void validate_io(const Config& c) {
               " needs checkpoint.dir");
   require(!c.checkpoint.async || !c.checkpoint.dir.empty(), "checkpoint.async=true needs checkpoint.dir");
   require(!c.backend.device.empty(), "backend.device must not be empty (cpu, cuda or a plugin)");
+  const std::string& collectives = c.backend.collectives;
+  require(collectives == "mpi" || (collectives.rfind("plugin:", 0) == 0 && collectives.size() > 7),
+          show("backend.collectives", collectives) +
+              " must be \"mpi\" or \"plugin:PATH\" (a collective plugin library, or a name "
+              "found in QJ_PLUGIN_PATH)");
   at_least("backend.threads", c.backend.threads, 0);
 }
 

@@ -10,7 +10,7 @@
 #include "backends/op_coverage.h"
 #include "checkpoint/checkpoint_dir.h"
 #include "comm/collective_errors.h"
-#include "comm/staged_comm.h"
+#include "comm/plugin/collective_world.h"
 #include "core/log.h"
 #include "data/gpt_sampler.h"
 #include "data/indexed_dataset.h"
@@ -146,10 +146,9 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
     });
   }
 
-  // A device backend without collectives of its own: its tensors travel through
-  // host memory over the world's (MPI) communicator.
-  if (backend_.device() != Device::Host)
-    staged_world_ = make_staged_communicator(*world_, backend_);
+  // The mesh's world: MPI (a device backend's tensors staged through host
+  // memory) or a collective plugin (backend.collectives).
+  staged_world_ = make_world_communicator(config, *world_, backend_);
   check_plan_fits(plan_, backend_, rank, launcher_local_size());
   mesh_ = std::make_unique<Mesh>(staged_world_ ? *staged_world_ : *world_, shape);
   arenas_ = std::make_unique<Arenas>(plan_, backend_);
@@ -427,6 +426,7 @@ void Trainer::begin_run() {
             config_.model.heads, config_.model.kv_heads,
             double(config_.model.parameter_count()) / 1e6);
     QJ_INFO("%s", coverage_report(backend_, config_.model).c_str());
+    if (const std::string ccl = collectives_report(config_); !ccl.empty()) QJ_INFO("%s", ccl.c_str());
     QJ_INFO("mesh: tp=%d pp=%d dp=%d (%d ranks), schedule %s, %d micro-batches per rank and step",
             m.tp, m.pp, m.dp, m.world(), to_string(stage_.schedule).c_str(),
             stage_.micro_batches);

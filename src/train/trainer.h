@@ -119,7 +119,7 @@ class Trainer {
   const Backend& backend_;
   std::unique_ptr<Communicator> own_world_;
   Communicator* world_;
-  std::unique_ptr<Communicator> staged_world_;  // device backends: world through host buffers
+  std::unique_ptr<Communicator> staged_world_;  // make_world_communicator: staged or plugin
   MemoryPlan plan_;
   StagePlan stage_;
   std::unique_ptr<Mesh> mesh_;

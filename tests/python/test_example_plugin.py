@@ -49,6 +49,17 @@ class InstalledPackage(unittest.TestCase):
         self.assertTrue(any(os.path.isfile(os.path.join(d, "qianjun_pluginConfig.cmake"))
                             for d in config_dirs))
 
+    def test_the_collective_header_is_installed_and_simccl_exports_only_its_entry(self):
+        prefix = os.path.join(_tmp, "prefix")
+        self.assertTrue(os.path.isfile(os.path.join(prefix, "include/qianjun/plugin/qj_collective.h")))
+        simccl = os.path.join(_tmp, "build", "libqj_simccl.so")
+        if not shutil.which("mpicc"):
+            self.skipTest("no MPI: libqj_simccl.so is not built")
+        symbols = run(["nm", "-D", "--defined-only", simccl]).stdout
+        self.assertIn("qj_collective_plugin_v1", symbols)
+        self.assertNotIn("qj_device_plugin_v1", symbols)
+        self.assertNotIn("qianjun", run(["ldd", simccl]).stdout)
+
     def test_the_example_was_compiled_against_the_prefix_not_the_source_tree(self):
         flags = run(["grep", "-rh", "CXX_INCLUDES", os.path.join(_tmp, "build")]).stdout
         self.assertIn(os.path.join(_tmp, "prefix", "include"), flags)
@@ -88,18 +99,24 @@ class Training(unittest.TestCase):
              "--set", "train.global_batch=4", "--set", "train.micro_batch=2",
              "--set", "train.eval_every=0", "--set", "train.warmup_steps=1"]
 
-    def train(self, device, name):
+    def train(self, device, name, ranks=0, extra=()):
         corpus = os.path.join(_tmp, "corpus")
         if not os.path.isdir(corpus):
             made = run([tool("qj-make-corpus"), "--output", corpus, "--vocab", "512",
                         "--train-tokens", "20000", "--valid-tokens", "2000"], timeout=120)
             self.assertEqual(made.returncode, 0, made.stdout + made.stderr)
         metrics = os.path.join(_tmp, name + ".jsonl")
-        result = run([tool("qj-train"), "--config", os.path.join(SOURCE_DIR, "configs", "synthetic.json"),
-                      "--set", "backend.device=" + device,
-                      "--set", "data.train=" + os.path.join(corpus, "train"),
-                      "--set", "data.valid=" + os.path.join(corpus, "valid"),
-                      "--metrics-jsonl", metrics] + self.SMALL, env=ENV, timeout=600)
+        launcher = []
+        if ranks:
+            launcher = [shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np",
+                        str(ranks)]
+        env = dict(ENV, OMPI_MCA_mpi_yield_when_idle="1", OMP_NUM_THREADS="1") if ranks else ENV
+        result = run(launcher + [tool("qj-train"), "--config", os.path.join(SOURCE_DIR, "configs", "synthetic.json"),
+                                 "--set", "backend.device=" + device,
+                                 "--set", "data.train=" + os.path.join(corpus, "train"),
+                                 "--set", "data.valid=" + os.path.join(corpus, "valid"),
+                                 "--metrics-jsonl", metrics] + self.SMALL + list(extra),
+                     env=env, timeout=600)
         self.assertEqual(result.returncode, 0, result.stdout[-3000:] + result.stderr)
         with open(metrics) as f:
             rows = [json.loads(line) for line in f if line.strip()]
@@ -114,6 +131,16 @@ class Training(unittest.TestCase):
             self.assertLessEqual(abs(g - w), 1e-4 * abs(w), "step %d: %r vs %r" % (step + 1, got, want))
         self.assertIn("backend plugin:%s: 26 ops native, 5 missing (not needed by this model: %s)"
                       % (_simdev, ", ".join(MOE_OPS)), result.stdout + result.stderr)
+
+    @unittest.skipIf(shutil.which("mpirun") is None, "mpirun is not on PATH")
+    def test_simdev_with_simccl_at_tp2_gives_the_mpi_run_losses(self):
+        # Device tensors staged through host buffers to the collective plugin.
+        simccl = os.path.join(_tmp, "build", "libqj_simccl.so")
+        _, want = self.train("plugin:" + _simdev, "simdev_mpi", 2, ["--set", "parallel.tp=2"])
+        _, got = self.train("plugin:" + _simdev, "simdev_simccl", 2,
+                            ["--set", "parallel.tp=2", "--set", "backend.collectives=plugin:" + simccl])
+        self.assertEqual(len(want), 3)
+        self.assertEqual(got, want)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+#include "comm/plugin/collective_world.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "backends/plugin/plugin_backend.h"
+#include "comm/plugin/ccl_coverage.h"
+#include "comm/plugin/plugin_comm.h"
+#include "comm/staged_comm.h"
+
+namespace qj {
+namespace {
+
+constexpr const char* kPluginPrefix = "plugin:";
+
+std::string plugin_spec(const std::string& collectives) {
+  return collectives.substr(std::strlen(kPluginPrefix));
+}
+
+bool uses_plugin(const std::string& collectives) { return collectives.rfind(kPluginPrefix, 0) == 0; }
+
+std::vector<ccl::CoverageRow> coverage(const Config& config, const ccl::LoadedCcl& plugin) {
+  return ccl::ccl_coverage(plugin, config.train.precision == Precision::Bf16);
+}
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_world_communicator(const Config& config, Communicator& world,
+                                                      const Backend& backend) {
+  const std::string& collectives = config.backend.collectives;
+  if (!uses_plugin(collectives))
+    return backend.device() == Device::Host ? nullptr : make_staged_communicator(world, backend);
+  auto plugin = ccl::ccl_plugin(plugin_spec(collectives));
+  if (plugin->table.memory != QJ_CCL_MEMORY_HOST)
+    throw Error("backend.collectives='" + collectives + "': collective plugin '" + plugin->path +
+                "' takes device memory (QJ_CCL_MEMORY_DEVICE), which this host does not drive "
+                "yet; only host-memory collective plugins are supported");
+  if (config.parallel.pp > 1 && config.parallel.schedule == PipeSchedule::Interleaved)
+    throw Error("backend.collectives='" + collectives +
+                "' with parallel.schedule=interleaved: a collective plugin matches sends and "
+                "receives in call order (no tags), which the interleaved schedule does not keep; "
+                "use 1f1b or gpipe");
+  ccl::require_ccl_coverage(*plugin, coverage(config, *plugin), config.backend.strict);
+  qj_device_t device = nullptr;
+  if (backend.device() == Device::Plugin)
+    device = static_cast<const plugin::LoadedPlugin*>(backend.ctx())->device;
+  auto comm = ccl::make_plugin_communicator(plugin, nullptr, world, world.name(), device);
+  if (backend.device() == Device::Host) return comm;
+  return make_staged_communicator(std::move(comm), backend);
+}
+
+std::string collectives_report(const Config& config) {
+  if (!uses_plugin(config.backend.collectives)) return {};
+  auto plugin = ccl::ccl_plugin(plugin_spec(config.backend.collectives));
+  const auto rows = coverage(config, *plugin);
+  std::string report = ccl::ccl_coverage_summary(*plugin, rows);
+  const char* env = std::getenv("QJ_OP_COVERAGE");
+  bool table = env && std::strcmp(env, "full") == 0;
+  for (const auto& row : rows) table = table || row.plan.route != ccl::Route::Native;
+  if (table) {
+    report += '\n';
+    report += ccl::ccl_coverage_table(rows);
+    report.pop_back();  // the log adds the last newline
+  }
+  return report;
+}
+
+}  // namespace qj
