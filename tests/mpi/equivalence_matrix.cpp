@@ -22,6 +22,7 @@
 //
 //   mpirun -np 8 qj-equivalence --data DIR [--only SUBSTRING] [--tolerance 1e-5] [--steps 5]
 //                               [--param-tolerance T] [--device cpu|cuda] [--precision fp32|bf16]
+//                               [--stage-backends NAME,NAME...]
 // With --precision bf16 both sides train in bf16 mixed precision; they are no
 // longer equal to rounding: a tensor-parallel partial sum is rounded to bf16
 // before the reduction adds it (the single process rounds the whole sum once),
@@ -37,7 +38,12 @@
 // pipeline messages, the bf16 weight copies refreshed after ZeRO's all-gather.
 // With --device cuda every rank (and the reference) trains on the GPU; ranks
 // sharing one GPU exchange device tensors through host buffers (staged_comm.h).
+// With --stage-backends A,B (parallel.stage_backends) the layouts of that many
+// pipeline stages train with stage i on backend i (mixed backends, e.g.
+// cpu,plugin:build/libqj_cpu_plugin.so) against the single process on
+// --device; the other layouts are skipped.
 // Prints one line per layout and a summary; exits 1 if any layout differs.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -150,6 +156,12 @@ std::vector<Layout> layouts() {
   };
 }
 
+int pipeline_stages(const Layout& layout) {
+  for (const std::string& o : layout.overrides)
+    if (o.starts_with("parallel.pp=")) return std::stoi(o.substr(12));
+  return 1;
+}
+
 bool splits_tensors(const Layout& layout) {
   for (const std::string& o : layout.overrides)
     if (o.starts_with("parallel.tp=") && o != "parallel.tp=1") return true;
@@ -258,7 +270,15 @@ struct Args {
   int steps = 5;
   std::string device = "cpu";
   std::string precision = "fp32";
+  std::vector<std::string> stage_backends;  // empty: every stage on --device
 };
+
+// "a,b" -> parallel.stage_backends=["a","b"] (a JSON list for the override).
+std::string stage_backends_override(const std::vector<std::string>& names) {
+  std::string list;
+  for (const std::string& n : names) list += (list.empty() ? "\"" : ",\"") + n + "\"";
+  return "parallel.stage_backends=[" + list + "]";
+}
 
 int run(qj::World& world, const Args& args) {
   qj::Communicator& comm = world.comm();
@@ -284,8 +304,14 @@ int run(qj::World& world, const Args& args) {
       if (rank == 0) std::printf("skip  %-40s needs %d ranks\n", layout.name.c_str(), layout.ranks);
       continue;
     }
+    const int stages = int(args.stage_backends.size());
+    if (stages > 0 && pipeline_stages(layout) != stages) {
+      if (rank == 0) std::printf("skip  %-40s --stage-backends names %d stages\n", layout.name.c_str(), stages);
+      continue;
+    }
     std::vector<std::string> overrides = kModels.at(layout.model);
     overrides.insert(overrides.end(), layout.overrides.begin(), layout.overrides.end());
+    if (stages > 0) overrides.push_back(stage_backends_override(args.stage_backends));
     const qj::Config config = qj::parse_config(base_config(args.data, args.steps, args.device, args.precision), overrides, layout.name);
     const std::string dump = args.data + "/dump";
     // The single-process run. A mixture of experts computes its load-balancing
@@ -364,6 +390,12 @@ int main(int argc, char** argv) {
       else if (flag == "--steps") args.steps = std::stoi(value);
       else if (flag == "--device") args.device = value;
       else if (flag == "--precision") args.precision = value;
+      else if (flag == "--stage-backends") {
+        for (size_t begin = 0, end; begin <= value.size(); begin = end + 1) {
+          end = std::min(value.find(',', begin), value.size());
+          args.stage_backends.push_back(value.substr(begin, end - begin));
+        }
+      }
       else throw qj::Error("qj-equivalence: unknown flag " + flag);
     }
     if (args.data.empty()) throw qj::Error("qj-equivalence: --data DIR is required");
