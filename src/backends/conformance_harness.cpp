@@ -169,6 +169,17 @@ void Report::record_missing(const std::string& op) {
   rows.push_back(std::move(row));
 }
 
+// "" when every non-finite output element matches the reference's, else
+// where the first one that does not is: a NaN a backend wrote is named, not
+// only counted as an infinite error.
+static std::string non_finite_message(const std::vector<float>& got, const std::vector<float>& ref) {
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!std::isfinite(got[i]) && std::isfinite(ref[i]))
+      return "element " + std::to_string(i) + " is " + (std::isnan(got[i]) ? "NaN" : "Inf") +
+             " (the reference's is " + std::to_string(ref[i]) + ")";
+  return "";
+}
+
 void Report::compare(const std::string& op, const std::string& shape, const Tolerance& tolerance,
                      const Outputs& expected, const Outputs& got) {
   for (size_t i = 0; i < expected.size(); ++i) {
@@ -182,6 +193,7 @@ void Report::compare(const std::string& op, const std::string& shape, const Tole
       row.message = "output dtypes differ";
     } else {
       row.error = max_relative_error(got[i].values, want.values);
+      row.message = non_finite_message(got[i].values, want.values);
     }
     row.passed = row.error <= row.tolerance;
     rows.push_back(std::move(row));

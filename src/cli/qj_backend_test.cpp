@@ -2,11 +2,14 @@
 // inputs and prints op | output | shape | max rel err | tolerance | pass.
 // With --plugin PATH the backend is a device plugin, and the ABI checks
 // (versions, struct sizes, zero-size and odd-size copies, stream ordering,
-// error statuses) and its op coverage come first. --json FILE writes the same
-// results as JSON. With --collective-plugin PATH (under mpirun, any number of
-// ranks) it checks a collective plugin instead: every collective x dtype x
-// reduction against the MPI communicator (src/comm/plugin/ccl_conformance.h),
-// printed as pass / fail / unsupported with the route (native or emulated).
+// error statuses) and its op coverage come first, and a short end-to-end run
+// comes last (a 2-layer GPT trains 4 steps on the plugin and on the cpu
+// backend: every step's loss within 1e-4 relative; train/backend_training_check.h).
+// --json FILE writes the same results as JSON. With --collective-plugin PATH
+// (under mpirun, any number of ranks) it checks a collective plugin instead:
+// every collective x dtype x reduction against the MPI communicator
+// (src/comm/plugin/ccl_conformance.h), printed as pass / fail / unsupported
+// with the route (native or emulated).
 // Exit status: 0 all passed, 1 some failed, 2 bad command line or a plugin
 // that does not load, 77 skipped (no device for the backend: the ctest
 // convention for a skipped test).
@@ -30,6 +33,7 @@
 #include "core/command_line.h"
 #include "qianjun/backend.h"
 #include "qianjun/error.h"
+#include "train/backend_training_check.h"
 #ifdef QJ_HAVE_CUDA
 #include "backends/cuda/cuda_backend.h"
 #include "kernels/cuda/attention/dispatch.h"
@@ -145,6 +149,24 @@ int collective_checks(int argc, char** argv, const Options& options) {
   });
 }
 
+// The end-to-end row: the losses of a short training run against the cpu's.
+qj::conformance::Row training_row(const std::string& backend, nlohmann::json& report) {
+  const qj::TrainingCheck check = qj::run_training_check(backend);
+  qj::conformance::Row row{"end-to-end training", "loss",
+                           "gpt2 2 layers, " + std::to_string(check.steps) + " steps",
+                           check.message.empty() ? check.max_rel_error : INFINITY,
+                           check.tolerance, check.passed, check.message};
+  auto losses = [](const std::vector<float>& v) {
+    nlohmann::json out = nlohmann::json::array();
+    for (float x : v) out.push_back(std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr));
+    return out;
+  };
+  report["training"] = {{"steps", check.steps}, {"cpu_losses", losses(check.reference_losses)},
+                        {"losses", losses(check.tested_losses)}, {"tolerance", check.tolerance},
+                        {"passed", check.passed}, {"message", check.message}};
+  return row;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -186,7 +208,10 @@ int main(int argc, char** argv) {
     nlohmann::json report = {{"backend", tested.name()}, {"reference", reference.name()}};
     bool passed = true;
     if (!options.plugin.empty()) passed = plugin_checks(tested, report);
-    const auto rows = qj::conformance::run_all(reference, tested, options.filter);
+    auto rows = qj::conformance::run_all(reference, tested, options.filter);
+    // A plugin, tested whole (no --filter): does it train?
+    if (!options.plugin.empty() && options.filter.empty())
+      rows.push_back(training_row(tested.name(), report));
     qj::conformance::print_table(rows, stdout);
     report["ops"] = nlohmann::json::array();
     for (const auto& row : rows) {

@@ -60,7 +60,15 @@ class StagedCommunicator final : public Communicator {
   int size() const override { return inner_->size(); }
   const std::string& name() const override { return inner_->name(); }
 
-  void all_reduce(const Tensor& x, ReduceOp op) override { all_reduce_async(x, op).wait(); }
+  // The blocking calls stay blocking on the inner communicator: MPI matches a
+  // blocking collective only with a blocking one, and with mixed backends
+  // (parallel.stage_backends) the other end may be a host rank calling it directly.
+  void all_reduce(const Tensor& x, ReduceOp op) override {
+    if (on_host(x)) return inner_->all_reduce(x, op);
+    auto h = upload(x);
+    inner_->all_reduce(h->tensor, op);
+    download(*h, x);
+  }
   CommHandle all_reduce_async(const Tensor& x, ReduceOp op) override {
     if (on_host(x)) return inner_->all_reduce_async(x, op);
     auto h = upload(x);
@@ -69,7 +77,11 @@ class StagedCommunicator final : public Communicator {
   }
 
   void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) override {
-    reduce_scatter_async(in, out, op).wait();
+    if (on_host(in) && on_host(out)) return inner_->reduce_scatter(in, out, op);
+    auto hin = upload(in);
+    HostCopy hout(out);
+    inner_->reduce_scatter(hin->tensor, hout.tensor, op);
+    download(hout, out);
   }
   CommHandle reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) override {
     if (on_host(in) && on_host(out)) return inner_->reduce_scatter_async(in, out, op);
@@ -86,7 +98,13 @@ class StagedCommunicator final : public Communicator {
     return staged(std::move(inner), {hin, hout}, out);
   }
 
-  void all_gather(const Tensor& in, const Tensor& out) override { all_gather_async(in, out).wait(); }
+  void all_gather(const Tensor& in, const Tensor& out) override {
+    if (on_host(in) && on_host(out)) return inner_->all_gather(in, out);
+    auto hin = upload(in);
+    HostCopy hout(out);
+    inner_->all_gather(hin->tensor, hout.tensor);
+    download(hout, out);
+  }
   CommHandle all_gather_async(const Tensor& in, const Tensor& out) override {
     if (on_host(in) && on_host(out)) return inner_->all_gather_async(in, out);
     const char* in_bytes = static_cast<const char*>(in.data);

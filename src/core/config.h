@@ -91,6 +91,9 @@ struct ParallelConfig {
   // Deadline of every collective and send/receive; past it the watchdog ends the
   // run naming the ranks behind (src/comm/watchdog/).
   double timeout_s = 600;
+  // One backend.device value per pipeline stage ("cpu", "cuda", "plugin:PATH"):
+  // mixed backends in one job. Empty: backend.device on every stage.
+  std::vector<std::string> stage_backends;
   bool operator==(const ParallelConfig&) const = default;
 };
 

@@ -35,7 +35,8 @@ const SectionSchema<ParallelConfig>& parallel_section() {
       {{"tp", &P::tp}, {"pp", &P::pp}, {"dp", &P::dp},
        {"sequence_parallel", &P::sequence_parallel}, {"ep", &P::ep}, {"schedule", &P::schedule},
        {"virtual_stages", &P::virtual_stages}, {"bucket_mb", &P::bucket_mb},
-       {"overlap_grad_reduce", &P::overlap_grad_reduce}, {"timeout_s", &P::timeout_s}}};
+       {"overlap_grad_reduce", &P::overlap_grad_reduce}, {"timeout_s", &P::timeout_s},
+       {"stage_backends", &P::stage_backends}}};
   return schema;
 }
 
@@ -153,6 +154,13 @@ void read_value(const json& value, std::string& out, const std::string& field) {
 void read_value(const json& value, uint64_t& out, const std::string& field) {
   if (!value.is_number_unsigned()) wrong_type(value, field, "a non-negative integer");
   out = value.get<uint64_t>();
+}
+
+void read_value(const json& value, std::vector<std::string>& out, const std::string& field) {
+  if (!value.is_array()) wrong_type(value, field, "a list of strings");
+  out.clear();
+  for (size_t i = 0; i < value.size(); ++i)
+    read_value(value[i], out.emplace_back(), field + "[" + std::to_string(i) + "]");
 }
 
 void check_value_type(const std::string& section, const std::string& key, const json& value) {

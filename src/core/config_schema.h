@@ -21,7 +21,7 @@ using Member =
                  uint64_t Section::*, Preset Section::*, Norm Section::*, Activation Section::*,
                  Position Section::*, Recompute Section::*, PipeSchedule Section::*,
                  Precision Section::*, Optimizer Section::*, Encryption Section::*,
-                 MoeRouter Section::*>;
+                 MoeRouter Section::*, std::vector<std::string> Section::*>;
 
 template <class Section>
 struct Field {
@@ -69,6 +69,7 @@ void read_value(const nlohmann::json& value, double& out, const std::string& fie
 void read_value(const nlohmann::json& value, bool& out, const std::string& field);
 void read_value(const nlohmann::json& value, std::string& out, const std::string& field);
 void read_value(const nlohmann::json& value, uint64_t& out, const std::string& field);
+void read_value(const nlohmann::json& value, std::vector<std::string>& out, const std::string& field);
 // A choice is a string from the enum's table; any other name gets "did you mean".
 template <ConfigEnum E>
 void read_value(const nlohmann::json& value, E& out, const std::string& field) {

@@ -141,9 +141,27 @@ void validate_moe(const ModelConfig& m) {
               show("model.moe_ffn_hidden", r.moe_ffn_hidden) + " exceeds 2^31 - 1");
 }
 
+// One backend per pipeline stage, each a name the registry may know (whether
+// a plugin loads, or cuda is built in, is found when the stage's ranks start).
+void validate_stage_backends(const ParallelConfig& p) {
+  if (p.stage_backends.empty()) return;
+  require(int(p.stage_backends.size()) == p.pp,
+          "parallel.stage_backends lists " + std::to_string(p.stage_backends.size()) +
+              " backends, but " + show("parallel.pp", p.pp) + ": give one per pipeline stage");
+  for (size_t i = 0; i < p.stage_backends.size(); ++i) {
+    const std::string& name = p.stage_backends[i];
+    const std::string field = "parallel.stage_backends[" + std::to_string(i) + "]";
+    const bool plugin = name.starts_with("plugin:") && name.size() > 7;
+    require(name == "cpu" || name == "cuda" || plugin,
+            show(field, name) + " (pipeline stage " + std::to_string(i) +
+                ") is not a backend: cpu, cuda or plugin:PATH");
+  }
+}
+
 void validate_parallel(const ParallelConfig& p, const ModelConfig& m) {
   at_least("parallel.tp", p.tp, 1);
   at_least("parallel.pp", p.pp, 1);
+  validate_stage_backends(p);
   at_least("parallel.dp", p.dp, 0);
   at_least("parallel.virtual_stages", p.virtual_stages, 1);
   at_least("parallel.ep", p.ep, 1);

@@ -29,16 +29,20 @@
 #include "train/memory_check.h"
 #include "train/preemption.h"
 #include "train/run_plan.h"
+#include "train/stage_backends.h"
 
 namespace qj {
 
-static const Backend& backend_for(const Config& config) {
+// backend.device, or this rank's stage's entry of parallel.stage_backends.
+static const Backend& backend_for(const Config& config, Communicator* world) {
   if (config.backend.threads > 0) set_host_threads(config.backend.threads);
-  try {
-    return get_backend(config.backend.device);
-  } catch (const Error& e) {
-    throw Error("backend.device='" + config.backend.device + "': " + e.what());
-  }
+  const Backend* backend = nullptr;
+  agree_on_stage_check(config, world, [&] {
+    backend = &backend_of_rank(config, world ? world->size() : 1, world ? world->rank() : 0);
+    // Every op the model needs, on this backend, before anything is allocated.
+    check_backend_coverage(*backend, config);
+  });
+  return *backend;
 }
 
 // A planned buffer that no code bound is memory nothing uses: its planner
@@ -100,14 +104,12 @@ static void sum_over(Communicator& group, std::array<float, N>& values) {
 }
 
 Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicator* world)
-    : config_(config), options_(options), backend_(backend_for(config)) {
+    : config_(config), options_(options), backend_(backend_for(config, world)) {
   if (!world) own_world_ = make_single_rank_communicator("world");
   world_ = world ? world : own_world_.get();
   const TrainConfig& train = config.train;
   const MeshShape shape = resolve_mesh(config.parallel, world_->size());
   const int rank = world_->rank();
-  // Every op the model needs, on this backend, before anything is allocated.
-  check_backend_coverage(backend_, config);
   check_run_files(config, options, rank);
   stage_ = plan_stage(config, shape, rank % shape.tp, rank / shape.tp % shape.dp,
                       rank / (shape.tp * shape.dp), plan_);
@@ -149,7 +151,8 @@ Trainer::Trainer(const Config& config, const TrainerOptions& options, Communicat
   // The mesh's world: MPI (a device backend's tensors staged through host
   // memory) or a collective plugin (backend.collectives).
   staged_world_ = make_world_communicator(config, *world_, backend_);
-  check_plan_fits(plan_, backend_, rank, launcher_local_size());
+  agree_on_stage_check(config, world_,
+                       [&] { check_plan_fits(plan_, backend_, rank, launcher_local_size()); });
   mesh_ = std::make_unique<Mesh>(staged_world_ ? *staged_world_ : *world_, shape);
   arenas_ = std::make_unique<Arenas>(plan_, backend_);
   std::vector<ParamRef> params;
@@ -420,12 +423,16 @@ void Trainer::begin_run() {
   const TrainConfig& train = config_.train;
   const bool leader = world_->rank() == 0;
   const MeshShape& m = stage_.mesh;
+  // Mixed backends: every stage's coverage, gathered from its first rank.
+  const std::string stage_coverage =
+      mixed_backends(config_) ? stage_coverage_reports(*world_, m, backend_, config_.model) : "";
   if (leader) {
     QJ_INFO("model: %s preset, %d layers, hidden %d, %d heads (%d kv), %.2fM parameters",
             to_string(config_.model.preset).c_str(), config_.model.layers, config_.model.hidden,
             config_.model.heads, config_.model.kv_heads,
             double(config_.model.parameter_count()) / 1e6);
-    QJ_INFO("%s", coverage_report(backend_, config_.model).c_str());
+    QJ_INFO("%s", mixed_backends(config_) ? stage_coverage.c_str()
+                                          : coverage_report(backend_, config_.model).c_str());
     if (const std::string ccl = collectives_report(config_); !ccl.empty()) QJ_INFO("%s", ccl.c_str());
     QJ_INFO("mesh: tp=%d pp=%d dp=%d (%d ranks), schedule %s, %d micro-batches per rank and step",
             m.tp, m.pp, m.dp, m.world(), to_string(stage_.schedule).c_str(),
@@ -440,7 +447,8 @@ void Trainer::begin_run() {
     else if (start_step_ > 0)
       QJ_INFO("continuing at step %d of %d", start_step_ + 1, train.steps);
   }
-  job_peak_flops_ = backend_.peak_flops() * m.world();
+  job_peak_flops_ = mixed_backends(config_) ? job_peak_flops(*world_, backend_)
+                                            : backend_.peak_flops() * m.world();
   if (leader)
     metrics_ = std::make_unique<Metrics>(train.steps, job_peak_flops_, options_.metrics_jsonl,
                                          train.log_every, /*append_jsonl=*/start_step_ > 0);

@@ -2,8 +2,10 @@
 end: `cmake --install` puts the plugin headers and their CMake package in a
 temporary prefix; the example is configured and built against that prefix
 only; qj-backend-test passes every mandatory op (the mixture-of-experts ops
-are reported missing, not failed); and a small GPT trains on it with the cpu
-backend's losses (1e-4 relative)."""
+are reported missing, not failed); a small GPT trains on it with the cpu
+backend's losses (1e-4 relative); and under mpirun a pp=2 run with one stage
+on the cpu backend and the other on simdev (both ways round: mixed backends,
+parallel.stage_backends) trains with the same losses."""
 import json
 import os
 import shutil
@@ -99,24 +101,28 @@ class Training(unittest.TestCase):
              "--set", "train.global_batch=4", "--set", "train.micro_batch=2",
              "--set", "train.eval_every=0", "--set", "train.warmup_steps=1"]
 
-    def train(self, device, name, ranks=0, extra=()):
+    def train(self, device, name, ranks=0, extra=(), stages=None):
         corpus = os.path.join(_tmp, "corpus")
         if not os.path.isdir(corpus):
             made = run([tool("qj-make-corpus"), "--output", corpus, "--vocab", "512",
                         "--train-tokens", "20000", "--valid-tokens", "2000"], timeout=120)
             self.assertEqual(made.returncode, 0, made.stdout + made.stderr)
         metrics = os.path.join(_tmp, name + ".jsonl")
-        launcher = []
+        command = [tool("qj-train"), "--config", os.path.join(SOURCE_DIR, "configs", "synthetic.json"),
+                   "--set", "backend.device=" + device,
+                   "--set", "data.train=" + os.path.join(corpus, "train"),
+                   "--set", "data.valid=" + os.path.join(corpus, "valid"),
+                   "--metrics-jsonl", metrics] + self.SMALL + list(extra)
+        env = ENV
+        if stages:  # one rank per pipeline stage, each on its own backend
+            ranks = len(stages)
+            command += ["--set", "parallel.pp=%d" % len(stages),
+                        "--set", "parallel.stage_backends=" + json.dumps(stages)]
         if ranks:
-            launcher = [shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np",
-                        str(ranks)]
-        env = dict(ENV, OMPI_MCA_mpi_yield_when_idle="1", OMP_NUM_THREADS="1") if ranks else ENV
-        result = run(launcher + [tool("qj-train"), "--config", os.path.join(SOURCE_DIR, "configs", "synthetic.json"),
-                                 "--set", "backend.device=" + device,
-                                 "--set", "data.train=" + os.path.join(corpus, "train"),
-                                 "--set", "data.valid=" + os.path.join(corpus, "valid"),
-                                 "--metrics-jsonl", metrics] + self.SMALL + list(extra),
-                     env=env, timeout=600)
+            command = [shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np",
+                       str(ranks)] + command
+            env = dict(ENV, OMPI_MCA_mpi_yield_when_idle="1", OMP_NUM_THREADS="1")
+        result = run(command, env=env, timeout=600)
         self.assertEqual(result.returncode, 0, result.stdout[-3000:] + result.stderr)
         with open(metrics) as f:
             rows = [json.loads(line) for line in f if line.strip()]
@@ -141,6 +147,38 @@ class Training(unittest.TestCase):
                             ["--set", "parallel.tp=2", "--set", "backend.collectives=plugin:" + simccl])
         self.assertEqual(len(want), 3)
         self.assertEqual(got, want)
+
+    @unittest.skipIf(shutil.which("mpirun") is None, "mpirun is not on PATH")
+    def test_pp2_with_one_stage_on_cpu_and_one_on_simdev_trains_with_the_cpu_losses(self):
+        _, want = self.train("cpu", "cpu")
+        for stages in (["cpu", "plugin:" + _simdev], ["plugin:" + _simdev, "cpu"]):
+            with self.subTest(stages=stages):
+                result, got = self.train("cpu", "mixed", stages=stages)
+                self.assertEqual(len(got), 3)
+                for step, (g, w) in enumerate(zip(got, want)):
+                    self.assertLessEqual(abs(g - w), 1e-4 * abs(w),
+                                         "step %d: %r vs %r" % (step + 1, got, want))
+                simdev_stage = stages.index("plugin:" + _simdev)
+                self.assertIn("pipeline stage %d (rank %d): backend plugin:%s: 26 ops native"
+                              % (simdev_stage, simdev_stage, _simdev), result.stdout + result.stderr)
+
+    @unittest.skipIf(shutil.which("mpirun") is None, "mpirun is not on PATH")
+    def test_pp2_with_cpu_and_simdev_stages_has_the_single_process_parameters(self):
+        # The equivalence matrix's pp=2 1F1B layout: losses and every final
+        # parameter against one cpu process (1e-5). The two stages' copies of the
+        # tied embedding are updated by two AdamW kernels: equal to rounding
+        # (measured 1e-7), not bit for bit.
+        env = dict(ENV, OMPI_MCA_mpi_yield_when_idle="1", OMP_NUM_THREADS="1")
+        for order in ("cpu,plugin:" + _simdev, "plugin:" + _simdev + ",cpu"):
+            with self.subTest(order=order):
+                result = run([shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe",
+                              "-np", "2", tool("qj-equivalence"), "--data",
+                              os.path.join(_tmp, "equivalence"), "--only", "pp2 1f1b",
+                              "--param-tolerance", "1e-5", "--tied-tolerance", "1e-5",
+                              "--stage-backends", order], env=env, timeout=600)
+                self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+                self.assertIn("ok    pp2 1f1b mb1 (8 micro)", result.stdout)
+                self.assertIn("1 layouts, 0 differ", result.stdout)
 
 
 if __name__ == "__main__":

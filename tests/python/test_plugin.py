@@ -181,6 +181,13 @@ class BackendTestPlugin(unittest.TestCase):
         self.assertEqual(len(data["coverage"]), 31)  # 26 ops of minor 0, 5 moe ops of minor 1
         self.assertGreater(len(data["ops"]), 100)
         self.assertTrue(all(row["passed"] for row in data["ops"]))
+        # The end-to-end row: a 2-layer GPT trains on the plugin with the cpu's losses.
+        self.assertIn("end-to-end training", result.stdout)
+        training = data["training"]
+        self.assertTrue(training["passed"], training)
+        self.assertEqual(len(training["losses"]), training["steps"])
+        self.assertEqual(training["losses"], training["cpu_losses"])  # the same kernels
+        self.assertEqual(data["ops"][-1]["op"], "end-to-end training")
 
     def test_backend_test_plugin_fails_when_an_op_fails(self):
         report = os.path.join(_tmp, "partial.json")
@@ -197,6 +204,41 @@ class BackendTestPlugin(unittest.TestCase):
         fill_rows = [row for row in data["ops"] if row["op"] == "fill"]
         self.assertTrue(fill_rows and not any(row["passed"] for row in fill_rows))
         self.assertTrue(any("simulated device fault" in row["message"] for row in fill_rows))
+
+    def faulty(self, fault, op, *flags):
+        """qj-backend-test on libqj_test_faulty.so with QJ_TEST_FAULT=fault:op."""
+        report = os.path.join(_tmp, "faulty_%s.json" % fault)
+        result = subprocess.run([tool("qj-backend-test"), "--plugin", test_plugin_path("faulty"),
+                                 "--json", report] + list(flags), capture_output=True, text=True,
+                                env=dict(ENV, QJ_TEST_FAULT=fault + ":" + op), timeout=600)
+        self.assertEqual(result.returncode, 1, result.stdout[-3000:] + result.stderr)
+        with open(report) as f:
+            data = json.load(f)
+        self.assertFalse(data["passed"])
+        return result, data
+
+    def test_backend_test_names_the_op_that_writes_a_nan(self):
+        result, data = self.faulty("nan", "gelu_forward", "--filter", "gelu")
+        bad = [row for row in data["ops"] if not row["passed"]]
+        self.assertTrue(bad)
+        self.assertEqual({row["op"] for row in bad}, {"gelu_forward"})
+        self.assertTrue(all("is NaN" in row["message"] for row in bad), bad)
+        self.assertIn("gelu_forward", result.stdout)
+        self.assertTrue(any(row["passed"] for row in data["ops"] if row["op"] == "gelu_backward"))
+
+    def test_backend_test_names_the_op_that_returns_an_error_status(self):
+        _, data = self.faulty("error", "gelu_forward", "--filter", "gelu")
+        bad = [row for row in data["ops"] if not row["passed"]]
+        self.assertEqual({row["op"] for row in bad}, {"gelu_forward"})
+        self.assertTrue(all("gelu_forward failed with QJ_ERR_DEVICE" in row["message"] and
+                            "simulated fault in gelu_forward" in row["message"] for row in bad), bad)
+
+    def test_the_end_to_end_row_fails_when_an_op_writes_a_nan(self):
+        # Only the training row and gelu_forward's rows fail.
+        _, data = self.faulty("nan", "gelu_forward")
+        failed = {row["op"] for row in data["ops"] if not row["passed"] and not row["missing"]}
+        self.assertEqual(failed, {"gelu_forward", "end-to-end training"})
+        self.assertFalse(data["training"]["passed"])
 
 
 if __name__ == "__main__":

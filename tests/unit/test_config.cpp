@@ -486,3 +486,23 @@ TEST_CASE("backend.strict defaults to false, takes a boolean and round-trips") {
   CHECK_THROWS_WITH(qj::parse_config(R"({"backend": {"strct": true}})"),
                     Contains("did you mean 'backend.strict'?"));
 }
+
+TEST_CASE("parallel.stage_backends holds one backend per pipeline stage") {
+  CHECK(qj::parse_config("{}").parallel.stage_backends.empty());
+  const qj::Config mixed = qj::parse_config(
+      R"({"parallel": {"pp": 2, "stage_backends": ["cpu", "plugin:/x/libv.so"]}})");
+  CHECK(mixed.parallel.stage_backends == std::vector<std::string>{"cpu", "plugin:/x/libv.so"});
+  const qj::Config set = qj::parse_config(
+      "{}", {"parallel.pp=2", R"(parallel.stage_backends=["plugin:v", "cuda"])"});
+  CHECK(set.parallel.stage_backends == std::vector<std::string>{"plugin:v", "cuda"});
+  CHECK_THROWS_WITH(qj::parse_config(R"({"parallel": {"pp": 2, "stage_backends": ["cpu"]}})"),
+                    Contains("parallel.stage_backends lists 1 backends") &&
+                        Contains("parallel.pp=2"));
+  CHECK_THROWS_WITH(
+      qj::parse_config(R"({"parallel": {"pp": 2, "stage_backends": ["cpu", "plugin:"]}})"),
+      Contains("parallel.stage_backends[1]='plugin:' (pipeline stage 1) is not a backend"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"parallel": {"stage_backends": "cpu"}})"),
+                    Contains("parallel.stage_backends must be a list of strings"));
+  CHECK_THROWS_WITH(qj::parse_config(R"({"parallel": {"stage_backends": ["cpu", 3]}})"),
+                    Contains("parallel.stage_backends[1] must be a string"));
+}
