@@ -434,9 +434,9 @@ void Trainer::begin_run() {
     QJ_INFO("%s", mixed_backends(config_) ? stage_coverage.c_str()
                                           : coverage_report(backend_, config_.model).c_str());
     if (const std::string ccl = collectives_report(config_); !ccl.empty()) QJ_INFO("%s", ccl.c_str());
-    QJ_INFO("mesh: tp=%d pp=%d dp=%d (%d ranks), schedule %s, %d micro-batches per rank and step",
-            m.tp, m.pp, m.dp, m.world(), to_string(stage_.schedule).c_str(),
-            stage_.micro_batches);
+    QJ_INFO("mesh: tp=%d pp=%d dp=%d%s (%d ranks), schedule %s, %d micro-batches per rank and step",
+            m.tp, m.pp, m.dp, m.ep > 1 ? (" ep=" + std::to_string(m.ep)).c_str() : "", m.world(),
+            to_string(stage_.schedule).c_str(), stage_.micro_batches);
     QJ_INFO("memory plan of rank 0 (%s backend):\n%s", backend_.name().c_str(),
             plan_.report().c_str());
     QJ_INFO("training %d steps: %d sequences of %d tokens per step, micro-batches of %d",
