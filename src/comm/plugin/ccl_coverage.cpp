@@ -2,13 +2,14 @@
 
 #include <cstdio>
 
+#include "backends/plugin/op_list.h"
 #include "qianjun/error.h"
 
 namespace qj::ccl {
 namespace {
 
 bool supported(const LoadedCcl& p, int32_t collective, DType dtype, int32_t op) {
-  return p.table.ccl_supported(collective, qj_dtype(dtype), op) != 0;
+  return p.table.ccl_supported(collective, plugin::to_c(dtype), op) != 0;
 }
 
 bool moves_only(int32_t collective) {
@@ -41,16 +42,6 @@ const char* collective_name(int32_t collective) {
   static const char* const kNames[QJ_CCL_COLLECTIVE_COUNT] = {
       "all_reduce", "reduce_scatter", "all_gather", "broadcast", "send", "recv"};
   return collective >= 0 && collective < QJ_CCL_COLLECTIVE_COUNT ? kNames[collective] : "?";
-}
-
-int32_t qj_dtype(DType dtype) {
-  switch (dtype) {
-    case DType::F32: return QJ_DTYPE_F32;
-    case DType::BF16: return QJ_DTYPE_BF16;
-    case DType::I32: return QJ_DTYPE_I32;
-    case DType::U16: return QJ_DTYPE_U16;
-  }
-  return QJ_DTYPE_NONE;
 }
 
 int32_t qj_op(ReduceOp op) { return op == ReduceOp::Sum ? QJ_CCL_OP_SUM : QJ_CCL_OP_MAX; }

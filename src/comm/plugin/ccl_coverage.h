@@ -32,7 +32,6 @@ struct Plan {
 };
 
 const char* collective_name(int32_t collective);  // QJ_CCL_* -> "all_reduce"
-int32_t qj_dtype(DType dtype);                     // DType -> QJ_DTYPE_*
 int32_t qj_op(ReduceOp op);                        // ReduceOp -> QJ_CCL_OP_*
 
 // How this host runs `collective` on `dtype` with `op` (QJ_CCL_OP_NONE for a

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <vector>
 
+#include "backends/plugin/op_list.h"
 #include "comm/comm_checks.h"
 #include "comm/plugin/ccl_coverage.h"
 #include "comm/plugin/ccl_emulation.h"
@@ -141,7 +142,7 @@ class PluginCommunicator final : public Communicator {
     start(op, {&x});
     check_rank_arg(*this, op, "root", root);
     const Plan plan = planned(op, QJ_CCL_BROADCAST, x.dtype, QJ_CCL_OP_NONE);
-    call(op, t_.broadcast(comm_, x.data, x.data, uint64_t(x.numel()), qj_dtype(plan.moved_as),
+    call(op, t_.broadcast(comm_, x.data, x.data, uint64_t(x.numel()), plugin::to_c(plan.moved_as),
                           root, nullptr));
   }
 
@@ -170,10 +171,10 @@ class PluginCommunicator final : public Communicator {
       }
       if (send_counts[q] > 0)
         queue_->ops.push_back({true, rows_at(in, send_offsets[q]), uint64_t(send_counts[q] * row),
-                               qj_dtype(send_plan.moved_as), p});
+                               plugin::to_c(send_plan.moved_as), p});
       if (recv_counts[q] > 0)
         queue_->ops.push_back({false, rows_at(out, recv_offsets[q]),
-                               uint64_t(recv_counts[q] * row), qj_dtype(recv_plan.moved_as), p});
+                               uint64_t(recv_counts[q] * row), plugin::to_c(recv_plan.moved_as), p});
     }
     queue_->run();
   }
@@ -239,11 +240,11 @@ class PluginCommunicator final : public Communicator {
     const Plan plan = planned(op, QJ_CCL_ALL_REDUCE, x.dtype, qj_op(reduce));
     const uint64_t n = uint64_t(x.numel());
     if (plan.route == Route::Native)
-      return call(op, t_.all_reduce(comm_, x.data, x.data, n, qj_dtype(x.dtype), qj_op(reduce),
+      return call(op, t_.all_reduce(comm_, x.data, x.data, n, plugin::to_c(x.dtype), qj_op(reduce),
                                     nullptr));
     std::vector<char> gathered(x.nbytes() * size_t(size()));
     const Plan gather = planned(op, QJ_CCL_ALL_GATHER, x.dtype, QJ_CCL_OP_NONE);
-    call(op, t_.all_gather(comm_, x.data, gathered.data(), n, qj_dtype(gather.moved_as), nullptr));
+    call(op, t_.all_gather(comm_, x.data, gathered.data(), n, plugin::to_c(gather.moved_as), nullptr));
     reduce_gathered(gathered.data(), size(), x, reduce);
   }
 
@@ -260,7 +261,7 @@ class PluginCommunicator final : public Communicator {
       void* result = out.data;
       if (in_place) staging.resize(out.nbytes()), result = staging.data();
       call(op, t_.reduce_scatter(comm_, in.data, result, uint64_t(out.numel()),
-                                 qj_dtype(in.dtype), qj_op(reduce), nullptr));
+                                 plugin::to_c(in.dtype), qj_op(reduce), nullptr));
     } else {
       staging.assign(static_cast<const char*>(in.data), static_cast<const char*>(in.data) + in.nbytes());
       Tensor copy = in;
@@ -279,7 +280,7 @@ class PluginCommunicator final : public Communicator {
     all_gather_in_place(*this, op, in, out);  // refuses other overlaps
     const Plan plan = planned(op, QJ_CCL_ALL_GATHER, in.dtype, QJ_CCL_OP_NONE);
     call(op, t_.all_gather(comm_, in.data, out.data, uint64_t(in.numel()),
-                           qj_dtype(plan.moved_as), nullptr));
+                           plugin::to_c(plan.moved_as), nullptr));
   }
 
   // Queued behind the earlier transfers, not after running them: a send_async
@@ -294,7 +295,7 @@ class PluginCommunicator final : public Communicator {
                   " is this rank; the collective plugin has no send to self");
     const Plan plan = planned(op, collective, x.dtype, QJ_CCL_OP_NONE);
     queue_->ops.push_back({collective == QJ_CCL_SEND, x.data, uint64_t(x.numel()),
-                           qj_dtype(plan.moved_as), peer});
+                           plugin::to_c(plan.moved_as), peer});
     return CommHandle(std::make_unique<QueuedP2p>(queue_, ++queue_->queued));
   }
 
