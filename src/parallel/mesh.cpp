@@ -18,7 +18,7 @@ MeshShape resolve_mesh(const ParallelConfig& parallel, int world_size) {
     throw Error(layout + " x parallel.dp=" + std::to_string(dp) + " needs " +
                 std::to_string(tp * pp * dp) + " ranks, but the world has " +
                 std::to_string(world_size) + " (mpirun -np; or set parallel.dp=0 to derive it)");
-  if (dp % parallel.ep != 0)
+  if (parallel.ep < 1 || dp % parallel.ep != 0)
     throw Error("parallel.ep=" + std::to_string(parallel.ep) + " does not divide the " +
                 std::to_string(dp) + " data-parallel ranks (" + layout + " on " +
                 std::to_string(world_size) + " ranks): expert-parallel groups are carved out of them");
