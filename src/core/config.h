@@ -84,6 +84,9 @@ struct ParallelConfig {
   // Expert parallelism: the routed experts split over ep ranks carved out of
   // the data-parallel ranks (Megatron's layout); tokens travel by all-to-all.
   int ep = 1;
+  // Expert tensor parallelism: 1 keeps every routed expert whole on each tp
+  // rank; equal to tp splits each expert's MLP over the tp ranks like the dense one.
+  int expert_tp = 1;
   PipeSchedule schedule = PipeSchedule::OneFOneB;
   int virtual_stages = 1;
   double bucket_mb = 25;            // data-parallel gradient buckets

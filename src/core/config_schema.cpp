@@ -33,7 +33,8 @@ const SectionSchema<ParallelConfig>& parallel_section() {
   static const SectionSchema<P> schema{
       "parallel", &Config::parallel,
       {{"tp", &P::tp}, {"pp", &P::pp}, {"dp", &P::dp},
-       {"sequence_parallel", &P::sequence_parallel}, {"ep", &P::ep}, {"schedule", &P::schedule},
+       {"sequence_parallel", &P::sequence_parallel}, {"ep", &P::ep},
+       {"expert_tp", &P::expert_tp}, {"schedule", &P::schedule},
        {"virtual_stages", &P::virtual_stages}, {"bucket_mb", &P::bucket_mb},
        {"overlap_grad_reduce", &P::overlap_grad_reduce}, {"timeout_s", &P::timeout_s},
        {"stage_backends", &P::stage_backends}}};

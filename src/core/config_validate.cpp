@@ -165,6 +165,9 @@ void validate_parallel(const ParallelConfig& p, const ModelConfig& m) {
   at_least("parallel.dp", p.dp, 0);
   at_least("parallel.virtual_stages", p.virtual_stages, 1);
   at_least("parallel.ep", p.ep, 1);
+  require(p.expert_tp == 1 || p.expert_tp == p.tp,
+          show("parallel.expert_tp", p.expert_tp) + " must be 1 (experts whole on every tp rank) "
+              "or equal to " + show("parallel.tp", p.tp));
   positive("parallel.bucket_mb", p.bucket_mb);
   require(p.virtual_stages == 1 || p.schedule == PipeSchedule::Interleaved,
           show("parallel.virtual_stages", p.virtual_stages) + " needs " +
@@ -183,8 +186,17 @@ void validate_parallel(const ParallelConfig& p, const ModelConfig& m) {
   divides("parallel.tp", p.tp, "model.heads", r.heads);
   divides("parallel.tp", p.tp, "model.kv_heads", r.kv_heads);
   divides("parallel.tp", p.tp, "model.ffn_hidden", r.ffn_hidden);
-  // Routed experts are whole on every tp rank (expert_tp 1); the shared experts
-  // are a dense MLP, split like one.
+  // Routed experts are whole on every tp rank unless expert_tp splits them; the
+  // shared experts are a dense MLP, split like one.
+  if (p.expert_tp > 1) {
+    require(r.is_moe(), show("parallel.expert_tp", p.expert_tp) +
+                            " splits the routed experts, but model.moe_experts=0 makes a dense "
+                            "model: set model.moe_experts, or parallel.expert_tp=1");
+    require(r.moe_ffn_hidden % p.tp == 0,
+            show("parallel.expert_tp", p.expert_tp) + " splits each expert over " +
+                show("parallel.tp", p.tp) + ", which does not divide " +
+                show("model.moe_ffn_hidden", r.moe_ffn_hidden));
+  }
   if (r.is_moe() && r.moe_shared_experts > 0)
     divides("parallel.tp", p.tp, "model.moe_shared_experts x model.moe_ffn_hidden",
             r.moe_shared_experts * r.moe_ffn_hidden);

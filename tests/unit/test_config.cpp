@@ -474,6 +474,27 @@ TEST_CASE("parallel.ep splits the experts of a MoE model out of dp, and says whe
   CHECK_THROWS_WITH(qj::resolve_mesh(p, 12), Contains("parallel.ep=4") && Contains("6 data-parallel ranks"));
 }
 
+TEST_CASE("parallel.expert_tp is 1 or parallel.tp, and tp must divide the experts' width") {
+  const std::vector<std::string> moe = {"model.moe_experts=4", "model.moe_ffn_hidden=32",
+                                        "parallel.tp=4"};
+  CHECK(qj::parse_config("{}").parallel.expert_tp == 1);
+  std::vector<std::string> split = moe;
+  split.push_back("parallel.expert_tp=4");
+  const qj::Config ok = qj::parse_config("{}", split);
+  CHECK(ok.parallel.expert_tp == 4);
+  CHECK(qj::parse_config(qj::config_to_json(ok)) == ok);
+  std::vector<std::string> two = moe;
+  two.push_back("parallel.expert_tp=2");
+  CHECK_THROWS_WITH(qj::parse_config("{}", two),
+                    Contains("parallel.expert_tp=2") && Contains("parallel.tp=4"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"model.moe_experts=4", "model.moe_ffn_hidden=30",
+                                            "parallel.tp=4", "parallel.expert_tp=4"}),
+                    Contains("parallel.tp=4") && Contains("model.moe_ffn_hidden=30") &&
+                        Contains("parallel.expert_tp=4"));
+  CHECK_THROWS_WITH(qj::parse_config("{}", {"parallel.tp=2", "parallel.expert_tp=2"}),
+                    Contains("parallel.expert_tp=2") && Contains("model.moe_experts=0"));
+}
+
 TEST_CASE("backend.strict defaults to false, takes a boolean and round-trips") {
   CHECK_FALSE(qj::parse_config("{}").backend.strict);
   const qj::Config strict = qj::parse_config(R"({"backend": {"strict": true}})");
