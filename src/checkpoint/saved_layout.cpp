@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "checkpoint/hf_names.h"
+#include "model/param_shard.h"
 #include "qianjun/error.h"
 
 namespace qj {
@@ -14,11 +15,13 @@ struct RowRun {
   int64_t local, global, rows;
 };
 
+// Row-split 3-D experts split dim 1 (the rows of each expert); Cols splits the last dim.
 int tp_size_of(const ParamSpec& spec) {
+  const size_t row_dim = spec.global_shape.size() == 3 ? 1 : 0;
   switch (spec.shard) {
     case ShardKind::Replicated: return 1;
-    case ShardKind::Cols: return int(spec.global_shape[1] / spec.shape[1]);
-    default: return int(spec.global_shape[0] / spec.shape[0]);
+    case ShardKind::Cols: return int(spec.global_shape.back() / spec.shape.back());
+    default: return int(spec.global_shape[row_dim] / spec.shape[row_dim]);
   }
 }
 
@@ -26,7 +29,9 @@ int tp_size_of(const ParamSpec& spec) {
 std::vector<RowRun> global_rows(const ParamSpec& spec, int tp_rank, int64_t first, int64_t rows) {
   if (spec.expert_parallel) {  // experts [first_expert, ...): rows of the [E * R, K] flattening
     const int64_t rows_per_expert = spec.global_shape.size() == 3 ? spec.global_shape[1] : 1;
-    return {{first, first + spec.first_expert * rows_per_expert, rows}};
+    std::vector<RowRun> runs = global_rows(local_experts_spec(spec), tp_rank, first, rows);
+    for (RowRun& run : runs) run.global += spec.first_expert * rows_per_expert;
+    return runs;
   }
   if (spec.shard == ShardKind::Replicated || spec.shard == ShardKind::Cols)
     return {{first, first, rows}};
@@ -87,7 +92,7 @@ std::vector<SavedSegment> saved_segments(const ModelConfig& config, const ParamS
   const std::vector<HfPiece> pieces = hf_pieces(config, spec.name, global);
   const bool matrix = spec.global_shape.size() >= 2;  // 3-D experts: their 2-D flattening
   const int64_t col_shift =
-      spec.shard == ShardKind::Cols ? spec.shape[1] * int64_t(tp_rank) : 0;
+      spec.shard == ShardKind::Cols ? spec.shape.back() * int64_t(tp_rank) : 0;
   std::vector<SavedSegment> segments;
   for (const RowRun& run : global_rows(spec, tp_rank, rect.row, rect.rows)) {
     for (const HfPiece& piece : pieces) {

@@ -9,12 +9,18 @@
 
 namespace qj {
 
+// Expert parallelism: the spec of the rank's experts alone, as if they were the
+// whole tensor (dim 0 and part_rows cut to them; still split over tp when
+// expert_tp says so). Other specs are returned as they are.
+ParamSpec local_experts_spec(const ParamSpec& spec);
+
 // This rank's part of a global tensor of spec.global_shape.
 std::vector<float> take_shard(const ParamSpec& spec, int tp_size, int tp_rank,
                               const std::vector<float>& global);
 // The global tensor from every rank's part, concatenated in rank order
 // (what an all-gather over tp returns). For an expert-parallel spec, the
-// rank's experts only (parallel/gather_param.h joins the ep ranks' parts).
+// tensor of the rank's experts only (parallel/gather_param.h joins the ep
+// ranks' tensors).
 std::vector<float> join_shards(const ParamSpec& spec, int tp_size,
                                const std::vector<float>& all_parts);
 

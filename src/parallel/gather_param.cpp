@@ -14,14 +14,14 @@ std::vector<float> gather_param(const Mesh& mesh, const ParamSpec& spec, std::ve
   QJ_CHECK(int64_t(local.size()) == numel(spec.shape),
            "gather_param: " + spec.name + " has " + std::to_string(numel(spec.shape)) +
                " elements on this rank, got " + std::to_string(local.size()));
-  if (spec.expert_parallel) {  // whole over tp; the ep ranks hold consecutive experts
-    std::vector<float> global(local.size() * size_t(mesh.ep().size()));
-    mesh.ep().all_gather(host_tensor(local), host_tensor(global));
-    return global;
-  }
   std::vector<float> parts(local.size() * size_t(mesh.tp().size()));
   mesh.tp().all_gather(host_tensor(local), host_tensor(parts));
-  return join_shards(spec, mesh.tp().size(), parts);
+  std::vector<float> joined = join_shards(spec, mesh.tp().size(), parts);
+  if (!spec.expert_parallel) return joined;
+  // The ep ranks (same tp rank) hold consecutive experts.
+  std::vector<float> global(joined.size() * size_t(mesh.ep().size()));
+  mesh.ep().all_gather(host_tensor(joined), host_tensor(global));
+  return global;
 }
 
 }  // namespace qj

@@ -299,3 +299,77 @@ TEST_CASE("partial_grad marks exactly the norm weights and biases under sequence
     }
   }
 }
+
+namespace {
+
+// A value that names its place in a 3-D expert tensor: expert, row, column.
+float encode3(int64_t e, int64_t r, int64_t k) { return float(e * 100000 + r * 100 + k); }
+
+std::vector<float> encoded_experts(const std::vector<int64_t>& shape) {
+  std::vector<float> g;
+  for (int64_t e = 0; e < shape[0]; ++e)
+    for (int64_t r = 0; r < shape[1]; ++r)
+      for (int64_t k = 0; k < shape[2]; ++k) g.push_back(encode3(e, r, k));
+  return g;
+}
+
+ModelConfig small_moe(const std::string& preset) {
+  ModelConfig m = small_model(preset, 8, 4, 2, 24, 1);
+  m.moe_experts = 4, m.moe_top_k = 2, m.moe_ffn_hidden = 12;
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("expert_tp splits each expert like the dense MLP, within each ep rank's experts") {
+  for (const std::string preset : {"gpt2", "llama"}) {
+    const ModelConfig m = small_moe(preset);
+    const bool swiglu = preset == "llama";
+    const int64_t F = 12, C = 16;
+    for (int tp : {2, 4})
+      for (int ep : {1, 2}) {
+        const int64_t El = 4 / ep, b = F / tp;  // local experts, each expert's block of F
+        for (int q = 0; q < ep; ++q) {
+          std::map<std::string, std::vector<float>> parts;  // the tp ranks' parts in order
+          for (int r = 0; r < tp; ++r) {
+            ModelShard s = tp_shard(tp, r, /*sequence_parallel=*/true);
+            s.expert_tp = true, s.ep_size = ep, s.ep_rank = q;
+            for (const ParamSpec& spec : parameter_specs(m, s)) {
+              if (spec.name.find(".moe.") == std::string::npos) continue;
+              INFO(preset << " tp=" << tp << " ep=" << ep << " rank " << r << "/" << q << " " << spec.name);
+              CHECK_FALSE(spec.partial_grad);  // every tp rank routes every token
+              if (spec.global_shape.size() != 3) continue;
+              const bool fc = spec.name.ends_with("experts.fc.weight");
+              const std::vector<int64_t> want =
+                  fc ? std::vector<int64_t>{El, (swiglu ? 2 : 1) * b, C} : std::vector<int64_t>{El, C, b};
+              REQUIRE(spec.shape == want);
+              const std::vector<float> local = take_shard(spec, tp, r, encoded_experts(spec.global_shape));
+              int64_t bad = 0, at = 0;
+              for (int64_t e = 0; e < want[0]; ++e)
+                for (int64_t i = 0; i < want[1]; ++i)
+                  for (int64_t j = 0; j < want[2]; ++j, ++at) {
+                    const int64_t ge = q * El + e;
+                    // fc: rows r*b.. of gate (and of up at F + r*b); proj: columns r*b..
+                    const int64_t row = !fc ? i : i < b ? r * b + i : F + r * b + (i - b);
+                    const int64_t col = fc ? j : r * b + j;
+                    bad += local[size_t(at)] != encode3(ge, row, col);
+                  }
+              CHECK(bad == 0);
+              parts[spec.name].insert(parts[spec.name].end(), local.begin(), local.end());
+            }
+          }
+          ModelShard s = tp_shard(tp, 0, true);
+          s.expert_tp = true, s.ep_size = ep, s.ep_rank = q;
+          for (const ParamSpec& spec : parameter_specs(m, s)) {
+            if (!parts.count(spec.name)) continue;
+            INFO(preset << " join " << spec.name);
+            const std::vector<float> global = encoded_experts(spec.global_shape);
+            const int64_t per_expert = numel(spec.global_shape) / spec.global_shape[0];
+            const std::vector<float> mine(global.begin() + q * El * per_expert,
+                                          global.begin() + (q + 1) * El * per_expert);
+            CHECK(join_shards(spec, tp, parts[spec.name]) == mine);
+          }
+        }
+      }
+  }
+}

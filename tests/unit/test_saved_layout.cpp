@@ -83,18 +83,30 @@ std::vector<float> file_box(const SafetensorsFile& file, const SavedSegment& s) 
   return box;
 }
 
-void check_layout(const std::string& preset, int tp, int pieces) {
-  const ModelConfig config = tiny(preset);
+// Routed experts (Mixtral names for llama, Qwen-style shared experts for both).
+ModelConfig tiny_moe(const std::string& preset) {
+  ModelConfig c = tiny(preset);
+  c.moe_experts = 4, c.moe_top_k = 2, c.moe_ffn_hidden = 8, c.moe_shared_experts = 1;
+  c.moe_first_dense_layers = preset == "llama" ? 1 : 0;
+  fill_derived_defaults(c);
+  return c;
+}
+
+// ep > 1 or expert_tp: the experts split over ep ranks, and over tp ranks.
+void check_layout(const ModelConfig& config, const std::string& name, int tp, int pieces,
+                  int ep = 1, bool expert_tp = false) {
   const std::string path = (std::filesystem::temp_directory_path() /
-                            ("qj_saved_layout_" + preset + ".safetensors")).string();
+                            ("qj_saved_layout_" + name + ".safetensors")).string();
   const OneDevice one(config, path);
   const SafetensorsFile file = SafetensorsFile::open(path);
   std::mt19937 rng(uint32_t(tp * 10 + pieces));
-  for (int rank = 0; rank < tp; ++rank) {
+  for (int rank = 0; rank < tp * ep; ++rank) {
     ModelShard shard;
-    shard.tp_size = tp, shard.tp_rank = rank;
+    shard.tp_size = tp, shard.tp_rank = rank % tp;
+    shard.ep_size = ep, shard.ep_rank = rank / tp, shard.expert_tp = expert_tp;
     for (const ParamSpec& spec : parameter_specs(config, shard)) {
-      const std::vector<float> local = take_shard(spec, tp, rank, padded(one.value(spec.name), spec));
+      const std::vector<float> local =
+          take_shard(spec, tp, shard.tp_rank, padded(one.value(spec.name), spec));
       const int64_t n = int64_t(local.size());
       // Cut [0, n) into `pieces` ranges at random points.
       std::vector<int64_t> cuts = {0, n};
@@ -104,8 +116,8 @@ void check_layout(const std::string& preset, int tp, int pieces) {
       for (size_t c = 0; c + 1 < cuts.size(); ++c) {
         const int64_t begin = cuts[c], count = cuts[c + 1] - begin;
         for (const LocalRect& rect : rects_of_range(spec, begin, count)) {
-          for (const SavedSegment& s : saved_segments(config, spec, rank, rect)) {
-            INFO(preset << " tp " << tp << " rank " << rank << " " << spec.name << " -> " << s.tensor);
+          for (const SavedSegment& s : saved_segments(config, spec, shard.tp_rank, rect)) {
+            INFO(name << " tp " << tp << " rank " << rank << " " << spec.name << " -> " << s.tensor);
             std::vector<float> box(size_t(numel(s.shape)));
             gather_segment(s, local.data() + begin, begin, local_width(spec), box.data());
             REQUIRE(box == file_box(file, s));
@@ -113,7 +125,7 @@ void check_layout(const std::string& preset, int tp, int pieces) {
           }
         }
       }
-      INFO(preset << " tp " << tp << " rank " << rank << " " << spec.name);
+      INFO(name << " tp " << tp << " rank " << rank << " " << spec.name);
       REQUIRE(rebuilt == local);
     }
   }
@@ -125,7 +137,15 @@ void check_layout(const std::string& preset, int tp, int pieces) {
 TEST_CASE("every tp rank's elements land on the Hugging Face file's elements, in any split") {
   for (const char* preset : {"gpt2", "llama"})
     for (int tp : {1, 2, 4})
-      for (int pieces : {1, 3, 7}) check_layout(preset, tp, pieces);
+      for (int pieces : {1, 3, 7}) check_layout(tiny(preset), preset, tp, pieces);
+}
+
+TEST_CASE("expert_tp and ep ranks' expert elements land on the Hugging Face file's elements") {
+  for (const char* preset : {"gpt2", "llama"})
+    for (int tp : {1, 2, 4})
+      for (int ep : {1, 2})
+        for (int pieces : {1, 5})
+          check_layout(tiny_moe(preset), std::string(preset) + "_moe", tp, pieces, ep, tp > 1);
 }
 
 TEST_CASE("rects_of_range: a partial row, whole rows, a partial row, covering the range once") {
