@@ -55,8 +55,12 @@ void print_moe_summary(const qj::Config& config, const qj::MeshShape& mesh, cons
               qj::format_bytes(weights).c_str());
   qj::ModelShard shard;
   shard.tp_size = mesh.tp, shard.sequence_parallel = config.parallel.sequence_parallel;
-  shard.ep_size = mesh.ep;
-  const int64_t tokens = shard.local_tokens(int64_t(config.train.micro_batch) * m.seq_len);
+  shard.ep_size = mesh.ep, shard.expert_tp = config.parallel.expert_tp > 1;
+  const int64_t tokens = shard.routed_tokens(int64_t(config.train.micro_batch) * m.seq_len);
+  if (shard.experts_split())
+    std::printf("  expert tensor parallelism: expert_tp %d (each expert's hidden width %lld of "
+                "%d per rank; every tp rank routes all %lld tokens)\n", config.parallel.expert_tp,
+                (long long)shard.expert_ffn_hidden(m), m.moe_ffn_hidden, (long long)tokens);
   if (mesh.ep > 1)
     std::printf("  expert parallelism: ep %d (%d experts per rank), expert-dp %d\n", mesh.ep,
                 m.moe_experts / mesh.ep, mesh.dp / mesh.ep);

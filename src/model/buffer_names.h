@@ -94,6 +94,11 @@ inline constexpr const char* kGradMoeAct = "act.grad.moe_act";
 inline constexpr const char* kGradMoeH = "act.grad.moe_h";
 inline constexpr const char* kMoeReceived = "act.moe.received";      // expert parallelism:
 inline constexpr const char* kMoeExpertOut = "act.moe.expert_out";  // source- / expert-major
+// Expert tensor parallelism with sequence parallelism: every token gathered
+// over tp (the input, then the output gradient), and the rank's reduced rows.
+inline constexpr const char* kMoeTokens = "act.moe.tokens";
+inline constexpr const char* kMoeGradTokens = "act.moe.grad_tokens";
+inline constexpr const char* kMoeLocalOut = "act.moe.local_out";
 inline constexpr const char* kTpFull = "act.tp.full";        // before a reduce-scatter
 inline constexpr const char* kTpReduced = "act.tp.reduced";  // after it
 

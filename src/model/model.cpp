@@ -247,13 +247,13 @@ void Model::bind_slots(const Arenas& arenas) {
           arenas, p + layer_prefix(i), layer_activations(config_, shard_, B, N, i));
       if (config_.is_moe_layer(i)) {
         s.routing.push_back(std::make_unique<MoeRouting>());
-        const int64_t Nl = shard_.local_tokens(N);
-        s.routing.back()->reserve(Nl, config_.moe_experts, config_.moe_top_k);
+        const int64_t Nr = shard_.routed_tokens(N);
+        s.routing.back()->reserve(Nr, config_.moe_experts, config_.moe_top_k);
         a.moe.routing = s.routing.back().get();
         if (shard_.ep_size > 1) {
           s.dispatch.push_back(std::make_unique<MoeDispatch>());
           s.dispatch.back()->reserve(shard_.ep_size, shard_.local_experts(config_),
-                                     moe_expert_rows(config_, shard_, Nl));
+                                     moe_expert_rows(config_, shard_, Nr));
           a.moe.dispatch = s.dispatch.back().get();
         }
       }
@@ -274,12 +274,13 @@ void Model::bind_blocks(const Arenas& arenas) {
               get(kTpFull),                get(kTpReduced),
               {get(kMoeLogits), get(kMoeRows), get(kGradMoeRows), get(kGradMoeAct),
                get(kGradMoeH), get(kMoeRowDot), get(kMoeOut), get(kMoeStats),
-               get(kMoeReceived), get(kMoeExpertOut)}};
+               get(kMoeReceived), get(kMoeExpertOut), get(kMoeTokens), get(kMoeGradTokens),
+               get(kMoeLocalOut)}};
   blocks_.reserve(size_t(shard_.layer_count(config_)));
   for (int i = shard_.first_layer; i < shard_.end(config_); ++i) {
     const std::string prefix = layer_prefix(i), grads = kGradPrefix + prefix;
     blocks_.emplace_back(config_, i, micro_batch_, shard_.heads(config_),
-                         shard_.kv_heads(config_), be_, tp_, ep_,
+                         shard_.kv_heads(config_), be_, tp_, ep_, shard_.experts_split(),
                          bind_block_params(arenas, weight_name(prefix, shard_), prefix),
                          bind_block_params(arenas, grads, grads), scratch_, rope_);
   }

@@ -89,6 +89,9 @@ void check_model_config(const ModelConfig& c, int micro_batch, const ModelShard&
               str(c.moe_experts) + "]");
   require(c.moe_first_dense_layers >= 0 && c.moe_shared_experts >= 0,
           "model.moe_first_dense_layers and model.moe_shared_experts must be >= 0");
+  require(!s.experts_split() || c.moe_ffn_hidden % tp == 0,
+          "parallel.expert_tp=" + str(tp) + " needs parallel.tp=" + str(tp) +
+              " to divide model.moe_ffn_hidden=" + str(c.moe_ffn_hidden));
   require(int64_t(c.moe_shared_experts) * c.moe_ffn_hidden % tp == 0,
           "parallel.tp=" + str(tp) + " must divide the shared experts' width " +
               str(int64_t(c.moe_shared_experts) * c.moe_ffn_hidden) +
@@ -96,6 +99,36 @@ void check_model_config(const ModelConfig& c, int micro_batch, const ModelShard&
 }
 
 static bool tp_split(const ModelShard& s) { return s.tp_size > 1; }
+
+// The routed experts' fc [E, F or 2F, C] and proj [E, C, F]. Split over tp
+// (expert_tp), each expert is split like the dense MLP, seen as the 2-D
+// flattening [E * R, K]: fc's rows per expert (gate and up separately), proj's
+// last dim. Under expert parallelism dim 0 holds the rank's experts, each then
+// split over tp the same way.
+static void add_experts(std::vector<ParamSpec>& specs, const ModelConfig& c, const ModelShard& s,
+                        const std::string& p) {
+  const int64_t E = c.moe_experts, Fe = c.moe_ffn_hidden, C = c.hidden;
+  const bool split = s.experts_split(), swiglu = c.activation == Activation::SwiGlu;
+  ParamSpec fc{p + kExpertsFcWeight, {E, fc_width(c, Fe), C}, {E, fc_width(c, Fe), C}};
+  ParamSpec proj{p + kExpertsProjWeight, {E, C, Fe}, {E, C, Fe}};
+  fc.weight_decay = proj.weight_decay = true;
+  if (split) {
+    fc.shard = swiglu ? ShardKind::GateUpRows : ShardKind::Rows;
+    for (int64_t e = 0; e < E; ++e)
+      for (int half = 0; half < (swiglu ? 2 : 1); ++half) fc.part_rows.push_back(Fe);
+    fc.shape[1] /= s.tp_size;
+    proj.shard = ShardKind::Cols;
+    proj.shape[2] /= s.tp_size;
+  }
+  for (ParamSpec* spec : {&fc, &proj}) {
+    if (s.ep_size > 1) {
+      spec->expert_parallel = true;
+      spec->first_expert = s.first_expert(c);
+      spec->shape[0] = s.local_experts(c);
+    }
+    specs.push_back(std::move(*spec));
+  }
+}
 
 std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const ModelShard& s) {
   const int tp = s.tp_size;
@@ -141,22 +174,16 @@ std::vector<ParamSpec> parameter_specs(const ModelConfig& c, const ModelShard& s
       if (bias) add(p + kMlpProjBias, {C}, ShardKind::Replicated, false);
     }
     if (c.is_moe_layer(i)) {
-      // Whole on every tp rank; under sequence parallelism each rank routes its
-      // own tokens, so the gradients are partial sums over tp.
-      const int64_t E = c.moe_experts, Fe = c.moe_ffn_hidden;
+      const int64_t E = c.moe_experts;
       add(p + kRouterWeight, {E, C}, ShardKind::Replicated, true);
       if (c.moe_bias_balancing) add(p + kExpertBias, {E}, ShardKind::Replicated, false);
-      add(p + kExpertsFcWeight, {E, fc_width(c, Fe), C}, ShardKind::Replicated, true);
-      add(p + kExpertsProjWeight, {E, C, Fe}, ShardKind::Replicated, true);
-      if (s.ep_size > 1)
-        for (size_t j = specs.size() - 2; j < specs.size(); ++j) {
-          specs[j].expert_parallel = true;
-          specs[j].first_expert = s.first_expert(c);
-          specs[j].shape[0] = s.local_experts(c);
-        }
+      add_experts(specs, c, s, p);
+      // Under sequence parallelism with whole experts each tp rank routes its
+      // own tokens, so the gradients are partial sums over tp; split experts
+      // route every token on every tp rank, so theirs are complete.
       for (ParamSpec& spec : specs)
         if (spec.name.starts_with(p + "moe."))
-          spec.partial_grad = sp && !spec.name.ends_with(kExpertBias);
+          spec.partial_grad = sp && !s.experts_split() && !spec.name.ends_with(kExpertBias);
     }
   }
   if (s.head) {
@@ -197,12 +224,12 @@ std::vector<ActivationSpec> layer_activations(const ModelConfig& c, const ModelS
     add(kFcAct, act, {N, F});
   }
   if (c.is_moe_layer(layer)) {  // the routing, the M = Nl k rows sent, the R rows received
-    const int64_t k = c.moe_top_k, M = Nl * k, Fe = c.moe_ffn_hidden;
-    const int64_t R = moe_expert_rows(c, s, Nl);
+    const int64_t k = c.moe_top_k, Nr = s.routed_tokens(N), M = Nr * k;
+    const int64_t Fe = s.expert_ffn_hidden(c), R = moe_expert_rows(c, s, Nr);
     add(kMoeRowToken, DType::I32, {M});
     add(kMoeRowWeight, stat, {M});
-    add(kMoePosition, DType::I32, {Nl, k});
-    add(kMoeWeight, stat, {Nl, k});
+    add(kMoePosition, DType::I32, {Nr, k});
+    add(kMoeWeight, stat, {Nr, k});
     add(kMoeOffsets, DType::I32, {int64_t(s.local_experts(c)) + 1});
     add(kMoeH, act, {R, fc_width(c, Fe)});
     add(kMoeAct, act, {R, Fe});
@@ -302,11 +329,11 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
     add(kGradFc, act, {N, fc_width(c, F)});
   }
   if (c.is_moe()) {  // the routed experts' forward and backward buffers
-    const int64_t E = c.moe_experts, M = Nl * c.moe_top_k, Fe = c.moe_ffn_hidden;
-    const int64_t R = moe_expert_rows(c, s, Nl);
-    add(kMoeLogits, DType::F32, {Nl, E});
+    const int64_t E = c.moe_experts, Nr = s.routed_tokens(N), M = Nr * c.moe_top_k;
+    const int64_t Fe = s.expert_ffn_hidden(c), R = moe_expert_rows(c, s, Nr);
+    add(kMoeLogits, DType::F32, {Nr, E});
     add(kMoeRows, act, {M, C});
-    add(kMoeOut, act, {Nl, C});
+    add(kMoeOut, act, {Nr, C});
     add(kMoeStats, DType::F32, {2 * E});
     add(kMoeRowDot, DType::F32, {M});
     add(kGradMoeRows, act, {M, C});
@@ -315,6 +342,11 @@ std::vector<ActivationSpec> activation_specs(const ModelConfig& c, int micro_bat
     if (s.ep_size > 1) {
       add(kMoeReceived, act, {R, C});
       add(kMoeExpertOut, act, {R, C});
+    }
+    if (s.experts_split() && s.sequence_sharded()) {
+      add(kMoeTokens, act, {N, C});
+      add(kMoeGradTokens, act, {N, C});
+      add(kMoeLocalOut, act, {Nl, C});
     }
   }
   // Full-token transients of tensor parallelism: a row-parallel matmul's partial

@@ -82,7 +82,8 @@ int64_t qkv_width(const ModelConfig& config, const ModelShard& shard = {});
 int64_t fc_width(const ModelConfig& config, int64_t ffn_hidden);
 // Rows a MoE layer's local experts are planned for (the worst case of any
 // routing): the rank's tokens x top_k, or under expert parallelism what the ep
-// ranks may send it (moe_dispatch.h). tokens: the rows the rank routes.
+// ranks may send it (moe_dispatch.h). tokens: the rows the rank routes
+// (ModelShard::routed_tokens).
 int64_t moe_expert_rows(const ModelConfig& config, const ModelShard& shard, int64_t tokens);
 // Layer i's activations, by short name (what its backward reads).
 std::vector<ActivationSpec> layer_activations(const ModelConfig& config, const ModelShard& shard,

@@ -18,6 +18,10 @@ struct ModelShard {
   // [ep_rank E/ep, (ep_rank + 1) E/ep) of every MoE layer.
   int ep_rank = 0;
   int ep_size = 1;
+  // Expert tensor parallelism (parallel.expert_tp = tp): each routed expert's
+  // MLP is split over the tp ranks like the dense one, and every tp rank routes
+  // all N tokens (gathered first under sequence parallelism).
+  bool expert_tp = false;
   int first_layer = 0;
   int end_layer = -1;     // -1: every layer from first_layer on
   bool embedding = true;  // owns wte (+ wpe) and reads tokens
@@ -37,6 +41,11 @@ struct ModelShard {
 
   int local_experts(const ModelConfig& c) const { return c.moe_experts / ep_size; }
   int first_expert(const ModelConfig& c) const { return local_experts(c) * ep_rank; }
+  bool experts_split() const { return expert_tp && tp_size > 1; }
+  // This rank's width of each routed expert's MLP.
+  int64_t expert_ffn_hidden(const ModelConfig& c) const {
+    return experts_split() ? c.moe_ffn_hidden / tp_size : c.moe_ffn_hidden;
+  }
   int heads(const ModelConfig& c) const { return c.heads / tp_size; }
   int kv_heads(const ModelConfig& c) const { return c.kv_heads / tp_size; }
   // This rank's width of layer i's dense MLP (the shared experts of a MoE layer).
@@ -54,6 +63,11 @@ struct ModelShard {
   // Rows of the residual stream this rank holds for `tokens` tokens.
   int64_t local_tokens(int64_t tokens) const {
     return sequence_sharded() ? tokens / tp_size : tokens;
+  }
+  // Rows a MoE layer routes for `tokens` tokens: the local rows, or all of
+  // them when the experts are split over tp.
+  int64_t routed_tokens(int64_t tokens) const {
+    return experts_split() ? tokens : local_tokens(tokens);
   }
 };
 

@@ -8,12 +8,13 @@ namespace qj {
 
 MoeLayer::MoeLayer(const ModelConfig& config, int64_t tokens, const Backend& backend,
                    const TensorParallel& tp, Communicator& ep, const MoeParams& params,
-                   const MoeParams& grads, const MoeScratch& scratch)
+                   const MoeParams& grads, const MoeScratch& scratch, bool experts_split)
     : config_(config),
       tokens_(tokens),
       be_(backend),
       tp_(tp),
       ep_(ep),
+      experts_split_(experts_split && tp.size() > 1),
       params_(params),
       grads_(grads),
       scratch_(scratch) {
@@ -34,11 +35,11 @@ void MoeLayer::reset_stats() {
 }
 
 int64_t MoeLayer::total_tokens() const {
-  return tp_.sequence_parallel() ? tokens_ * tp_.size() : tokens_;
+  return tp_.sequence_parallel() && !experts_split_ ? tokens_ * tp_.size() : tokens_;
 }
 
 void MoeLayer::reduce_router_stats(MoeRouting& r) {
-  if (!tp_.sequence_parallel()) return;
+  if (!tp_.sequence_parallel() || experts_split_) return;
   const size_t E = r.load.size();
   std::copy(r.load.begin(), r.load.end(), host_stats_.begin());
   std::copy(r.score_sum.begin(), r.score_sum.end(), host_stats_.begin() + int64_t(E));
@@ -47,6 +48,17 @@ void MoeLayer::reduce_router_stats(MoeRouting& r) {
   be_.copy_to_host(host_stats_.data(), scratch_.stats.data, scratch_.stats.nbytes());
   std::copy(host_stats_.begin(), host_stats_.begin() + int64_t(E), r.load.begin());
   std::copy(host_stats_.begin() + int64_t(E), host_stats_.end(), r.score_sum.begin());
+}
+
+Tensor MoeLayer::routed_rows(const Tensor& local, const Tensor& full) const {
+  return experts_split_ ? tp_.gather_tokens(local, full) : local;
+}
+
+Tensor MoeLayer::reduce_experts(const Tensor& partial) const {
+  if (!experts_split_) return partial;
+  const Tensor out = tp_.sequence_parallel() ? scratch_.local_out : partial;
+  tp_.reduce_tokens(partial, out);
+  return out;
 }
 
 template <class T>
@@ -103,8 +115,9 @@ void MoeLayer::combine(const Tensor& expert_major, const MoeActivations& a, cons
   rows_to_peers_ += d.rows - d.recv_counts[size_t(ep_.rank())];
 }
 
-Tensor MoeLayer::forward(const Tensor& x, const MoeActivations& a, bool record) {
+Tensor MoeLayer::forward(const Tensor& local_x, const MoeActivations& a, bool record) {
   MoeRouting& r = *a.routing;
+  const Tensor x = routed_rows(local_x, scratch_.tokens);
   be_.matmul(x, params_.router_weight, scratch_.logits, false, true);
   be_.copy_to_host(host_logits_.data(), scratch_.logits.data, scratch_.logits.nbytes());
   const float* bias = nullptr;
@@ -136,15 +149,18 @@ Tensor MoeLayer::forward(const Tensor& x, const MoeActivations& a, bool record) 
     for (size_t e = 0; e < step_load_.size(); ++e) step_load_[e] += r.load[e];
   }
   be_.combine_rows(a.y, a.position, a.weight, scratch_.out);
-  return scratch_.out;
+  return reduce_experts(scratch_.out);
 }
 
-Tensor MoeLayer::backward(const Tensor& x, const Tensor& dy, const MoeActivations& a) {
+Tensor MoeLayer::backward(const Tensor& local_x, const Tensor& local_dy, const MoeActivations& a) {
   const MoeRouting& r = *a.routing;
   const MoeScratch& s = scratch_;
-  // The router: d weight[t,j] = dy[t] . y[row(t,j)], then through the routing.
+  const Tensor x = routed_rows(local_x, s.tokens), dy = routed_rows(local_dy, s.grad_tokens);
+  // The router: d weight[t,j] = dy[t] . y[row(t,j)], then through the routing
+  // (split experts: y is a partial sum over tp, and so are the dots).
   be_.gather_rows(dy, a.row_token, Tensor{}, s.d_rows);
   be_.row_dot(s.d_rows, a.y, s.row_dot);
+  if (experts_split_) tp_.comm().all_reduce(s.row_dot, ReduceOp::Sum);
   be_.copy_to_host(host_row_dot_.data(), s.row_dot.data, s.row_dot.nbytes());
   for (size_t tj = 0; tj < host_d_weight_.size(); ++tj)
     host_d_weight_[tj] = host_row_dot_[size_t(r.position[tj])];
@@ -168,10 +184,13 @@ Tensor MoeLayer::backward(const Tensor& x, const Tensor& dy, const MoeActivation
   }
   be_.combine_rows(s.d_rows, a.position, Tensor{}, s.out);
 
-  // d x += d logits @ W_router; d W_router += d logits^T @ x.
-  be_.matmul(s.logits, params_.router_weight, s.out, false, false, 1.f, 1.f);
+  // d x += d logits @ W_router; d W_router += d logits^T @ x. Split experts:
+  // the router's part is the same on every tp rank, so one rank adds it to the
+  // partial sums that reduce_experts then sums over tp.
+  if (!experts_split_ || tp_.rank() == 0)
+    be_.matmul(s.logits, params_.router_weight, s.out, false, false, 1.f, 1.f);
   be_.matmul(s.logits, x, grads_.router_weight, true, false, 1.f, 1.f);
-  return s.out;
+  return reduce_experts(s.out);
 }
 
 }  // namespace qj

@@ -9,6 +9,12 @@
 // tensor-parallel rank: without sequence parallelism every tp rank computes the
 // same N tokens (their gradients agree); with it each rank takes its N/tp rows
 // (their gradients are summed over tp, and the router statistics too).
+// Expert tensor parallelism (parallel.expert_tp = tp) splits each expert's MLP
+// over tp instead: every tp rank routes all N tokens (all-gathered first under
+// sequence parallelism), computes its F/tp slice of every expert, and the
+// partial outputs are summed over tp per token (reduce_tokens), as the dense
+// MLP's row-parallel projection does. In backward the router's d weight dots
+// use the partial outputs: they are summed over tp before the routing backward.
 // Under expert parallelism the rank holds E/ep experts: the gathered rows go to
 // the experts' ranks and come back by all_to_all over the ep group
 // (moe_dispatch.h), planned for the most rows any routing can send.
@@ -63,20 +69,26 @@ struct MoeScratch {
   Tensor stats;    // fp32 [2E]: load and score sums reduced over tp
   Tensor received;    // [R, C] expert parallelism: rows as they arrive or leave
   Tensor expert_out;  // [R, C] the experts' outputs, then their output gradients
+  // Expert tensor parallelism under sequence parallelism (N = every token):
+  Tensor tokens;       // [N, C] the input gathered over tp
+  Tensor grad_tokens;  // [N, C] the output gradient gathered over tp
+  Tensor local_out;    // [N/tp, C] this rank's rows of the output or input gradient
 };
 
 class MoeLayer {
  public:
-  // tokens: rows of x this rank routes (N, or N/tp under sequence parallelism).
-  // ep: the expert-parallel group (size 1: every expert is local).
+  // tokens: rows this rank routes (N, or N/tp under sequence parallelism with
+  // whole experts). ep: the expert-parallel group (size 1: every expert is
+  // local). experts_split: expert tensor parallelism (the weights hold F/tp).
   MoeLayer(const ModelConfig& config, int64_t tokens, const Backend& backend,
            const TensorParallel& tp, Communicator& ep, const MoeParams& params,
-           const MoeParams& grads, const MoeScratch& scratch);
+           const MoeParams& grads, const MoeScratch& scratch, bool experts_split);
 
-  // x [N, C] -> scratch.out [N, C] (returned). `record`: count this forward in
-  // the step's statistics (false when backward recomputes it).
+  // x [Nl, C] (the rank's rows of the residual stream) -> the output's same
+  // rows (returned; a scratch buffer). `record`: count this forward in the
+  // step's statistics (false when backward recomputes it).
   Tensor forward(const Tensor& x, const MoeActivations& a, bool record);
-  // dy [N, C]: d loss / d out -> d loss / d x in scratch.out (returned).
+  // dy [Nl, C]: d loss / d out -> d loss / d x, the same rows (returned).
   // Gradients accumulate.
   Tensor backward(const Tensor& x, const Tensor& dy, const MoeActivations& a);
 
@@ -106,6 +118,11 @@ class MoeLayer {
   void combine(const Tensor& expert_major, const MoeActivations& a, const Tensor& rows);
   // Reduces routing.load and score_sum over tp when the tokens are split.
   void reduce_router_stats(MoeRouting& routing);
+  // The rows routed: `local`, or every token gathered into `full` when the
+  // experts are split over tp under sequence parallelism.
+  Tensor routed_rows(const Tensor& local, const Tensor& full) const;
+  // Split experts: the partial sums over tp [Nr, C] -> this rank's rows of the sum.
+  Tensor reduce_experts(const Tensor& partial) const;
   int64_t total_tokens() const;
 
   const ModelConfig& config_;
@@ -113,6 +130,7 @@ class MoeLayer {
   const Backend& be_;
   const TensorParallel& tp_;
   Communicator& ep_;
+  bool experts_split_;
   MoeParams params_, grads_;
   MoeScratch scratch_;
   double aux_scale_ = 1.0;

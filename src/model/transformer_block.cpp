@@ -7,7 +7,7 @@ namespace qj {
 TransformerBlock::TransformerBlock(const ModelConfig& config, int layer, int micro_batch,
                                    int heads, int kv_heads, const Backend& backend,
                                    const TensorParallel& tp, Communicator& ep,
-                                   const BlockParams& params,
+                                   bool experts_split, const BlockParams& params,
                                    const BlockParams& grads, const BlockScratch& scratch,
                                    const RopeTables& rope)
     : config_(config),
@@ -29,7 +29,7 @@ TransformerBlock::TransformerBlock(const ModelConfig& config, int layer, int mic
   }
   if (config.is_moe_layer(layer))
     moe_.emplace(config, scratch.moe.out.dim(0), backend, tp, ep, params.moe, grads.moe,
-                 scratch.moe);
+                 scratch.moe, experts_split);
 }
 
 Tensor TransformerBlock::as_btc(const Tensor& t) const {
@@ -112,7 +112,8 @@ void TransformerBlock::mlp_backward(const BlockActivations& a, const Tensor& dre
     d_norm = reduce_input_grad();
   }
   if (moe_) {
-    // The routed experts' input gradient is complete on this rank (no tp sum).
+    // The routed experts' input gradient comes back complete (summed over tp
+    // inside the layer when the experts are split).
     const Tensor routed = moe_->backward(a.norm2.out, dresidual, a.moe);
     if (dense_mlp_) be_.add(d_norm, routed, d_norm);
     else d_norm = routed;

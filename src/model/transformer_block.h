@@ -69,9 +69,10 @@ struct RopeTables {
 class TransformerBlock {
  public:
   // heads / kv_heads: this rank's share; layer: its index in the model.
+  // experts_split: the routed experts are split over tp (parallel.expert_tp).
   TransformerBlock(const ModelConfig& config, int layer, int micro_batch, int heads, int kv_heads,
                    const Backend& backend, const TensorParallel& tp, Communicator& ep,
-                   const BlockParams& params,
+                   bool experts_split, const BlockParams& params,
                    const BlockParams& grads, const BlockScratch& scratch, const RopeTables& rope);
   TransformerBlock(TransformerBlock&&) = default;
 

@@ -130,6 +130,7 @@ StagePlan plan_stage(const Config& config, MeshShape mesh, int tp_rank, int dp_r
     shard.tp_rank = tp_rank, shard.tp_size = mesh.tp;
     shard.sequence_parallel = par.sequence_parallel;
     shard.ep_rank = dp_rank % mesh.ep, shard.ep_size = mesh.ep;
+    shard.expert_tp = par.expert_tp > 1;
     shard.first_layer = r.first_layer, shard.end_layer = r.end_layer;
     shard.embedding = r.embedding, shard.head = r.head;
     shard.slots = slots[size_t(c)], shard.chunk = c;

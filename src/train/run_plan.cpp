@@ -61,7 +61,10 @@ double all_to_all_bytes_per_step(const Config& config, const MeshShape& mesh) {
   const double rows = double(config.train.global_batch) * m.seq_len * m.moe_top_k * moe_layers *
                       double(mesh.ep - 1) / mesh.ep;
   const double crossings = m.recompute == Recompute::Full ? 6 : 4;
-  const double copies = config.parallel.sequence_parallel ? 1 : mesh.tp;
+  // Each tp rank sends its own rows, all of them unless sequence parallelism
+  // splits the tokens and the experts are whole.
+  const bool split_tokens = config.parallel.sequence_parallel && config.parallel.expert_tp == 1;
+  const double copies = split_tokens ? 1 : mesh.tp;
   return rows * crossings * copies * double(m.hidden) *
          double(dtype_size(compute_dtype(config.train.precision)));
 }

@@ -110,7 +110,8 @@ std::vector<Layout> layouts() {
                     v2 = "parallel.virtual_stages=2", mb1 = "train.micro_batch=1",
                     mb4 = "train.micro_batch=4", mb8 = "train.micro_batch=8",
                     sel = "model.recompute=\"selective\"", full = "model.recompute=\"full\"",
-                    ep2 = "parallel.ep=2", ep4 = "parallel.ep=4";
+                    ep2 = "parallel.ep=2", ep4 = "parallel.ep=4",
+                    etp2 = "parallel.expert_tp=2", etp4 = "parallel.expert_tp=4";
   return {
       {"single", "gpt2", 1, {}},
       {"single selective", "gpt2", 1, {sel}},
@@ -182,6 +183,14 @@ std::vector<Layout> layouts() {
       {"moe-deepseek dp2 ep2 selective", "moe-deepseek", 2, {dp2, ep2, sel}},
       {"moe-deepseek pp2 dp2 ep2 zero", "moe-deepseek", 4, {pp2, dp2, ep2, zero}},
       {"moe-deepseek tp2 pp2 dp2 ep2 zero sp full", "moe-deepseek", 8, {tp2, pp2, dp2, ep2, zero, sp, full, mb1}},
+      // Expert tensor parallelism: every expert's MLP split over tp, all tokens routed on each tp rank.
+      {"moe tp2 expert_tp", "moe", 2, {tp2, etp2}},
+      {"moe tp2 sp expert_tp", "moe", 2, {tp2, sp, etp2}},
+      {"moe tp4 expert_tp", "moe", 4, {tp4, etp4}},
+      {"moe tp2 dp2 ep2 expert_tp", "moe", 4, {tp2, dp2, ep2, etp2}},
+      {"moe tp2 pp2 dp2 ep2 zero sp expert_tp", "moe", 8, {tp2, pp2, dp2, ep2, zero, sp, mb1, etp2}},
+      {"moe-deepseek tp2 expert_tp", "moe-deepseek", 2, {tp2, etp2}},
+      {"moe-deepseek tp2 sp full expert_tp", "moe-deepseek", 2, {tp2, sp, full, etp2}},
   };
 }
 
