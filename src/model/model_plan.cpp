@@ -109,8 +109,10 @@ static void add_experts(std::vector<ParamSpec>& specs, const ModelConfig& c, con
                         const std::string& p) {
   const int64_t E = c.moe_experts, Fe = c.moe_ffn_hidden, C = c.hidden;
   const bool split = s.experts_split(), swiglu = c.activation == Activation::SwiGlu;
-  ParamSpec fc{p + kExpertsFcWeight, {E, fc_width(c, Fe), C}, {E, fc_width(c, Fe), C}};
-  ParamSpec proj{p + kExpertsProjWeight, {E, C, Fe}, {E, C, Fe}};
+  ParamSpec fc, proj;
+  fc.name = p + kExpertsFcWeight, proj.name = p + kExpertsProjWeight;
+  fc.shape = fc.global_shape = {E, fc_width(c, Fe), C};
+  proj.shape = proj.global_shape = {E, C, Fe};
   fc.weight_decay = proj.weight_decay = true;
   if (split) {
     fc.shard = swiglu ? ShardKind::GateUpRows : ShardKind::Rows;
