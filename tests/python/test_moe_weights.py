@@ -149,12 +149,7 @@ class MoeWeights(unittest.TestCase):
                    "--set", f"checkpoint.resume={json.dumps(os.path.join(root, 'step_000000002'))}",
                    "--set", f"checkpoint.dir={json.dumps(root + '_mesh')}", "--export", resumed,
                    ranks=4)
-        got, want = read_safetensors(resumed), read_safetensors(straight)
-        self.assertEqual(sorted(got), sorted(want))
-        for name in want:
-            error = np.max(np.abs(got[name] - want[name])) / max(np.max(np.abs(want[name])), 1e-30)
-            # Two steps on another layout round differently; a misplaced expert is off by O(1).
-            self.assertLess(error, 1e-3, msg=name)
+        self.assertClose(resumed, straight)
 
     # ---- expert parallelism: the experts split over ep ranks
 
@@ -194,11 +189,7 @@ class MoeWeights(unittest.TestCase):
                 self.train(family, *layout, "--set", f"checkpoint.resume={json.dumps(step2)}",
                            "--set", f"checkpoint.dir={json.dumps(root + '_' + name)}",
                            "--export", other, ranks=ranks)
-                got, want = read_safetensors(other), read_safetensors(straight)
-                self.assertEqual(sorted(got), sorted(want))
-                for tensor in want:
-                    error = np.max(np.abs(got[tensor] - want[tensor])) / max(np.max(np.abs(want[tensor])), 1e-30)
-                    self.assertLess(error, 1e-3, msg=tensor)
+                self.assertClose(other, straight)
 
     # ---- expert tensor parallelism: each expert's MLP split over tp
 
