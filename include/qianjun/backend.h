@@ -38,6 +38,14 @@ struct BackendOps {
   // a GPU: cudaMemGetInfo's free); 0 when unknown. The trainer refuses a memory
   // plan larger than this before allocating. May be null (unknown).
   size_t (*available_memory)(void* ctx);
+  // Where the ops run, for a communicator that orders its own work after them
+  // (the NCCL communicator) instead of reaching into the backend's context:
+  // the device's index among those of its kind (the host: -1), and the queue
+  // every op is issued on, in the device API's own type (cuda: cudaStream_t;
+  // a device plugin: its qj_stream_t, where null is the device's default
+  // stream; the host: null, its ops finish on return). May be null: the host's answers.
+  int (*device_index)(void* ctx);
+  void* (*stream)(void* ctx);
 
   // ---- elementwise ----
   void (*fill)(void* ctx, const Tensor& x, float value);
@@ -196,6 +204,8 @@ class Backend {
   size_t available_memory() const {
     return ops_->available_memory ? ops_->available_memory(ctx_) : 0;
   }
+  int device_index() const { return ops_->device_index ? ops_->device_index(ctx_) : -1; }
+  void* stream() const { return ops_->stream ? ops_->stream(ctx_) : nullptr; }
 
   void fill(const Tensor& x, float v) const { ops_->fill(ctx_, x, v); }
   void add(const Tensor& a, const Tensor& b, const Tensor& out) const { ops_->add(ctx_, a, b, out); }

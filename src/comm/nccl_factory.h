@@ -6,7 +6,6 @@
 //   make_nccl_communicator links qj_nccl (qj_train does);
 // - built without it, src/comm/nccl_factory_stub.cpp in qj_comm defines them:
 //   nccl_built() is false and make_nccl_communicator throws.
-// The launcher's local rank helpers are always in qj_comm.
 #include <memory>
 
 #include "qianjun/backend.h"
@@ -24,18 +23,9 @@ bool nccl_built();
 // and broadcasts it. Throws, on every rank alike (a RankedError, see
 // comm/collective_errors.h), when two ranks use the same GPU (NCCL cannot share
 // one; the staged MPI communicator can) or when `cuda_backend` is not the built-in
-// "cuda" backend. The GPU is the backend's: create it on local_rank_device().
+// "cuda" backend. The GPU is the backend's: the cuda backend opens
+// local_rank_device() (core/local_rank.h).
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap,
                                                      const Backend& cuda_backend);
-
-// This process's rank on its node, from the launcher's environment
-// (OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, SLURM_LOCALID, the first one
-// set); 0 when none is set. Throws when the variable is not a number.
-int launcher_local_rank();
-
-// The GPU this rank should use: its local rank modulo `device_count` (> 0).
-// More ranks than GPUs on a node share GPUs this way: fine with
-// the staged MPI communicator (comm/staged_comm.h), refused by make_nccl_communicator.
-int local_rank_device(int device_count);
 
 }  // namespace qj

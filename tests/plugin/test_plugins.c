@@ -8,7 +8,7 @@
  *   small      a table whose struct_size (16) is below the v1 minimum
  *   null       logs why and returns NULL
  *   abort      calls the host's abort() while starting
- *   partial    a working device (host memory) whose table ends after `fill`,
+ *   partial    a working device (host memory, three of them) whose table ends after `fill`,
  *              which fails with QJ_ERR_DEVICE; the bytes after struct_size
  *              are junk the host must never read
  */
@@ -37,7 +37,7 @@ static struct qj_device_s {
 } g_device;
 
 static qj_status device_count(int32_t* count) {
-  *count = 1;
+  *count = 3; /* a node with three devices: local rank r opens r % 3 */
   return QJ_OK;
 }
 static qj_status device_properties(int32_t index, qj_device_properties* out) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "comm/nccl_factory.h"
+#include "core/local_rank.h"
 
 namespace {
 
@@ -58,7 +59,7 @@ TEST_CASE("ranks take GPUs round robin by local rank") {
   CHECK(qj::local_rank_device(8) == 5);
   CHECK(qj::local_rank_device(4) == 1);  // shares GPU 1 with local rank 1
   CHECK(qj::local_rank_device(1) == 0);  // CUDA_VISIBLE_DEVICES set per rank
-  CHECK_THROWS_WITH(qj::local_rank_device(0), Catch::Contains("no GPU is visible"));
+  CHECK_THROWS_WITH(qj::local_rank_device(0), Catch::Contains("no device is visible"));
 }
 
 TEST_CASE("nccl_built says whether this build links the NCCL communicator") {

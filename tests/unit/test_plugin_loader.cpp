@@ -117,10 +117,12 @@ TEST_CASE("the host reads a plugin's table only inside its struct_size") {
   CHECK(plugin->table.fill != nullptr);
   CHECK(plugin->table.add == nullptr);
   CHECK(plugin->table.adamw_update == nullptr);
-  CHECK(plugin->device_index == 0);  // local rank 3 on a plugin with one device
+  CHECK(plugin->device_index == 0);  // local rank 3 on a plugin with three devices
   CHECK(std::string(plugin->properties.name) == "test");
 
   const qj::Backend backend("plugin:partial", qj::Device::Plugin, &plugin->ops, plugin.get());
+  CHECK(backend.device_index() == 0);
+  CHECK(backend.stream() == nullptr);  // the device's default stream
   void* memory = backend.alloc(16);
   REQUIRE(memory);
   const qj::Tensor x(memory, qj::DType::F32, {4}, qj::Device::Plugin);
@@ -137,6 +139,20 @@ TEST_CASE("the host reads a plugin's table only inside its struct_size") {
   CHECK_THROWS_WITH(backend.row_dot(x, x, x),
                     "backend plugin:partial has no op row_dot (needed by mixture-of-experts models)");
   backend.free(memory);
+}
+
+TEST_CASE("each local rank opens its own device: local rank modulo the device count") {
+  const std::string path = test_plugin("partial");  // three devices
+  for (int local_rank : {0, 1, 2, 4, 8}) {
+    auto plugin = qj::plugin::load_plugin(path, local_rank);
+    const qj::Backend backend("plugin:partial", qj::Device::Plugin, &plugin->ops, plugin.get());
+    INFO("local rank " << local_rank);
+    CHECK(plugin->device_count == 3);
+    CHECK(backend.device_index() == local_rank % 3);
+  }
+  // The host backend runs on no device and has no stream.
+  CHECK(qj::get_backend("cpu").device_index() == -1);
+  CHECK(qj::get_backend("cpu").stream() == nullptr);
 }
 
 TEST_CASE("a plugin built for ABI minor 0 lacks the moe ops; the cpu plugin (minor 1) has them") {

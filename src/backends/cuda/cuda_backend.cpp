@@ -5,12 +5,23 @@
 #include <string>
 
 #include "backends/cuda/cuda_context.h"
+#include "core/local_rank.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/kernels.cuh"
 
 namespace qj {
 namespace {
+
+int device_index(void* ctx) { return cuda::context(ctx).device; }
+void* stream(void* ctx) { return cuda::context(ctx).stream; }
+
+// The GPU of this rank: local rank modulo the visible devices. Without a
+// device, 0, for create_context to refuse with the driver's reason.
+int rank_device() {
+  const int count = cuda_device_count();
+  return count > 0 ? local_rank_device(count) : 0;
+}
 
 const BackendOps kCudaOps = {
     .alloc = cuda::alloc,
@@ -20,6 +31,8 @@ const BackendOps kCudaOps = {
     .synchronize = cuda::synchronize,
     .peak_flops = cuda::peak_flops,
     .available_memory = cuda::available_memory,
+    .device_index = device_index,
+    .stream = stream,
     .fill = cuda::fill,
     .add = cuda::add,
     .scale = cuda::scale,
@@ -72,7 +85,7 @@ int cuda_device_count(std::string* why) {
 Backend& cuda_backend() {
   // Created once, thread-safely, on first use, and deliberately never destroyed:
   // at process exit the CUDA runtime may be unloaded before static destructors run.
-  static cuda::CudaContext* context = cuda::create_context(/*device=*/0);
+  static cuda::CudaContext* context = cuda::create_context(rank_device());
   static Backend backend("cuda", Device::Cuda, &kCudaOps, context);
   return backend;
 }

@@ -6,9 +6,10 @@
 
 namespace qj {
 
-// The process-lifetime "cuda" backend on device 0, created on first use: one
-// stream, a cuBLASLt handle and a fixed workspace. Throws qj::Error when no
-// CUDA device can be used.
+// The process-lifetime "cuda" backend, created on first use on this rank's GPU
+// (local rank modulo the visible devices, core/local_rank.h): one stream, a
+// cuBLASLt handle and a fixed workspace. Throws qj::Error when no CUDA device
+// can be used.
 Backend& cuda_backend();
 
 // How many CUDA devices this process can use; 0 when there are none or the

@@ -76,6 +76,11 @@ void synchronize(void* ctx) {
 
 double peak_flops(void* ctx) { return loaded(ctx).properties.peak_flops_fp32; }
 
+int device_index(void* ctx) { return loaded(ctx).device_index; }
+
+// Every op and copy above is issued on the device's default stream.
+void* stream(void*) { return nullptr; }
+
 size_t available_memory(void* ctx) {
   LoadedPlugin& p = loaded(ctx);
   uint64_t bytes = 0;
@@ -94,6 +99,8 @@ BackendOps host_ops(const LoadedPlugin& plugin) {
   ops.synchronize = synchronize;
   ops.peak_flops = peak_flops;
   ops.available_memory = available_memory;
+  ops.device_index = device_index;
+  ops.stream = stream;
   for_each_op([&](auto id) {
     constexpr qj_op op = decltype(id)::value;
     if (is_optional(op) && !(plugin.table.*OpInfo<op>::c_slot)) return;

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "backends/plugin/plugin_backend.h"
-#include "comm/nccl_factory.h"  // launcher_local_rank
+#include "core/local_rank.h"
 
 namespace qj::plugin {
 namespace {

@@ -6,7 +6,6 @@
 #include "comm/collective_errors.h"
 #include "comm/nccl/nccl_comm.h"
 #include "comm/nccl_factory.h"
-#include "kernels/cuda/context.h"
 
 #if NCCL_VERSION_CODE < NCCL_VERSION(2, 18, 0)
 #error "the NCCL communicator needs NCCL 2.18 or newer (ncclCommSplit)"
@@ -21,11 +20,22 @@ namespace {
 constexpr const char* kSetUp = "NCCL set-up";
 constexpr int kMinNcclVersion = 21800;  // ncclCommSplit
 
-const cuda::CudaContext& cuda_context_of(const Communicator& bootstrap, const Backend& backend) {
+// The backend's GPU and stream, through its op table (the NCCL communicator
+// orders its work after the backend's on that stream).
+struct CudaPlace {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+};
+
+CudaPlace cuda_place_of(const Communicator& bootstrap, const Backend& backend) {
   if (backend.device() != Device::Cuda || backend.name() != "cuda")
     throw Error(comm_context(bootstrap, kSetUp) + ": backend '" + backend.name() +
                 "' is not the built-in cuda backend; the NCCL communicator needs backend.device=cuda");
-  return cuda::context(backend.ctx());
+  const CudaPlace place{backend.device_index(), static_cast<cudaStream_t>(backend.stream())};
+  if (place.device < 0 || !place.stream)
+    throw Error(comm_context(bootstrap, kSetUp) + ": backend 'cuda' names no device (" +
+                std::to_string(place.device) + ") or no stream in its op table");
+  return place;
 }
 
 // The GPU's UUID as 4 words, to compare across ranks.
@@ -62,21 +72,21 @@ void refuse_shared_gpus(const Communicator& bootstrap, const std::vector<int32_t
 }
 
 // Selects the backend's GPU and checks it is this rank's alone; returns the
-// backend's context. Failures are agreed (RankedError): every rank throws.
-const cuda::CudaContext& select_unshared_gpu(Communicator& bootstrap, const Backend& backend) {
-  const cuda::CudaContext* ctx = nullptr;
+// backend's GPU and stream. Failures are agreed (RankedError): every rank throws.
+CudaPlace select_unshared_gpu(Communicator& bootstrap, const Backend& backend) {
+  CudaPlace place;
   std::array<int32_t, 4> mine{};
   agree_on_failure(bootstrap, [&] {
-    ctx = &cuda_context_of(bootstrap, backend);
-    check_cuda(cudaSetDevice(ctx->device), bootstrap, kSetUp, "cudaSetDevice");
+    place = cuda_place_of(bootstrap, backend);
+    check_cuda(cudaSetDevice(place.device), bootstrap, kSetUp, "cudaSetDevice");
     check_library_version(bootstrap);
-    mine = device_uuid(bootstrap, ctx->device);
+    mine = device_uuid(bootstrap, place.device);
   });
   std::vector<int32_t> all(size_t(bootstrap.size()) * mine.size());
   bootstrap.all_gather(Tensor(mine.data(), DType::I32, {int64_t(mine.size())}),
                        Tensor(all.data(), DType::I32, {int64_t(all.size())}));
   agree_on_failure(bootstrap, [&] { refuse_shared_gpus(bootstrap, all); });
-  return *ctx;
+  return place;
 }
 
 // Rank 0 creates the id; every rank receives its 128 bytes over `bootstrap`.
@@ -98,13 +108,13 @@ ncclUniqueId shared_unique_id(Communicator& bootstrap) {
 
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap,
                                                      const Backend& cuda_backend) {
-  const cuda::CudaContext& ctx = select_unshared_gpu(bootstrap, cuda_backend);
+  const CudaPlace place = select_unshared_gpu(bootstrap, cuda_backend);
   const ncclUniqueId id = shared_unique_id(bootstrap);
   ncclComm_t nccl = nullptr;
   ncclConfig_t config = nccl_config();
   check_nccl(ncclCommInitRankConfig(&nccl, bootstrap.size(), id, bootstrap.rank(), &config),
              bootstrap, kSetUp, "ncclCommInitRankConfig", nullptr);
-  return std::make_unique<NcclCommunicator>(nullptr, bootstrap, ctx.device, ctx.stream, nccl);
+  return std::make_unique<NcclCommunicator>(nullptr, bootstrap, place.device, place.stream, nccl);
 }
 
 }  // namespace qj

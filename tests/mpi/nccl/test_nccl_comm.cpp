@@ -16,6 +16,7 @@
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_context.h"
 #include "comm/nccl_factory.h"
+#include "core/local_rank.h"
 #include "kernels/cuda/context.h"
 #include "mpi_test_helpers.h"
 
@@ -51,6 +52,8 @@ const Backend& backend() {
     BackendOps o{};
     o.copy_to_device = copy_in;
     o.copy_to_host = copy_out;
+    o.device_index = [](void* ctx) { return cuda::context(ctx).device; };
+    o.stream = [](void* ctx) -> void* { return cuda::context(ctx).stream; };
     return o;
   }();
   static const Backend b("cuda", Device::Cuda, &ops, g_context);

@@ -1,8 +1,8 @@
-// Which GPU a rank uses, from where the launcher says the rank sits on its node.
 #include <cstdlib>
 #include <string>
 
-#include "comm/nccl_factory.h"
+#include "core/local_rank.h"
+#include "qianjun/error.h"
 
 namespace qj {
 
@@ -23,7 +23,7 @@ int launcher_local_rank() {
 
 int local_rank_device(int device_count) {
   if (device_count <= 0)
-    throw Error("local_rank_device: no GPU is visible (device count " +
+    throw Error("local_rank_device: no device is visible (device count " +
                 std::to_string(device_count) + ")");
   return launcher_local_rank() % device_count;
 }
