@@ -1,5 +1,5 @@
-// Conformance cases: memory, copies and the elementwise ops, each elementwise
-// op in fp32 and in bf16.
+// Conformance cases: memory, copies and the elementwise ops (fill, add, scale,
+// copy), each elementwise op in fp32 and in bf16.
 //
 // bf16 tolerance 0: every element is one fp32 operation on identical inputs
 // (a constant, one product, one sum, a conversion), then one round to nearest
@@ -16,22 +16,11 @@ namespace {
 
 const float kNaN = std::nanf("");
 
-void alloc_cases(Report& report) {
-  for (size_t bytes : {size_t(0), size_t(1), size_t(1) << 20}) {
-    report.check("alloc", dims({{"bytes", int64_t(bytes)}}), 0.0, [bytes](const Backend& be) {
-      void* p = be.alloc(bytes);
-      const float ok = p != nullptr ? 1.f : 0.f;
-      be.free(p);
-      return Outputs{{"non-null", {ok}}};
-    });
-  }
-}
-
-// copy_to_device then copy_to_host.
+// copy_to_device then copy_to_host (rows of the copy op, as they always were).
 void round_trip_cases(Report& report) {
   for (int64_t n : {1, 1000, (1 << 20) + 3}) {
     const HostTensor x = report.random().uniform({n});
-    report.check("copy", dims({{"n", n}}), 0.0, [&](const Backend& be) {
+    report.check(dims({{"n", n}}), 0.0, [&](const Backend& be) {
       DeviceTensors d(be);
       return Outputs{d.output("x", d.upload(x))};
     });
@@ -49,7 +38,7 @@ void convert_case(Report& report, const std::string& shape, const HostTensor& sr
   HostTensor buffer = src;  // src behind `skip` leading zeros
   buffer.values.insert(buffer.values.begin(), size_t(skip), 0.f);
   buffer.shape[0] += skip;
-  report.check("copy", label, 0.0, [&](const Backend& be) {
+  report.check(label, 0.0, [&](const Backend& be) {
     DeviceTensors d(be);
     Tensor dst = d.upload(as_dtype(filled({n + skip}, kNaN), to));
     be.copy(d.upload(buffer).slice_rows(skip, n + skip), dst.slice_rows(skip, n + skip));
@@ -89,40 +78,76 @@ void convert_cases(Report& report) {
   convert_case(report, "rounding edges", rounding_edge_values(), DType::BF16);
 }
 
-void fill_scale_cases(Report& report) {
+}  // namespace
+
+// alloc and free (kMemoryOp).
+void memory_cases(Report& report) {
+  for (size_t bytes : {size_t(0), size_t(1), size_t(1) << 20}) {
+    report.check(dims({{"bytes", int64_t(bytes)}}), 0.0, [bytes](const Backend& be) {
+      void* p = be.alloc(bytes);
+      const float ok = p != nullptr ? 1.f : 0.f;
+      be.free(p);
+      return Outputs{{"non-null", {ok}}};
+    });
+  }
+}
+
+// Seeds 0-5 (round trips, then conversions).
+template <>
+void op_cases<QJ_OP_copy>(Report& report) {
+  report.seed_at(0);
+  round_trip_cases(report);
+  convert_cases(report);
+}
+
+template <>
+void op_cases<QJ_OP_fill>(Report& report) {
   for (auto shape : {std::vector<int64_t>{1}, {7, 13}, {512, 768}}) {
-    const HostTensor x = report.random().uniform(shape);
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
     for (Precision p : kPrecisions) {
-      const std::string s = p.label(dims({{"numel", int64_t(x.values.size())}}));
-      report.check("fill", s, 0.0, [&](const Backend& be) {
+      report.check(p.label(dims({{"numel", numel}})), 0.0, [&](const Backend& be) {
         DeviceTensors d(be);
         Tensor t = d.upload(p.act(filled(shape, kNaN)));
         be.fill(t, 0.1f);  // not a bf16 value: truncating instead of rounding differs
-        return Outputs{d.output("x", t)};
-      });
-      report.check("scale", s, 0.0, [&](const Backend& be) {
-        DeviceTensors d(be);
-        Tensor t = d.upload(p.act(x));
-        be.scale(t, -1.75f);
         return Outputs{d.output("x", t)};
       });
     }
   }
 }
 
-void add_cases(Report& report) {
+template <>
+void op_cases<QJ_OP_scale>(Report& report) {
+  report.seed_at(6);
+  for (auto shape : {std::vector<int64_t>{1}, {7, 13}, {512, 768}}) {
+    const HostTensor x = report.random().uniform(shape);
+    for (Precision p : kPrecisions) {
+      report.check(p.label(dims({{"numel", int64_t(x.values.size())}})), 0.0,
+                   [&](const Backend& be) {
+                     DeviceTensors d(be);
+                     Tensor t = d.upload(p.act(x));
+                     be.scale(t, -1.75f);
+                     return Outputs{d.output("x", t)};
+                   });
+    }
+  }
+}
+
+template <>
+void op_cases<QJ_OP_add>(Report& report) {
+  report.seed_at(9);
   for (auto shape : {std::vector<int64_t>{1}, {7, 13}, {512, 768}, {3, 5, 7}}) {
     Random rng = report.random();
     const HostTensor a = rng.uniform(shape), b = rng.uniform(shape);
     for (Precision p : kPrecisions) {
       const std::string s = dims({{"numel", int64_t(a.values.size())}});
-      report.check("add", p.label(s), 0.0, [&](const Backend& be) {
+      report.check(p.label(s), 0.0, [&](const Backend& be) {
         DeviceTensors d(be);
         Tensor out = d.upload(p.act(filled(shape, kNaN)));
         be.add(d.upload(p.act(a)), d.upload(p.act(b)), out);
         return Outputs{d.output("out", out)};
       });
-      report.check("add", p.label(s + " out=a"), 0.0, [&](const Backend& be) {
+      report.check(p.label(s + " out=a"), 0.0, [&](const Backend& be) {
         DeviceTensors d(be);
         Tensor ta = d.upload(p.act(a));
         be.add(ta, d.upload(p.act(b)), ta);
@@ -130,16 +155,6 @@ void add_cases(Report& report) {
       });
     }
   }
-}
-
-}  // namespace
-
-void memory_elementwise_cases(Report& report) {
-  alloc_cases(report);
-  round_trip_cases(report);
-  convert_cases(report);
-  fill_scale_cases(report);
-  add_cases(report);
 }
 
 }  // namespace qj::conformance

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <set>
 
 #include "backends/conformance_harness.h"
 #include "kernels/common/bf16.h"
@@ -121,50 +122,46 @@ Output DeviceTensors::output(const std::string& name, const Tensor& t) const {
   return {name, download(t), t.dtype};
 }
 
-bool Report::wants(const std::string& op) const {
-  return filter_.empty() || op.find(filter_) != std::string::npos;
+void Report::run_cases(const std::string& op, const std::function<void(Report&)>& cases) {
+  if (!filter_.empty() && op.find(filter_) == std::string::npos) return;
+  op_ = op;
+  cases(*this);
+  op_.clear();
 }
 
-void Report::check(const std::string& op, const std::string& shape, const Tolerance& tolerance,
-                   const CaseFn& run) {
-  if (!wants(op)) return;
+void Report::check(const std::string& shape, const Tolerance& tolerance, const CaseFn& run) {
   Outputs expected, got;
   try {
     expected = run(reference_);
   } catch (const std::exception& e) {
-    rows.push_back(failed_row(op, shape, tolerance.fp32,
+    rows.push_back(failed_row(op_, shape, tolerance.fp32,
                               "reference backend '" + reference_.name() + "' failed: " + e.what()));
     return;
   }
   try {
     got = run(tested_);
   } catch (const std::exception& e) {
-    rows.push_back(failed_row(op, shape, tolerance.fp32, e.what()));
+    rows.push_back(failed_row(op_, shape, tolerance.fp32, e.what()));
     return;
   }
-  compare(op, shape, tolerance, expected, got);
+  compare(shape, tolerance, expected, got);
 }
 
-void Report::check_expected(const std::string& op, const std::string& shape,
-                            const Tolerance& tolerance, const Outputs& expected,
-                            const CaseFn& run) {
-  if (!wants(op)) return;
+void Report::check_expected(const std::string& shape, const Tolerance& tolerance,
+                            const Outputs& expected, const CaseFn& run) {
   Outputs got;
   try {
     got = run(tested_);
   } catch (const std::exception& e) {
-    rows.push_back(failed_row(op, shape, tolerance.fp32, e.what()));
+    rows.push_back(failed_row(op_, shape, tolerance.fp32, e.what()));
     return;
   }
-  compare(op, shape, tolerance, expected, got);
+  compare(shape, tolerance, expected, got);
 }
 
-void Report::record_missing(const std::string& op) {
-  if (!wants(op)) return;
-  for (const Row& r : rows)
-    if (r.op == op && r.missing) return;
-  Row row{op, "-", "-", 0.0, 0.0, false,
-          "backend '" + tested_.name() + "' has no op " + op + " (optional: mixture of experts)"};
+void Report::record_missing() {
+  Row row{op_, "-", "-", 0.0, 0.0, false,
+          "backend '" + tested_.name() + "' has no op " + op_ + " (optional: mixture of experts)"};
   row.missing = true;
   rows.push_back(std::move(row));
 }
@@ -180,11 +177,11 @@ static std::string non_finite_message(const std::vector<float>& got, const std::
   return "";
 }
 
-void Report::compare(const std::string& op, const std::string& shape, const Tolerance& tolerance,
+void Report::compare(const std::string& shape, const Tolerance& tolerance,
                      const Outputs& expected, const Outputs& got) {
   for (size_t i = 0; i < expected.size(); ++i) {
     const Output& want = expected[i];
-    Row row{op, want.name, shape, 0.0, tolerance.of(want.dtype), false, ""};
+    Row row{op_, want.name, shape, 0.0, tolerance.of(want.dtype), false, ""};
     if (i >= got.size() || got[i].values.size() != want.values.size()) {
       row.error = INFINITY;
       row.message = "output sizes differ";
@@ -200,13 +197,12 @@ void Report::compare(const std::string& op, const std::string& shape, const Tole
   }
 }
 
-bool Report::prepare(const std::string& op, const std::string& shape,
-                     const std::function<void()>& prepare) {
+bool Report::prepare(const std::string& shape, const std::function<void()>& prepare) {
   try {
     prepare();
     return true;
   } catch (const std::exception& e) {
-    rows.push_back(failed_row(op, shape, 0.0,
+    rows.push_back(failed_row(op_, shape, 0.0,
                               "preparing inputs on the reference backend '" + reference_.name() +
                                   "' failed: " + e.what()));
     return false;
@@ -244,34 +240,40 @@ std::string dims(std::initializer_list<std::pair<const char*, int64_t>> named) {
 }
 
 std::vector<std::string> op_names() {
-  return {"alloc",          "copy",
-          "fill",           "add",
-          "scale",          "matmul",
-          "add_bias",       "bias_backward",
-          "gelu_forward",   "gelu_backward",
-          "swiglu_forward", "swiglu_backward",
-          "layernorm_forward", "layernorm_backward",
-          "rmsnorm_forward",   "rmsnorm_backward",
-          "rope_tables",       "rope_forward",
-          "rope_backward",     "attention_forward",
-          "attention_backward", "embedding_forward",
-          "embedding_backward", "cross_entropy_stats",
-          "cross_entropy_backward", "sum_squares",
-          "adamw_update",      "gather_rows",
-          "combine_rows",      "row_dot",
-          "grouped_matmul",    "grouped_matmul_wgrad"};
+  std::vector<std::string> names{kMemoryOp};
+  plugin::for_each_op([&](auto id) { names.push_back(plugin::OpInfo<decltype(id)::value>::name); });
+  return names;
 }
 
+std::vector<std::string> coverage_gaps(const std::vector<Row>& rows) {
+  const std::vector<std::string> names = op_names();
+  std::set<std::string> with_rows;
+  for (const Row& row : rows) with_rows.insert(row.op);
+  std::vector<std::string> gaps;
+  for (const std::string& op : names)
+    if (!with_rows.count(op)) gaps.push_back("op " + op + " has no conformance rows");
+  for (const std::string& op : with_rows)
+    if (std::find(names.begin(), names.end(), op) == names.end())
+      gaps.push_back("rows name op " + op + ", which is not in the op list");
+  return gaps;
+}
+
+// The memory rows, then each op of the list in list order. An optional op the
+// tested backend lacks gets its one "missing" row instead of its cases.
 std::vector<Row> run_all(const Backend& reference, const Backend& tested,
                          const std::string& filter) {
   Report report(reference, tested, filter);
-  memory_elementwise_cases(report);
-  matmul_cases(report);
-  bias_activation_cases(report);
-  norm_cases(report);
-  rope_attention_cases(report);
-  embedding_loss_optimizer_cases(report);
-  moe_cases(report);
+  report.run_cases(kMemoryOp, memory_cases);
+  plugin::for_each_op([&](auto id) {
+    constexpr qj_op op = decltype(id)::value;
+    using Info = plugin::OpInfo<op>;
+    report.run_cases(Info::name, [&](Report& r) {
+      if (plugin::is_optional(op) && !(tested.ops().*Info::slot))
+        r.record_missing();
+      else
+        op_cases<op>(r);
+    });
+  });
   return std::move(report.rows);
 }
 

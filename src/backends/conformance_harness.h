@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backends/conformance.h"
+#include "backends/plugin/op_list.h"
 
 namespace qj::conformance {
 
@@ -103,62 +104,71 @@ class DeviceTensors {
 // Runs a case on one backend: uploads the inputs, calls the op, downloads.
 using CaseFn = std::function<Outputs(const Backend&)>;
 
+// Collects the rows of one run. The harness runs one op's cases at a time
+// (run_cases); every row a case adds names that op.
 class Report {
  public:
   Report(const Backend& reference, const Backend& tested, std::string filter)
       : reference_(reference), tested_(tested), filter_(std::move(filter)) {}
 
   const Backend& reference() const { return reference_; }
-  bool wants(const std::string& op) const;
+  // Runs `cases` with `op` as the op of the rows they add, unless --filter
+  // leaves `op` out.
+  void run_cases(const std::string& op, const std::function<void(Report&)>& cases);
+  // The next random() is seeded from `index` (see op_cases below).
+  void seed_at(uint64_t index) { seeds_ = index; }
   // A generator with a seed of its own, so each case's inputs are fixed.
   Random random() { return Random(1234 + 7919 * seeds_++); }
   // Runs `run` on both backends and adds one Row per output.
-  void check(const std::string& op, const std::string& shape, const Tolerance& tolerance,
-             const CaseFn& run);
+  void check(const std::string& shape, const Tolerance& tolerance, const CaseFn& run);
   // Runs `run` on the tested backend only and compares its outputs with
   // `expected`, computed on the host (an independent double-precision
   // reference, rounded to float; each Output's dtype is the one the tested
   // backend must store).
-  void check_expected(const std::string& op, const std::string& shape,
-                      const Tolerance& tolerance, const Outputs& expected, const CaseFn& run);
-  // True when the tested backend fills `slot`; otherwise records one
-  // "missing" Row for `op` (once) and returns false. For optional ops.
-  template <typename Slot>
-  bool tested_has(const std::string& op, Slot BackendOps::*slot) {
-    if (tested_.ops().*slot) return true;
-    record_missing(op);
-    return false;
-  }
+  void check_expected(const std::string& shape, const Tolerance& tolerance,
+                      const Outputs& expected, const CaseFn& run);
   // Runs `prepare` (inputs computed on the reference backend); if it throws,
-  // records a failed Row for op and shape and returns false.
-  bool prepare(const std::string& op, const std::string& shape,
-               const std::function<void()>& prepare);
+  // records a failed Row for the shape and returns false.
+  bool prepare(const std::string& shape, const std::function<void()>& prepare);
+  // Records the one "missing" Row of an optional op the tested backend lacks.
+  void record_missing();
 
   std::vector<Row> rows;
 
  private:
-  void record_missing(const std::string& op);
-  void compare(const std::string& op, const std::string& shape, const Tolerance& tolerance,
-               const Outputs& expected, const Outputs& got);
+  void compare(const std::string& shape, const Tolerance& tolerance, const Outputs& expected,
+               const Outputs& got);
 
   const Backend& reference_;
   const Backend& tested_;
   std::string filter_;
+  std::string op_;  // the op whose cases run now
   uint64_t seeds_ = 0;
 };
+
+// The cases of one op of the list (QJ_DEVICE_OPS), defined in the
+// conformance_*.cpp file of its kind. run_all() walks the list and calls
+// op_cases<Op> for each op, so an op added to the list without its cases fails
+// to link (undefined reference to op_cases<(qj_op)N>, N its place in the list).
+// Each op's cases start with report.seed_at(first seed), so its inputs do not
+// depend on which ops ran before it or on --filter. The ops of ABI 1.1 keep the
+// seeds their cases drew when they ran in groups (0-142): their rows' inputs
+// are unchanged. Forward and backward cases that share inputs share a first seed.
+template <qj_op Op>
+void op_cases(Report& report);
+#define QJ_OP_CASES_(op, tensors, params) \
+  template <>                             \
+  void op_cases<QJ_OP_##op>(Report & report);
+QJ_DEVICE_OPS(QJ_OP_CASES_, , )
+#undef QJ_OP_CASES_
+
+// The rows of the BackendOps entries outside the op list (alloc, free; see
+// kMemoryOp in conformance.h).
+void memory_cases(Report& report);
 
 double max_relative_error(const std::vector<float>& got, const std::vector<float>& ref);
 
 // "N=512 C=768"
 std::string dims(std::initializer_list<std::pair<const char*, int64_t>> named);
-
-// The case groups, one per file.
-void memory_elementwise_cases(Report& report);
-void matmul_cases(Report& report);
-void bias_activation_cases(Report& report);
-void norm_cases(Report& report);
-void rope_attention_cases(Report& report);
-void embedding_loss_optimizer_cases(Report& report);
-void moe_cases(Report& report);
 
 }  // namespace qj::conformance

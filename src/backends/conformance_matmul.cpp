@@ -53,7 +53,7 @@ void gemm_case(Report& report, const GemmCase& g) {
   const HostTensor c = g.beta == 0.f ? filled(matrix(g.batch, g.m, g.n), 1e3f)
                                      : rng.uniform(matrix(g.batch, g.m, g.n));
   for (Precision p : kPrecisions) {
-    report.check("matmul", p.label(describe(g)), p.bf16 ? kBf16Inputs : kFp32Inputs,
+    report.check(p.label(describe(g)), p.bf16 ? kBf16Inputs : kFp32Inputs,
                  [&](const Backend& be) {
                    DeviceTensors d(be);
                    Tensor tc = d.upload(c_in(p, c, g.beta));
@@ -73,7 +73,7 @@ void offset_view_case(Report& report, int64_t m, int64_t n, int64_t k, float bet
   const std::string shape = dims({{"M", m}, {"N", n}, {"K", k}}) + " NN row-offset views" +
                             (beta == 0.f ? "" : " b=" + std::to_string(beta).substr(0, 4));
   for (Precision p : kPrecisions) {
-    report.check("matmul", p.label(shape), p.bf16 ? kBf16Inputs : kFp32Inputs,
+    report.check(p.label(shape), p.bf16 ? kBf16Inputs : kFp32Inputs,
                  [&](const Backend& be) {
                    DeviceTensors d(be);
                    Tensor tc = d.upload(c_in(p, c, beta));
@@ -88,8 +88,9 @@ void offset_view_case(Report& report, int64_t m, int64_t n, int64_t k, float bet
 
 }  // namespace
 
-void matmul_cases(Report& report) {
-  if (!report.wants("matmul")) return;
+template <>
+void op_cases<QJ_OP_matmul>(Report& report) {
+  report.seed_at(13);
   const bool flags[] = {false, true};
   for (auto [m, n, k] : {std::tuple{1, 1, 1}, {7, 13, 5}, {33, 65, 17}}) {
     for (bool ta : flags)

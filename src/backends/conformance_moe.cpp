@@ -4,7 +4,8 @@
 // (rows, activations and weights bf16; routing weights, row_dot's out and
 // accumulated weight gradients fp32). Odd shapes: C = 1, rows that are no
 // multiple of anything, repeated indices, k = 1 and 3, empty groups, G = 1.
-// These ops are optional: a backend without one gets one "missing" row for it.
+// These ops are optional: a backend without one gets one "missing" row for it
+// (run_all, from the list's is_optional).
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -48,9 +49,10 @@ HostTensor int_tensor(std::vector<int64_t> shape, std::vector<int32_t> values) {
 
 // ---- gather_rows and combine_rows ----
 
-void gather_cases(Report& report) {
-  if (!report.wants("gather_rows") || !report.tested_has("gather_rows", &BackendOps::gather_rows))
-    return;
+}  // namespace
+
+template <>
+void op_cases<QJ_OP_gather_rows>(Report& report) {
   struct Shape {
     int64_t m, src_rows, c;
     bool weighted;
@@ -58,6 +60,7 @@ void gather_cases(Report& report) {
   // More rows than sources: indices repeat.
   constexpr Shape kShapes[] = {{1, 1, 1, true},     {7, 3, 1, true},    {37, 11, 13, true},
                                {37, 11, 13, false}, {130, 64, 96, true}, {5, 40, 7, false}};
+  report.seed_at(106);
   for (const Shape& s : kShapes) {
     Random rng = report.random();
     const HostTensor src = rng.uniform({s.src_rows, s.c});
@@ -72,8 +75,8 @@ void gather_cases(Report& report) {
         for (int64_t c = 0; c < s.c; ++c)
           ref[size_t(i * s.c + c)] = (s.weighted ? double(weight.values[size_t(i)]) : 1.0) *
                                      x.values[size_t(index.ids[size_t(i)] * s.c + c)];
-      report.check_expected("gather_rows", p.label(shape), kGather,
-                            {expected("dst", ref, p.act_dtype())}, [&](const Backend& be) {
+      report.check_expected(p.label(shape), kGather, {expected("dst", ref, p.act_dtype())},
+                            [&](const Backend& be) {
                               DeviceTensors d(be);
                               Tensor dst = d.upload(p.act(filled({s.m, s.c}, kNaN)));
                               be.gather_rows(d.upload(x), d.upload(index),
@@ -84,10 +87,8 @@ void gather_cases(Report& report) {
   }
 }
 
-void combine_cases(Report& report) {
-  if (!report.wants("combine_rows") ||
-      !report.tested_has("combine_rows", &BackendOps::combine_rows))
-    return;
+template <>
+void op_cases<QJ_OP_combine_rows>(Report& report) {
   struct Shape {
     int64_t n, k, src_rows, c;
     bool weighted;
@@ -97,6 +98,7 @@ void combine_cases(Report& report) {
                                {13, 3, 39, 1, true},    {13, 3, 39, 17, true},
                                {13, 3, 7, 17, false},   {64, 2, 128, 96, true},
                                {101, 3, 303, 33, true}};
+  report.seed_at(112);
   for (const Shape& s : kShapes) {
     Random rng = report.random();
     const HostTensor src = rng.uniform({s.src_rows, s.c});
@@ -114,8 +116,8 @@ void combine_cases(Report& report) {
           for (int64_t c = 0; c < s.c; ++c)
             ref[size_t(t * s.c + c)] += w * x.values[size_t(pos.ids[at] * s.c + c)];
         }
-      report.check_expected("combine_rows", p.label(shape), kCombine,
-                            {expected("out", ref, p.act_dtype())}, [&](const Backend& be) {
+      report.check_expected(p.label(shape), kCombine, {expected("out", ref, p.act_dtype())},
+                            [&](const Backend& be) {
                               DeviceTensors d(be);
                               Tensor out = d.upload(p.act(filled({s.n, s.c}, kNaN)));
                               be.combine_rows(d.upload(x), d.upload(pos),
@@ -126,8 +128,9 @@ void combine_cases(Report& report) {
   }
 }
 
-void row_dot_cases(Report& report) {
-  if (!report.wants("row_dot") || !report.tested_has("row_dot", &BackendOps::row_dot)) return;
+template <>
+void op_cases<QJ_OP_row_dot>(Report& report) {
+  report.seed_at(119);
   for (auto [m, c] : {std::pair<int64_t, int64_t>{1, 1}, {7, 1}, {37, 13}, {130, 768}}) {
     Random rng = report.random();
     const HostTensor a = rng.uniform({m, c}), b = rng.uniform({m, c});
@@ -137,7 +140,7 @@ void row_dot_cases(Report& report) {
       for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < c; ++j)
           ref[size_t(i)] += double(pa.values[size_t(i * c + j)]) * pb.values[size_t(i * c + j)];
-      report.check_expected("row_dot", p.label(dims({{"M", m}, {"C", c}})), kRowDot,
+      report.check_expected(p.label(dims({{"M", m}, {"C", c}})), kRowDot,
                             {expected("out", ref, DType::F32)}, [&](const Backend& be) {
                               DeviceTensors d(be);
                               Tensor out = d.upload(filled({m}, kNaN));
@@ -147,6 +150,8 @@ void row_dot_cases(Report& report) {
     }
   }
 }
+
+namespace {
 
 // ---- grouped GEMMs ----
 
@@ -203,7 +208,7 @@ void grouped_matmul_case(Report& report, const Groups& g, int64_t n, int64_t k, 
           const size_t at = size_t(i * n + j);
           ref[at] = alpha * sum + (beta == 0.f ? 0.0 : double(beta) * pc.values[at]);
         }
-    report.check_expected("grouped_matmul", p.label(shape), kGroupedGemm,
+    report.check_expected(p.label(shape), kGroupedGemm,
                           {expected("c", ref, pc.dtype)}, [&](const Backend& be) {
                             DeviceTensors d(be);
                             Tensor tc = d.upload(pc);
@@ -238,7 +243,7 @@ void grouped_matmul_wgrad_case(Report& report, const Groups& g, int64_t n, int64
           const size_t at = size_t((grp * n + i) * k + j);
           ref[at] = sum + (beta == 0.f ? 0.0 : double(beta) * pdw.values[at]);
         }
-    report.check_expected("grouped_matmul_wgrad", p.label(shape), kGroupedGemm,
+    report.check_expected(p.label(shape), kGroupedGemm,
                           {expected("dw", ref, pdw.dtype)}, [&](const Backend& be) {
                             DeviceTensors d(be);
                             Tensor tdw = d.upload(pdw);
@@ -249,35 +254,28 @@ void grouped_matmul_wgrad_case(Report& report, const Groups& g, int64_t n, int64
   }
 }
 
-void grouped_gemm_cases(Report& report) {
-  if (report.wants("grouped_matmul") &&
-      report.tested_has("grouped_matmul", &BackendOps::grouped_matmul)) {
-    for (const Groups& g : kGroupings) {
-      grouped_matmul_case(report, g, 7, 5, true, 1.f, 0.f);
-      grouped_matmul_case(report, g, 7, 5, false, 0.75f, 0.5f);
-    }
-    grouped_matmul_case(report, kGroupings[1], 1, 1, false, 1.f, 0.f);  // N = K = 1
-    grouped_matmul_case(report, kGroupings[3], 65, 33, true, 1.f, 0.f);
-    grouped_matmul_case(report, kGroupings[3], 33, 65, false, 1.f, 1.f);
-  }
-  // "grouped_matmul" also matches grouped_matmul_wgrad's rows, as --filter does.
-  if (report.wants("grouped_matmul_wgrad") &&
-      report.tested_has("grouped_matmul_wgrad", &BackendOps::grouped_matmul_wgrad)) {
-    for (const Groups& g : kGroupings) {
-      grouped_matmul_wgrad_case(report, g, 7, 5, 1.f);
-      grouped_matmul_wgrad_case(report, g, 7, 5, 0.f);
-    }
-    grouped_matmul_wgrad_case(report, kGroupings[3], 65, 33, 1.f);
-  }
-}
-
 }  // namespace
 
-void moe_cases(Report& report) {
-  gather_cases(report);
-  combine_cases(report);
-  row_dot_cases(report);
-  grouped_gemm_cases(report);
+template <>
+void op_cases<QJ_OP_grouped_matmul>(Report& report) {
+  report.seed_at(123);
+  for (const Groups& g : kGroupings) {
+    grouped_matmul_case(report, g, 7, 5, true, 1.f, 0.f);
+    grouped_matmul_case(report, g, 7, 5, false, 0.75f, 0.5f);
+  }
+  grouped_matmul_case(report, kGroupings[1], 1, 1, false, 1.f, 0.f);  // N = K = 1
+  grouped_matmul_case(report, kGroupings[3], 65, 33, true, 1.f, 0.f);
+  grouped_matmul_case(report, kGroupings[3], 33, 65, false, 1.f, 1.f);
+}
+
+template <>
+void op_cases<QJ_OP_grouped_matmul_wgrad>(Report& report) {
+  report.seed_at(134);
+  for (const Groups& g : kGroupings) {
+    grouped_matmul_wgrad_case(report, g, 7, 5, 1.f);
+    grouped_matmul_wgrad_case(report, g, 7, 5, 0.f);
+  }
+  grouped_matmul_wgrad_case(report, kGroupings[3], 65, 33, 1.f);
 }
 
 }  // namespace qj::conformance

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "backends/conformance_harness.h"
 
@@ -37,6 +38,16 @@ NormInputs norm_inputs(Report& report, const NormShape& s) {
   return in;
 }
 
+// The inputs of every shape, in kShapes order, seeded from `first_seed` on:
+// an op's forward and backward cases see the same.
+std::vector<NormInputs> all_norm_inputs(Report& report, uint64_t first_seed) {
+  report.seed_at(first_seed);
+  std::vector<NormInputs> out;
+  for (const NormShape& s : kShapes) out.push_back(norm_inputs(report, s));
+  return out;
+}
+constexpr uint64_t kLayernormSeed = 53, kRmsnormSeed = 59;
+
 // mean and rstd as the reference backend's forward in precision p saves them.
 std::pair<HostTensor, HostTensor> layernorm_stats(Report& report, const NormInputs& in,
                                                   const NormShape& s, const Precision& p) {
@@ -54,7 +65,7 @@ std::pair<HostTensor, HostTensor> layernorm_stats(Report& report, const NormInpu
 void layernorm_forward_case(Report& report, const NormInputs& in, const NormShape& s,
                             const Precision& p, bool with_bias) {
   const std::string shape = dims({{"N", s.n}, {"C", s.c}}) + (with_bias ? "" : " no bias");
-  report.check("layernorm_forward", p.label(shape), kTolerance, [&](const Backend& be) {
+  report.check(p.label(shape), kTolerance, [&](const Backend& be) {
     DeviceTensors d(be);
     Tensor y = d.upload(p.act(filled({s.n, s.c}, kNaN)));
     Tensor mean = d.upload(filled({s.n}, kNaN));
@@ -69,13 +80,13 @@ void layernorm_backward_cases(Report& report, const NormInputs& in, const NormSh
                               const Precision& p) {
   const std::string shape = dims({{"N", s.n}, {"C", s.c}});
   HostTensor mean, rstd;
-  if (!report.prepare("layernorm_backward", p.label(shape),
+  if (!report.prepare(p.label(shape),
                       [&] { std::tie(mean, rstd) = layernorm_stats(report, in, s, p); }))
     return;
   for (int variant = 0; variant < 3; ++variant) {  // 0: plain, 1: dx=dy, 2: no db
     if (variant > 0 && s.c != 33 && s.c != 768) continue;
     const char* name[] = {"", " dx=dy", " no db"};
-    report.check("layernorm_backward", p.label(shape + name[variant]), kTolerance,
+    report.check(p.label(shape + name[variant]), kTolerance,
                  [&](const Backend& be) {
                    DeviceTensors d(be);
                    Tensor dy = d.upload(p.act(in.dy));
@@ -91,17 +102,6 @@ void layernorm_backward_cases(Report& report, const NormInputs& in, const NormSh
   }
 }
 
-void layernorm_cases(Report& report) {
-  for (const NormShape& s : kShapes) {
-    const NormInputs in = norm_inputs(report, s);
-    for (Precision p : kPrecisions) {
-      layernorm_forward_case(report, in, s, p, true);
-      if (s.c == 33) layernorm_forward_case(report, in, s, p, false);
-      if (report.wants("layernorm_backward")) layernorm_backward_cases(report, in, s, p);
-    }
-  }
-}
-
 HostTensor rmsnorm_rstd(Report& report, const NormInputs& in, const NormShape& s,
                         const Precision& p) {
   const Backend& be = report.reference();
@@ -114,47 +114,71 @@ HostTensor rmsnorm_rstd(Report& report, const NormInputs& in, const NormShape& s
   return r;
 }
 
-void rmsnorm_case(Report& report, const NormInputs& in, const NormShape& s, const Precision& p) {
-  const std::string shape = dims({{"N", s.n}, {"C", s.c}});
-  report.check("rmsnorm_forward", p.label(shape), kTolerance, [&](const Backend& be) {
-    DeviceTensors d(be);
-    Tensor y = d.upload(p.act(filled({s.n, s.c}, kNaN)));
-    Tensor rstd = d.upload(filled({s.n}, kNaN));
-    be.rmsnorm_forward(d.upload(p.act(in.x)), d.upload(p.act(in.w)), y, rstd, kEps);
-    return Outputs{d.output("y", y), d.output("rstd", rstd)};
-  });
-  if (!report.wants("rmsnorm_backward")) return;
-  HostTensor rstd;
-  if (!report.prepare("rmsnorm_backward", p.label(shape),
-                      [&] { rstd = rmsnorm_rstd(report, in, s, p); }))
-    return;
-  for (bool in_place : {false, true}) {
-    if (in_place && s.c != 33 && s.c != 768) continue;
-    report.check("rmsnorm_backward", p.label(shape + (in_place ? " dx=dy" : "")), kTolerance,
-                 [&](const Backend& be) {
-                   DeviceTensors d(be);
-                   Tensor dy = d.upload(p.act(in.dy));
-                   Tensor dx = in_place ? dy : d.upload(p.act(filled({s.n, s.c}, kNaN)));
-                   Tensor dw = d.upload(in.dw);
-                   be.rmsnorm_backward(dy, d.upload(p.act(in.x)), d.upload(p.act(in.w)),
-                                       d.upload(rstd), dx, dw);
-                   return Outputs{d.output("dx", dx), d.output("dw", dw)};
-                 });
-  }
-}
-
-void rmsnorm_cases(Report& report) {
-  for (const NormShape& s : kShapes) {
-    const NormInputs in = norm_inputs(report, s);
-    for (Precision p : kPrecisions) rmsnorm_case(report, in, s, p);
-  }
-}
-
 }  // namespace
 
-void norm_cases(Report& report) {
-  layernorm_cases(report);
-  rmsnorm_cases(report);
+template <>
+void op_cases<QJ_OP_layernorm_forward>(Report& report) {
+  const std::vector<NormInputs> inputs = all_norm_inputs(report, kLayernormSeed);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const NormShape& s = kShapes[i];
+    for (Precision p : kPrecisions) {
+      layernorm_forward_case(report, inputs[i], s, p, true);
+      if (s.c == 33) layernorm_forward_case(report, inputs[i], s, p, false);
+    }
+  }
+}
+
+template <>
+void op_cases<QJ_OP_layernorm_backward>(Report& report) {
+  const std::vector<NormInputs> inputs = all_norm_inputs(report, kLayernormSeed);
+  for (size_t i = 0; i < inputs.size(); ++i)
+    for (Precision p : kPrecisions) layernorm_backward_cases(report, inputs[i], kShapes[i], p);
+}
+
+template <>
+void op_cases<QJ_OP_rmsnorm_forward>(Report& report) {
+  const std::vector<NormInputs> inputs = all_norm_inputs(report, kRmsnormSeed);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const NormInputs& in = inputs[i];
+    const NormShape& s = kShapes[i];
+    for (Precision p : kPrecisions) {
+      report.check(p.label(dims({{"N", s.n}, {"C", s.c}})), kTolerance, [&](const Backend& be) {
+        DeviceTensors d(be);
+        Tensor y = d.upload(p.act(filled({s.n, s.c}, kNaN)));
+        Tensor rstd = d.upload(filled({s.n}, kNaN));
+        be.rmsnorm_forward(d.upload(p.act(in.x)), d.upload(p.act(in.w)), y, rstd, kEps);
+        return Outputs{d.output("y", y), d.output("rstd", rstd)};
+      });
+    }
+  }
+}
+
+template <>
+void op_cases<QJ_OP_rmsnorm_backward>(Report& report) {
+  const std::vector<NormInputs> inputs = all_norm_inputs(report, kRmsnormSeed);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const NormInputs& in = inputs[i];
+    const NormShape& s = kShapes[i];
+    for (Precision p : kPrecisions) {
+      const std::string shape = dims({{"N", s.n}, {"C", s.c}});
+      HostTensor rstd;
+      if (!report.prepare(p.label(shape), [&] { rstd = rmsnorm_rstd(report, in, s, p); }))
+        continue;
+      for (bool in_place : {false, true}) {
+        if (in_place && s.c != 33 && s.c != 768) continue;
+        report.check(p.label(shape + (in_place ? " dx=dy" : "")), kTolerance,
+                     [&](const Backend& be) {
+                       DeviceTensors d(be);
+                       Tensor dy = d.upload(p.act(in.dy));
+                       Tensor dx = in_place ? dy : d.upload(p.act(filled({s.n, s.c}, kNaN)));
+                       Tensor dw = d.upload(in.dw);
+                       be.rmsnorm_backward(dy, d.upload(p.act(in.x)), d.upload(p.act(in.w)),
+                                           d.upload(rstd), dx, dw);
+                       return Outputs{d.output("dx", dx), d.output("dw", dw)};
+                     });
+      }
+    }
+  }
 }
 
 }  // namespace qj::conformance

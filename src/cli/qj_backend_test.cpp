@@ -209,10 +209,18 @@ int main(int argc, char** argv) {
     bool passed = true;
     if (!options.plugin.empty()) passed = plugin_checks(tested, report);
     auto rows = qj::conformance::run_all(reference, tested, options.filter);
+    // A whole run covers exactly the op list; anything else is a harness bug.
+    const std::vector<std::string> gaps =
+        options.filter.empty() ? qj::conformance::coverage_gaps(rows) : std::vector<std::string>{};
     // A plugin, tested whole (no --filter): does it train?
     if (!options.plugin.empty() && options.filter.empty())
       rows.push_back(training_row(tested.name(), report));
     qj::conformance::print_table(rows, stdout);
+    for (const std::string& gap : gaps) std::printf("error: %s\n", gap.c_str());
+    if (!gaps.empty()) {
+      report["coverage_gaps"] = gaps;
+      passed = false;
+    }
     report["ops"] = nlohmann::json::array();
     for (const auto& row : rows) {
       report["ops"].push_back({{"op", row.op}, {"output", row.output}, {"shape", row.shape},

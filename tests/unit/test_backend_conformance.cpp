@@ -1,14 +1,18 @@
 // The conformance harness behind qj-backend-test must be able to fail: a
 // backend that differs from the CPU one in a single op, or leaves an output
-// unwritten, must fail exactly those rows.
+// unwritten, must fail exactly those rows. Its rows cover exactly the op list
+// (QJ_DEVICE_OPS) plus the memory entries.
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "backends/conformance.h"
 #include "backends/conformance_harness.h"
+#include "backends/plugin/op_list.h"
 #include "kernels/cpu/kernels.h"
 #include "qianjun/backend.h"
 
@@ -139,4 +143,77 @@ TEST_CASE("a backend without the moe ops shows them as missing, not failed") {
   }
   CHECK(missing == std::set<std::string>{"gather_rows", "combine_rows", "row_dot",
                                          "grouped_matmul", "grouped_matmul_wgrad"});
+}
+
+TEST_CASE("op_names is the memory rows' op, then the op list in list order") {
+  const std::vector<std::string> names = qj::conformance::op_names();
+  REQUIRE(names.size() == size_t(1 + QJ_OP_COUNT));
+  CHECK(names[0] == qj::conformance::kMemoryOp);
+  for (int32_t op = 0; op < QJ_OP_COUNT; ++op)
+    CHECK(names[size_t(1 + op)] == qj::plugin::op_name(op));
+}
+
+TEST_CASE("cpu vs cpu: every op of the list has rows, every row names a listed op and passes") {
+  const Backend& cpu = qj::get_backend("cpu");
+  const auto rows = qj::conformance::run_all(cpu, cpu, "");
+  for (const std::string& gap : qj::conformance::coverage_gaps(rows)) FAIL(gap);
+  std::map<std::string, int> per_op;
+  for (const auto& r : rows) {
+    INFO(r.op << " " << r.output << " " << r.shape << " " << r.message);
+    CHECK(r.passed);
+    CHECK_FALSE(r.missing);
+    ++per_op[r.op];
+  }
+  // Every op of the list, by the list's own names, has rows of its own.
+  qj::plugin::for_each_op([&](auto id) {
+    const std::string op = qj::plugin::OpInfo<decltype(id)::value>::name;
+    INFO(op);
+    CHECK(per_op[op] >= 2);
+  });
+}
+
+TEST_CASE("coverage_gaps names an op of the list without rows and a row's op outside the list") {
+  using qj::conformance::Row;
+  auto row_of = [](const std::string& op) {
+    Row row;
+    row.op = op;
+    row.passed = true;
+    return row;
+  };
+  std::vector<Row> rows;
+  for (const std::string& op : qj::conformance::op_names()) rows.push_back(row_of(op));
+  CHECK(qj::conformance::coverage_gaps(rows).empty());
+
+  std::vector<Row> without_matmul;
+  for (const Row& r : rows)
+    if (r.op != "matmul") without_matmul.push_back(r);
+  CHECK(qj::conformance::coverage_gaps(without_matmul) ==
+        std::vector<std::string>{"op matmul has no conformance rows"});
+
+  rows.push_back(row_of("fused_matmul_gelu"));
+  CHECK(qj::conformance::coverage_gaps(rows) ==
+        std::vector<std::string>{"rows name op fused_matmul_gelu, which is not in the op list"});
+}
+
+TEST_CASE("a filtered run gives an op the same rows and inputs as a whole run") {
+  const Backend& cpu = qj::get_backend("cpu");
+  // A backend whose gelu_forward differs: its error is a function of the inputs.
+  BackendOps ops = cpu.ops();
+  ops.gelu_forward = [](void* ctx, const Tensor& x, const Tensor& y) {
+    qj::cpu::gelu_forward(ctx, x, y);
+    qj::cpu::add(ctx, y, x, y);
+  };
+  const Backend broken = make_backend(ops);
+  const auto whole = qj::conformance::run_all(cpu, broken, "");
+  const auto filtered = qj::conformance::run_all(cpu, broken, "gelu_forward");
+  std::vector<qj::conformance::Row> from_whole;
+  for (const auto& r : whole)
+    if (r.op == "gelu_forward") from_whole.push_back(r);
+  REQUIRE(filtered.size() == from_whole.size());
+  for (size_t i = 0; i < filtered.size(); ++i) {
+    INFO(filtered[i].shape);
+    CHECK(filtered[i].shape == from_whole[i].shape);
+    CHECK(filtered[i].error == from_whole[i].error);
+    CHECK_FALSE(filtered[i].passed);
+  }
 }
