@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backends/plugin/op_list.h"
 #include "kernels/cpu/sgemm.h"
 
 namespace qj {
@@ -126,52 +127,28 @@ void timed_matmul(void* ctx, const Tensor& a, const Tensor& b, const Tensor& c, 
   });
 }
 
-// A slot the backend leaves null (an optional op it lacks) stays null.
-#define QJ_TIME_OP(field)                        \
-  if (inner.field) {                             \
-    Timed<&BackendOps::field>::name = #field;    \
-    ops.field = Timed<&BackendOps::field>::call; \
-  }
-
-BackendOps timed_table(const BackendOps& inner) {
-  BackendOps ops = inner;  // memory queries, synchronize and peak_flops stay as they are
-  QJ_TIME_OP(copy_to_device);
-  QJ_TIME_OP(copy_to_host);
-  QJ_TIME_OP(fill);
-  QJ_TIME_OP(add);
-  QJ_TIME_OP(scale);
-  QJ_TIME_OP(copy);
-  ops.matmul = timed_matmul;
-  QJ_TIME_OP(add_bias);
-  QJ_TIME_OP(bias_backward);
-  QJ_TIME_OP(layernorm_forward);
-  QJ_TIME_OP(layernorm_backward);
-  QJ_TIME_OP(rmsnorm_forward);
-  QJ_TIME_OP(rmsnorm_backward);
-  QJ_TIME_OP(gelu_forward);
-  QJ_TIME_OP(gelu_backward);
-  QJ_TIME_OP(swiglu_forward);
-  QJ_TIME_OP(swiglu_backward);
-  QJ_TIME_OP(rope_tables);
-  QJ_TIME_OP(rope_forward);
-  QJ_TIME_OP(rope_backward);
-  QJ_TIME_OP(attention_forward);
-  QJ_TIME_OP(attention_backward);
-  QJ_TIME_OP(embedding_forward);
-  QJ_TIME_OP(embedding_backward);
-  QJ_TIME_OP(cross_entropy_stats);
-  QJ_TIME_OP(cross_entropy_backward);
-  QJ_TIME_OP(sum_squares);
-  QJ_TIME_OP(adamw_update);
-  QJ_TIME_OP(gather_rows);
-  QJ_TIME_OP(combine_rows);
-  QJ_TIME_OP(row_dot);
-  QJ_TIME_OP(grouped_matmul);
-  QJ_TIME_OP(grouped_matmul_wgrad);
-  return ops;
+// Wraps `slot`, named `name`; a slot the backend leaves null (an optional op it
+// lacks) stays null.
+template <auto Slot>
+void time_slot(const BackendOps& inner, BackendOps& ops, const char* name) {
+  if (!(inner.*Slot)) return;
+  Timed<Slot>::name = name;
+  ops.*Slot = Timed<Slot>::call;
 }
 
-#undef QJ_TIME_OP
+// Every op of the list (plugin/op_list.h), so a new op is timed without an
+// edit here, and the two copies; matmul is keyed by its shape.
+BackendOps timed_table(const BackendOps& inner) {
+  BackendOps ops = inner;  // memory queries, synchronize and peak_flops stay as they are
+  time_slot<&BackendOps::copy_to_device>(inner, ops, "copy_to_device");
+  time_slot<&BackendOps::copy_to_host>(inner, ops, "copy_to_host");
+  plugin::for_each_op([&](auto id) {
+    using Info = plugin::OpInfo<decltype(id)::value>;
+    time_slot<Info::slot>(inner, ops, Info::name);
+  });
+  ops.matmul = timed_matmul;
+  return ops;
+}
 
 }  // namespace
 
