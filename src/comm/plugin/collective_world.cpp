@@ -47,7 +47,8 @@ std::unique_ptr<Communicator> make_world_communicator(const Config& config, Comm
     device = static_cast<const plugin::LoadedPlugin*>(backend.ctx())->device;
   // Watched like the MPI world (recorded, deadlines, async_error polled, abort
   // when the watchdog ends the run), and so is every group split from it.
-  auto comm = watch_like(world, ccl::make_plugin_communicator(plugin, nullptr, world, world.name(), device),
+  auto comm = watch_like(world,
+                         ccl::make_plugin_communicator(plugin, nullptr, world, world.name(), device),
                          "collective plugin '" + plugin->path + "'");
   if (backend.device() == Device::Host) return comm;
   return make_staged_communicator(std::move(comm), backend);

@@ -189,7 +189,8 @@ void Watchdog::await_released_calls(double seconds) const {
   while (watch_.recorder.now() < until) {
     const FlightRecorder::Snapshot s = watch_.recorder.snapshot(false);
     bool inside = false;  // a plugin's calls run inside start(), asynchronous or not
-    for (const OpRecord& op : s.pending) inside = inside || !s.groups.at(size_t(op.group)).transport.empty();
+    for (const OpRecord& op : s.pending)
+      inside = inside || !s.groups.at(size_t(op.group)).transport.empty();
     if (!inside) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }

@@ -51,8 +51,8 @@ class WatchedRequest final : public CommRequest {
 
 class WatchedCommunicator final : public Communicator {
  public:
-  WatchedCommunicator(std::unique_ptr<Communicator> inner, CommWatch& watch, std::vector<int> members,
-                      std::string transport)
+  WatchedCommunicator(std::unique_ptr<Communicator> inner, CommWatch& watch,
+                      std::vector<int> members, std::string transport)
       : inner_(std::move(inner)), watch_(watch), members_(members), transport_(transport),
         group_(watch.recorder.add_group(inner_->name(), std::move(members), std::move(transport))) {
     std::lock_guard lock(watch_.groups_mutex);
