@@ -8,6 +8,7 @@
 // Nothing throws across the boundary; errors set last_error().
 #include <mpi.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -23,7 +24,7 @@ struct qj_ccl_comm_s {
   MPI_Comm mpi = MPI_COMM_NULL;
   int nranks = 1;
   int rank = 0;
-  bool aborted = false;
+  std::atomic<bool> aborted{false};  // set by abort from another thread
 };
 
 namespace {

@@ -103,8 +103,9 @@ class Communicator {
 
   // For the watchdog, called from its own thread while the group may be busy:
   // a failure the transport found by itself ("" when none; NCCL's
-  // ncclCommGetAsyncError), and a way to end its outstanding work so that no
-  // device stays blocked on a dead peer (ncclCommAbort). MPI has neither.
+  // ncclCommGetAsyncError, a collective plugin's async_error), and a way to end
+  // its outstanding work so that no device or thread stays blocked on a dead
+  // peer (ncclCommAbort, the plugin's abort). MPI has neither.
   virtual std::string async_error() const { return {}; }
   virtual void abort_transport() {}
 };

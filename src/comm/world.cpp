@@ -1,7 +1,9 @@
 #include "comm/world.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "comm/watchdog/watchdog.h"
 #include "core/config.h"
@@ -86,6 +88,11 @@ void World::set_fault_report_dir(const std::string& report_dir) {
 void World::abort(int exit_code, const std::string& message) {
   std::fflush(stdout);
   std::fflush(stderr);
+  // The watchdog is ending the run and aborted the transports, which is why
+  // this thread failed: it exits with its own diagnosis and flight recorder.
+  // (Bounded, should it be stuck.)
+  for (int i = 0; i < 300 && watchdog_ && watchdog_->ending(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   if (watchdog_ && !message.empty()) watchdog_->report_error(message);
 #if QJ_HAVE_MPI
   if (uses_mpi_ && !finalized_ && size_ > 1) {

@@ -46,6 +46,8 @@ class World {
   // Ends the whole run now with `exit_code`: MPI_Abort when other ranks exist
   // (they may be blocked in a collective and would otherwise hang), else exit.
   // `message` (the rank's error) goes to the watchdog, which names it as the cause.
+  // When the watchdog is itself ending the run (its abort of the transports
+  // made this rank's call fail), waits for it to exit instead.
   [[noreturn]] void abort(int exit_code, const std::string& message = "");
   // Frees the world communicator and finalises MPI (once; later calls do nothing).
   // Every rank must call it, as MPI_Finalize is collective.

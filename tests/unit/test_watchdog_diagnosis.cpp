@@ -132,6 +132,29 @@ TEST_CASE("the flight recorder numbers collectives and sends apart, per group") 
   CHECK(recorder.snapshot(false).last->seq == 7);  // all_reduce, all_gather, 5 barriers
 }
 
+TEST_CASE("a plugin's group is apart from the MPI group of the same ranks and is named in reports") {
+  qj::FlightRecorder recorder(0);
+  const int mpi = recorder.add_group("dp", {0, 1});
+  const int plugin = recorder.add_group("dp", {0, 1}, "collective plugin '/x/libccl.so'");
+  const auto snap = recorder.snapshot(false);
+  CHECK(snap.groups[size_t(mpi)].key() == "dp{0,1}");
+  CHECK(snap.groups[size_t(plugin)].key() == "dp{0,1}/plugin");
+  // Rank 1 has started its plugin dp collectives but not the MPI ones: only the
+  // plugin group's count says whether it is behind.
+  json op = collective("dp{0,1}/plugin", "dp", {0, 1}, 4);
+  op["transport"] = "collective plugin '/x/libccl.so'";
+  std::vector<RankView> ranks = {
+      rank(0, {group("dp{0,1}", "dp", {0, 1}, 1), group("dp{0,1}/plugin", "dp", {0, 1}, 4)}, {op}),
+      rank(1, {group("dp{0,1}", "dp", {0, 1}, 1), group("dp{0,1}/plugin", "dp", {0, 1}, 3)},
+           json::array()),
+  };
+  const auto report = qj::diagnose_timeout(0, op, 5, ranks, 2);
+  CHECK(report.culprits == std::vector<int>{1});
+  CHECK_THAT(report.summary, Catch::Contains("all_reduce #4 on 'dp' (ranks 0,1) through collective "
+                                             "plugin '/x/libccl.so'"));
+  CHECK_THAT(report.summary, Catch::Contains("rank(s) behind: 1"));
+}
+
 // The heartbeat thread once read the last finished operation apart from the
 // snapshot's groups; a group split off in between (the equivalence matrix
 // splits dozens) made it index past them and end the process.

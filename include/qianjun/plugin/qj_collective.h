@@ -136,10 +136,13 @@ typedef struct qj_collective_plugin {
 
   /* -- faults (ncclCommAbort, ncclCommGetAsyncError); may be called from
    *    another thread while the communicator is busy -- */
-  /* Ends the communicator's outstanding work; the communicator is unusable
-   * afterwards except for destroy. */
+  /* Ends the communicator's outstanding work: calls blocked in it return an
+   * error, later ones fail at once; the communicator is unusable afterwards
+   * except for destroy. The host's watchdog calls it when it ends a run. */
   qj_status (*abort)(qj_ccl_comm_t comm);
-  /* *error = QJ_OK when the transport found no failure by itself. */
+  /* *error = QJ_OK when the transport found no failure by itself; a failure
+   * leaves its message in last_error() of the calling thread. Polled by the
+   * host's watchdog about every second: it must not block. */
   qj_status (*async_error)(qj_ccl_comm_t comm, qj_status* error);
 } qj_collective_plugin;
 

@@ -7,6 +7,7 @@
 #include "comm/plugin/ccl_coverage.h"
 #include "comm/plugin/plugin_comm.h"
 #include "comm/staged_comm.h"
+#include "comm/watchdog/watched_comm.h"
 
 namespace qj {
 namespace {
@@ -44,7 +45,11 @@ std::unique_ptr<Communicator> make_world_communicator(const Config& config, Comm
   qj_device_t device = nullptr;
   if (backend.device() == Device::Plugin)
     device = static_cast<const plugin::LoadedPlugin*>(backend.ctx())->device;
-  auto comm = ccl::make_plugin_communicator(plugin, nullptr, world, world.name(), device);
+  // Watched like the MPI world (recorded, deadlines, async_error polled, abort
+  // when the watchdog ends the run), and so is every group split from it.
+  auto comm = watch_like(world,
+                         ccl::make_plugin_communicator(plugin, nullptr, world, world.name(), device),
+                         "collective plugin '" + plugin->path + "'");
   if (backend.device() == Device::Host) return comm;
   return make_staged_communicator(std::move(comm), backend);
 }

@@ -21,7 +21,8 @@ namespace qj {
 // this run needs (ccl_coverage.h: missing needed combinations, or with
 // backend.strict emulated ones, are errors naming the plugin), and refuses a
 // pipeline schedule whose transfers do not pair in call order (interleaved).
-// Collective over `world`.
+// When `world` is watched (comm/watchdog/watched_comm.h), so are the
+// plugin's world and its groups. Collective over `world`.
 std::unique_ptr<Communicator> make_world_communicator(const Config& config, Communicator& world,
                                                       const Backend& backend);
 

@@ -200,12 +200,15 @@ class PluginCommunicator final : public Communicator {
                                                 device_);
   }
 
+  // From the watchdog's thread, while this communicator may be in a call: the
+  // plugin's last_error is that thread's, set by its async_error.
   std::string async_error() const override {
     qj_status error = QJ_OK;
     if (t_.async_error(comm_, &error) != QJ_OK || error == QJ_OK) return {};
     const char* message = t_.last_error();
-    return "collective plugin '" + plugin_->path + "' on '" + name_ + "': asynchronous error " +
-           std::to_string(error) + (message && *message ? std::string(": ") + message : "");
+    return "collective plugin '" + plugin_->path + "' on '" + name_ + "' (rank " +
+           std::to_string(rank()) + " of " + std::to_string(size()) + "): asynchronous error: " +
+           plugin::status_name(error) + " (" + (message && *message ? message : "no message") + ")";
   }
   void abort_transport() override { t_.abort(comm_); }
 

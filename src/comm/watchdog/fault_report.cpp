@@ -45,6 +45,10 @@ std::string describe_op(const json& op) {
     std::vector<int> members = op["members"].get<std::vector<int>>();
     text += " (ranks " + rank_list(members) + ")";
   }
+  if (op.contains("transport")) {
+    text += " through ";
+    text += op.value("transport", std::string("?"));
+  }
   if (op.value("bytes", int64_t(0)) > 0) text += ", " + std::to_string(op.value("bytes", int64_t(0))) + " bytes";
   return text;
 }

@@ -21,7 +21,8 @@ struct RankView {
 };
 
 // A heartbeat's operation as text: "all_reduce #12 on 'tp' (ranks 0,1)" and, for
-// a send or receive, the peer ("recv #3 on 'pp' from rank 2").
+// a send or receive, the peer ("recv #3 on 'pp' from rank 2"); for a group a
+// collective plugin carries, the plugin ("... through collective plugin 'PATH'").
 std::string describe_op(const nlohmann::json& op);
 // What a rank is doing, from its last heartbeat: "waiting 5.2 s in <op>", or "not
 // communicating (its last operation, <op>, ended 0.3 s ago)".

@@ -5,7 +5,9 @@ namespace qj {
 std::string GroupRecord::key() const {
   std::string key = name + "{";
   for (size_t i = 0; i < members.size(); ++i) key += (i ? "," : "") + std::to_string(members[i]);
-  return key + "}";
+  key += '}';
+  if (!transport.empty()) key += "/plugin";
+  return key;
 }
 
 FlightRecorder::FlightRecorder(int world_rank, size_t history)
@@ -15,9 +17,11 @@ double FlightRecorder::now() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_).count();
 }
 
-int FlightRecorder::add_group(std::string name, std::vector<int> members) {
+int FlightRecorder::add_group(std::string name, std::vector<int> members, std::string transport) {
   std::lock_guard lock(mutex_);
-  groups_.push_back(GroupRecord{std::move(name), std::move(members)});
+  GroupRecord group{std::move(name), std::move(members)};
+  group.transport = std::move(transport);
+  groups_.push_back(std::move(group));
   return int(groups_.size()) - 1;
 }
 

@@ -43,7 +43,11 @@ struct GroupRecord {
   std::vector<int> members;  // world ranks, in group rank order
   uint64_t collectives = 0;  // collectives started on this group
   uint64_t p2p = 0;          // sends and receives started
-  // "tp{2,3}": the group's name and members, the same string on every member.
+  // What carries it when not MPI: "collective plugin '/path/libx.so'" ("" for MPI).
+  std::string transport{};
+  // "tp{2,3}": the group's name and members, the same string on every member;
+  // "tp{2,3}/plugin" for a plugin's group, apart from the MPI group of the same
+  // ranks that bootstraps it.
   std::string key() const;
 };
 
@@ -53,7 +57,7 @@ class FlightRecorder {
 
   int world_rank() const { return world_rank_; }
   // Registers a group this rank belongs to; returns its index.
-  int add_group(std::string name, std::vector<int> members);
+  int add_group(std::string name, std::vector<int> members, std::string transport = {});
   // An operation starts: returns its id for finish() (and its sequence number).
   uint64_t start(int group, const char* op, bool p2p, int peer, int64_t bytes, bool blocking);
   void finish(uint64_t id, bool ok);

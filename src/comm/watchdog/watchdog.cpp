@@ -27,6 +27,7 @@ json op_json(const OpRecord& op, const std::vector<GroupRecord>& groups, double 
   json j = {{"group", g.key()}, {"name", g.name}, {"op", op.op}, {"seq", op.seq},
             {"p2p", op.p2p},    {"peer", op.peer}, {"bytes", op.bytes}, {"waited", op.waited}};
   if (!op.p2p) j["members"] = g.members;
+  if (!g.transport.empty()) j["transport"] = g.transport;
   if (op.end_s < 0) j["age"] = now - op.start_s;
   else j["ago"] = now - op.end_s;
   return j;
@@ -167,7 +168,8 @@ bool Watchdog::write_flight_recorder(const std::string& path, const std::string&
   gethostname(host, sizeof host - 1);
   json groups = json::array();
   for (const GroupRecord& g : s.groups)
-    groups.push_back({{"key", g.key()}, {"collectives", g.collectives}, {"p2p", g.p2p}});
+    groups.push_back({{"key", g.key()}, {"collectives", g.collectives}, {"p2p", g.p2p},
+                      {"transport", g.transport.empty() ? "mpi" : g.transport}});
   out << json{{"rank", rank_}, {"pid", long(getpid())}, {"host", host}, {"reason", reason},
               {"seconds_since_start", s.now_s}, {"groups", groups}}.dump() << "\n";
   for (const auto* list : {&s.recent, &s.pending})
@@ -182,6 +184,18 @@ bool Watchdog::write_flight_recorder(const std::string& path, const std::string&
   return bool(out);
 }
 
+void Watchdog::await_released_calls(double seconds) const {
+  const double until = watch_.recorder.now() + seconds;
+  while (watch_.recorder.now() < until) {
+    const FlightRecorder::Snapshot s = watch_.recorder.snapshot(false);
+    bool inside = false;  // a plugin's calls run inside start(), asynchronous or not
+    for (const OpRecord& op : s.pending)
+      inside = inside || !s.groups.at(size_t(op.group)).transport.empty();
+    if (!inside) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 std::string Watchdog::transport_error() const {
   std::lock_guard lock(watch_.groups_mutex);
   for (const Communicator* group : watch_.groups)
@@ -190,19 +204,24 @@ std::string Watchdog::transport_error() const {
 }
 
 void Watchdog::end(const std::string& summary) {
-  {
-    // No device stays blocked on a dead peer (NCCL); MPI has nothing to abort.
-    std::lock_guard lock(watch_.groups_mutex);
-    for (Communicator* group : watch_.groups) group->abort_transport();
-  }
+  ending_ = true;
   // The cause first: the launcher may kill this process at any moment now
   // (mpirun ends every rank once one has died), and the file takes longer.
   const std::string path = flight_recorder_path();
   std::fprintf(stderr, "error: rank %d: %s; flight recorder: %s\n", rank_, summary.c_str(), path.c_str());
   std::fflush(stderr);
+  // The state at the fault, before the abort below fails the calls in flight.
   if (!write_flight_recorder(path, summary))
     std::fprintf(stderr, "warning: rank %d: could not write the flight recorder %s\n", rank_, path.c_str());
   std::fflush(stderr);
+  {
+    // No device stays blocked on a dead peer (NCCL), no thread inside a
+    // collective plugin; MPI has nothing to abort. A training thread released
+    // with an error leaves the ending to this thread (World::abort).
+    std::lock_guard lock(watch_.groups_mutex);
+    for (Communicator* group : watch_.groups) group->abort_transport();
+  }
+  await_released_calls(1.0);
   if (hub_) {
     // The hub, in this process, is ending the job: let it finish.
     {

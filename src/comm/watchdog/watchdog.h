@@ -11,7 +11,8 @@
 //   - ends the job itself, naming rank 0, when the hub's connection closes (rank
 //     0 died) or the hub does not answer a report (rank 0 is stopped);
 //   - polls every watched group's transport for an asynchronous error (NCCL)
-//     and ends the job with it; ending aborts every transport (ncclCommAbort).
+//     or collective plugin (its async_error) and ends the job with it; ending
+//     aborts every transport (ncclCommAbort, the plugin's abort).
 // Rank 0 also runs the hub (watchdog_hub.h). QJ_WATCHDOG=off disables both.
 #include <atomic>
 #include <memory>
@@ -45,6 +46,9 @@ class Watchdog {
   void report_error(const std::string& message);
   // The run ends normally: says goodbye; rank 0 first waits for every rank's.
   void stop();
+  // This watchdog is ending the process (it has aborted the transports, which
+  // makes the calls blocked in them fail): the process exits shortly.
+  bool ending() const { return ending_; }
 
   // Whether QJ_WATCHDOG allows a watchdog (it is on unless set to "off" or "0").
   static bool enabled();
@@ -56,6 +60,10 @@ class Watchdog {
   // A transport's asynchronous error (NCCL), "" when none.
   std::string transport_error() const;
   [[noreturn]] void end(const std::string& summary);
+  // After the abort: up to `seconds` for the calls pending on an abortable
+  // transport (a collective plugin's groups) to return, so that a thread
+  // leaves the plugin before the process goes. MPI's calls are not waited for.
+  void await_released_calls(double seconds) const;
   // flight_recorder_rankNNNNN.jsonl in the report folder (else the working one).
   std::string flight_recorder_path() const;
   // False when the file cannot be written.
@@ -70,6 +78,7 @@ class Watchdog {
   mutable std::mutex dir_mutex_;
   std::string report_dir_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> ending_{false};
   std::thread thread_;
 };
 

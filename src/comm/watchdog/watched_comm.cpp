@@ -1,6 +1,7 @@
 #include "comm/watchdog/watched_comm.h"
 
 #include "comm/comm_checks.h"
+#include "qianjun/error.h"
 
 namespace qj {
 
@@ -50,9 +51,10 @@ class WatchedRequest final : public CommRequest {
 
 class WatchedCommunicator final : public Communicator {
  public:
-  WatchedCommunicator(std::unique_ptr<Communicator> inner, CommWatch& watch, std::vector<int> members)
-      : inner_(std::move(inner)), watch_(watch), members_(members),
-        group_(watch.recorder.add_group(inner_->name(), std::move(members))) {
+  WatchedCommunicator(std::unique_ptr<Communicator> inner, CommWatch& watch,
+                      std::vector<int> members, std::string transport)
+      : inner_(std::move(inner)), watch_(watch), members_(members), transport_(transport),
+        group_(watch.recorder.add_group(inner_->name(), std::move(members), std::move(transport))) {
     std::lock_guard lock(watch_.groups_mutex);
     watch_.groups.push_back(inner_.get());
   }
@@ -125,8 +127,11 @@ class WatchedCommunicator final : public Communicator {
     group->all_gather(Tensor(&me, DType::I32, {1}),
                       Tensor(members.data(), DType::I32, {int64_t(members.size())}));
     return make_watched_communicator(std::move(group), watch_,
-                                     std::vector<int>(members.begin(), members.end()));
+                                     std::vector<int>(members.begin(), members.end()), transport_);
   }
+
+  CommWatch& watch() const { return watch_; }
+  const std::vector<int>& members() const { return members_; }
 
  private:
   // For the record only: the inner call checks the counts.
@@ -170,6 +175,7 @@ class WatchedCommunicator final : public Communicator {
   std::unique_ptr<Communicator> inner_;
   CommWatch& watch_;
   std::vector<int> members_;
+  std::string transport_;
   int group_;
 };
 
@@ -177,8 +183,24 @@ class WatchedCommunicator final : public Communicator {
 
 std::unique_ptr<Communicator> make_watched_communicator(std::unique_ptr<Communicator> inner,
                                                         CommWatch& watch,
-                                                        std::vector<int> members) {
-  return std::make_unique<WatchedCommunicator>(std::move(inner), watch, std::move(members));
+                                                        std::vector<int> members,
+                                                        std::string transport) {
+  return std::make_unique<WatchedCommunicator>(std::move(inner), watch, std::move(members),
+                                               std::move(transport));
+}
+
+std::unique_ptr<Communicator> watch_like(const Communicator& watched,
+                                         std::unique_ptr<Communicator> comm,
+                                         std::string transport) {
+  const auto* world = dynamic_cast<const WatchedCommunicator*>(&watched);
+  if (!world) return comm;
+  if (comm->size() != world->size() || comm->rank() != world->rank())
+    throw Error("watch_like: '" + comm->name() + "' (rank " + std::to_string(comm->rank()) +
+                " of " + std::to_string(comm->size()) + ") does not span the ranks of '" +
+                world->name() + "' (rank " + std::to_string(world->rank()) + " of " +
+                std::to_string(world->size()) + ")");
+  return make_watched_communicator(std::move(comm), world->watch(), world->members(),
+                                   std::move(transport));
 }
 
 }  // namespace qj

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "comm/watchdog/comm_faults.h"
@@ -25,8 +26,20 @@ struct CommWatch {
 };
 
 // Wraps `inner` (owned); `members` are the world ranks of its ranks, in order.
+// `transport` names what carries the group when it is not MPI ("collective
+// plugin 'PATH'"): the reports say it, and its groups split off inherit it.
 std::unique_ptr<Communicator> make_watched_communicator(std::unique_ptr<Communicator> inner,
                                                         CommWatch& watch,
-                                                        std::vector<int> members);
+                                                        std::vector<int> members,
+                                                        std::string transport = {});
+
+// `comm`, over the ranks of `watched` in the same order but made apart from it
+// (a collective plugin's world, bootstrapped over the MPI world), watched as
+// `watched` is: same flight recorder and watchdog, its transport polled and
+// aborted. `comm` unchanged when `watched` is not watched (one rank,
+// QJ_WATCHDOG=off, a caller's own communicator).
+std::unique_ptr<Communicator> watch_like(const Communicator& watched,
+                                         std::unique_ptr<Communicator> comm,
+                                         std::string transport);
 
 }  // namespace qj
