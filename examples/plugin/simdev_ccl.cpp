@@ -14,7 +14,14 @@
 // than the ABI's "complete when the stream is", which a real device gives by
 // queueing the transfer on the stream instead. Sends and receives of a group
 // complete at group_end.
+//
+// Environment: QJ_SIMDEV_CCL_STATS=FILE appends, when a communicator is
+// destroyed, one line "simdev-ccl nranks=N calls=C bytes=B" (the calls it ran
+// and the bytes this rank sent through them): the tests' proof that a run's
+// collectives reached the device path.
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -31,7 +38,17 @@ struct DeviceComm {
   qj_ccl_comm_t inner = nullptr;
   qj_device_s* device = nullptr;
   int nranks = 1;
+  uint64_t calls = 0, bytes = 0;  // for QJ_SIMDEV_CCL_STATS
 };
+
+// Counts a call that succeeded.
+qj_status counted(qj_ccl_comm_t comm, uint64_t bytes, qj_status status) {
+  if (status == QJ_OK) {
+    reinterpret_cast<DeviceComm*>(comm)->calls += 1;
+    reinterpret_cast<DeviceComm*>(comm)->bytes += bytes;
+  }
+  return status;
+}
 
 const qj_collective_plugin* g_inner = nullptr;
 thread_local std::string t_last_error;
@@ -107,6 +124,13 @@ qj_status init(const qj_ccl_init_args* args, qj_ccl_comm_t* out) {
 
 qj_status destroy(qj_ccl_comm_t comm) {
   if (!comm) return QJ_OK;
+  if (const char* path = std::getenv("QJ_SIMDEV_CCL_STATS"); path && *path) {
+    if (std::FILE* f = std::fopen(path, "a")) {
+      std::fprintf(f, "simdev-ccl nranks=%d calls=%llu bytes=%llu\n", of(comm)->nranks,
+                   (unsigned long long)of(comm)->calls, (unsigned long long)of(comm)->bytes);
+      std::fclose(f);
+    }
+  }
   const qj_status s = g_inner->destroy(of(comm)->inner);
   delete of(comm);
   return inner(s);
@@ -122,7 +146,7 @@ qj_status all_reduce(qj_ccl_comm_t comm, const void* send, void* recv, uint64_t 
   void *s, *r;
   const qj_status status = prepare(comm, stream, send, bytes, recv, bytes, &s, &r);
   if (status != QJ_OK) return status;
-  return inner(g_inner->all_reduce(of(comm)->inner, s, r, count, dtype, op, nullptr));
+  return counted(comm, bytes, inner(g_inner->all_reduce(of(comm)->inner, s, r, count, dtype, op, nullptr)));
 }
 
 qj_status reduce_scatter(qj_ccl_comm_t comm, const void* send, void* recv, uint64_t count,
@@ -132,7 +156,8 @@ qj_status reduce_scatter(qj_ccl_comm_t comm, const void* send, void* recv, uint6
   const qj_status status =
       prepare(comm, stream, send, comm ? bytes * uint64_t(of(comm)->nranks) : 0, recv, bytes, &s, &r);
   if (status != QJ_OK) return status;
-  return inner(g_inner->reduce_scatter(of(comm)->inner, s, r, count, dtype, op, nullptr));
+  return counted(comm, bytes * uint64_t(of(comm)->nranks),
+                 inner(g_inner->reduce_scatter(of(comm)->inner, s, r, count, dtype, op, nullptr)));
 }
 
 qj_status all_gather(qj_ccl_comm_t comm, const void* send, void* recv, uint64_t count,
@@ -142,7 +167,7 @@ qj_status all_gather(qj_ccl_comm_t comm, const void* send, void* recv, uint64_t 
   const qj_status status =
       prepare(comm, stream, send, bytes, recv, comm ? bytes * uint64_t(of(comm)->nranks) : 0, &s, &r);
   if (status != QJ_OK) return status;
-  return inner(g_inner->all_gather(of(comm)->inner, s, r, count, dtype, nullptr));
+  return counted(comm, bytes, inner(g_inner->all_gather(of(comm)->inner, s, r, count, dtype, nullptr)));
 }
 
 qj_status broadcast(qj_ccl_comm_t comm, const void* send, void* recv, uint64_t count,
@@ -151,7 +176,7 @@ qj_status broadcast(qj_ccl_comm_t comm, const void* send, void* recv, uint64_t c
   void *s, *r;
   const qj_status status = prepare(comm, stream, send, bytes, recv, bytes, &s, &r);
   if (status != QJ_OK) return status;
-  return inner(g_inner->broadcast(of(comm)->inner, s, r, count, dtype, root, nullptr));
+  return counted(comm, bytes, inner(g_inner->broadcast(of(comm)->inner, s, r, count, dtype, root, nullptr)));
 }
 
 qj_status send(qj_ccl_comm_t comm, const void* buffer, uint64_t count, int32_t dtype,
@@ -159,7 +184,8 @@ qj_status send(qj_ccl_comm_t comm, const void* buffer, uint64_t count, int32_t d
   void* b;
   const qj_status status = prepare(comm, stream, buffer, count * element_size(dtype), nullptr, 0, &b, nullptr);
   if (status != QJ_OK) return status;
-  return inner(g_inner->send(of(comm)->inner, b, count, dtype, peer, nullptr));
+  return counted(comm, count * element_size(dtype),
+                 inner(g_inner->send(of(comm)->inner, b, count, dtype, peer, nullptr)));
 }
 
 qj_status recv(qj_ccl_comm_t comm, void* buffer, uint64_t count, int32_t dtype, int32_t peer,
@@ -167,7 +193,7 @@ qj_status recv(qj_ccl_comm_t comm, void* buffer, uint64_t count, int32_t dtype, 
   void* b;
   const qj_status status = prepare(comm, stream, buffer, count * element_size(dtype), nullptr, 0, &b, nullptr);
   if (status != QJ_OK) return status;
-  return inner(g_inner->recv(of(comm)->inner, b, count, dtype, peer, nullptr));
+  return counted(comm, 0, inner(g_inner->recv(of(comm)->inner, b, count, dtype, peer, nullptr)));
 }
 
 qj_status group_start() { return inner(g_inner->group_start()); }

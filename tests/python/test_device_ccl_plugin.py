@@ -5,10 +5,12 @@ any pointer that is not simdev memory), which exports its own collectives on
 that memory (examples/plugin/simdev_ccl.cpp):
 - qj-backend-test --collective-plugin passes every collective against MPI, bit
   for bit, on 2 and 4 ranks, with buffers allocated on simdev;
-- qj-train on simdev with those collectives (no host staging) gives, at dp=2,
+- qj-train on simdev with those collectives (no host staging: a host buffer
+  handed to them is refused, so a staged path would fail) gives, at dp=2,
   tp=2 and pp=2, the losses of the same run with MPI staged through host
   buffers bit for bit, and the single-process cpu run's losses within 1e-4;
-- qj-equivalence: dp2 and tp2 layouts' parameters equal the single process's;
+- qj-equivalence: dp2 (ZeRO), tp2 and pp2 layouts' losses and parameters equal
+  the single process's (on simdev) within 1e-5;
 - bad settings (a host or mixed backend, a plugin of another device) end the
   run with one error naming the plugin and the field, exit 2."""
 import json
@@ -55,19 +57,35 @@ def tearDownModule():
     shutil.rmtree(_tmp, ignore_errors=True)
 
 
-def mpirun(ranks, command, timeout=300):
+def mpirun(ranks, command, timeout=300, env=ENV):
     full = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(ranks)] + command
-    return subprocess.run(full, capture_output=True, text=True, env=ENV, timeout=timeout)
+    return subprocess.run(full, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def train(ranks, name, *sets):
+    """Runs qj-train; simdev's collectives append their counts to name.stats."""
     metrics = os.path.join(_tmp, name + ".jsonl")
+    env = dict(ENV, QJ_SIMDEV_CCL_STATS=os.path.join(_tmp, name + ".stats"))
     command = [tool("qj-train"), "--config", _config, "--metrics-jsonl", metrics]
     for s in sets:
         command += ["--set", s]
     if ranks > 1:
-        return mpirun(ranks, command), metrics
-    return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300), metrics
+        return mpirun(ranks, command, env=env), metrics
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300), metrics
+
+
+def device_traffic(name):
+    """(calls, bytes) simdev's device-memory collectives ran in run `name`."""
+    path = os.path.join(_tmp, name + ".stats")
+    if not os.path.exists(path):
+        return 0, 0
+    calls = sent = 0
+    with open(path) as f:
+        for line in f:
+            fields = dict(item.split("=") for item in line.split()[1:])
+            calls += int(fields["calls"])
+            sent += int(fields["bytes"])
+    return calls, sent
 
 
 def losses(jsonl):
@@ -96,7 +114,7 @@ class DeviceTraining(unittest.TestCase):
             DeviceTraining.cpu_losses = train_losses(metrics)
         return DeviceTraining.cpu_losses
 
-    def check(self, ranks, name, *layout):
+    def check(self, ranks, name, *layout, min_calls=4):
         staged, staged_metrics = train(ranks, name + "_staged", *(ON_SIMDEV + layout))
         self.assertEqual(staged.returncode, 0, staged.stdout[-2000:] + staged.stderr)
         device, device_metrics = train(ranks, name + "_device", *(ON_SIMDEV + DEVICE_CCL + layout))
@@ -113,6 +131,12 @@ class DeviceTraining(unittest.TestCase):
             self.assertLessEqual(abs(g - w), 1e-4 * abs(w), "step %d: %r vs %r" % (step + 1, simdev, cpu))
         log = device.stdout + device.stderr
         self.assertIn("collectives plugin:" + SIMDEV, log)
+        # The device tensors went through simdev's collectives (a host-staged
+        # path would hand them host buffers, which go to MPI instead).
+        calls, sent = device_traffic(name + "_device")
+        self.assertGreaterEqual(calls, min_calls, log[-2000:])
+        self.assertGreater(sent, 0)
+        self.assertEqual(device_traffic(name + "_staged"), (0, 0))
         return device
 
     def test_dp2(self):
@@ -130,16 +154,18 @@ class DeviceTraining(unittest.TestCase):
 
 @unittest.skipIf(MPIRUN is None, "mpirun is not on PATH")
 class Equivalence(unittest.TestCase):
-    def test_dp2_and_tp2_parameters_equal_the_single_process(self):
-        # Layouts and single process both on simdev; the layouts' collectives
-        # on its device memory. The tolerance of the equivalence matrix.
-        result = mpirun(2, [tool("qj-equivalence"), "--data", os.path.join(_tmp, "equivalence"),
-                            "--device", "plugin:" + SIMDEV, "--collectives", "plugin:" + SIMDEV,
-                            "--only", "p2", "--param-tolerance", "1e-5"], timeout=600)
-        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        self.assertIn("ok    dp2", result.stdout)
-        self.assertIn("ok    tp2", result.stdout)
-        self.assertIn(" 0 differ", result.stdout)
+    def test_dp_tp_and_pp_parameters_equal_the_single_process(self):
+        # The equivalence matrix's layouts (the gpt2 ones: simdev has no MoE
+        # ops) with their collectives on simdev's device memory, against the
+        # single process on simdev: losses and every final parameter, 1e-5.
+        for layout in ("dp2 zero tiny buckets", "tp2 selective", "pp2 1f1b mb1 (8 micro)"):
+            with self.subTest(layout=layout):
+                result = mpirun(2, [tool("qj-equivalence"), "--data", os.path.join(_tmp, "equivalence"),
+                                    "--device", "plugin:" + SIMDEV, "--collectives", "plugin:" + SIMDEV,
+                                    "--only", layout, "--param-tolerance", "1e-5"], timeout=600)
+                self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+                self.assertIn("ok    " + layout, result.stdout)
+                self.assertIn("1 layouts, 0 differ", result.stdout)
 
 
 @unittest.skipIf(MPIRUN is None, "mpirun is not on PATH")
