@@ -66,14 +66,17 @@ qj_status inner(qj_status status) {
 
 DeviceComm* of(qj_ccl_comm_t comm) { return reinterpret_cast<DeviceComm*>(comm); }
 
-size_t element_size(int32_t dtype) { return dtype == QJ_DTYPE_BF16 || dtype == QJ_DTYPE_U16 ? 2 : 4; }
+size_t element_size(int32_t dtype) {
+  return dtype == QJ_DTYPE_BF16 || dtype == QJ_DTYPE_U16 ? 2 : 4;
+}
 
 // The work queued on `stream` before this call has run (its first error, if
 // any, is this call's).
 qj_status drain(DeviceComm& c, qj_stream_t stream) {
   simdev::WorkQueue& queue = stream ? stream->queue : c.device->default_stream.queue;
   const std::string error = queue.synchronize();
-  if (!error.empty()) return fail(QJ_ERR_DEVICE, "simdev collectives: earlier work on the stream failed: " + error);
+  if (!error.empty())
+    return fail(QJ_ERR_DEVICE, "simdev collectives: earlier work on the stream failed: " + error);
   return QJ_OK;
 }
 
@@ -146,7 +149,8 @@ qj_status all_reduce(qj_ccl_comm_t comm, const void* send, void* recv, uint64_t 
   void *s, *r;
   const qj_status status = prepare(comm, stream, send, bytes, recv, bytes, &s, &r);
   if (status != QJ_OK) return status;
-  return counted(comm, bytes, inner(g_inner->all_reduce(of(comm)->inner, s, r, count, dtype, op, nullptr)));
+  return counted(comm, bytes,
+                 inner(g_inner->all_reduce(of(comm)->inner, s, r, count, dtype, op, nullptr)));
 }
 
 qj_status reduce_scatter(qj_ccl_comm_t comm, const void* send, void* recv, uint64_t count,
@@ -154,7 +158,8 @@ qj_status reduce_scatter(qj_ccl_comm_t comm, const void* send, void* recv, uint6
   const uint64_t bytes = count * element_size(dtype);
   void *s, *r;
   const qj_status status =
-      prepare(comm, stream, send, comm ? bytes * uint64_t(of(comm)->nranks) : 0, recv, bytes, &s, &r);
+      prepare(comm, stream, send, comm ? bytes * uint64_t(of(comm)->nranks) : 0, recv, bytes,
+              &s, &r);
   if (status != QJ_OK) return status;
   return counted(comm, bytes * uint64_t(of(comm)->nranks),
                  inner(g_inner->reduce_scatter(of(comm)->inner, s, r, count, dtype, op, nullptr)));
@@ -165,9 +170,11 @@ qj_status all_gather(qj_ccl_comm_t comm, const void* send, void* recv, uint64_t 
   const uint64_t bytes = count * element_size(dtype);
   void *s, *r;
   const qj_status status =
-      prepare(comm, stream, send, bytes, recv, comm ? bytes * uint64_t(of(comm)->nranks) : 0, &s, &r);
+      prepare(comm, stream, send, bytes, recv, comm ? bytes * uint64_t(of(comm)->nranks) : 0,
+              &s, &r);
   if (status != QJ_OK) return status;
-  return counted(comm, bytes, inner(g_inner->all_gather(of(comm)->inner, s, r, count, dtype, nullptr)));
+  return counted(comm, bytes,
+                 inner(g_inner->all_gather(of(comm)->inner, s, r, count, dtype, nullptr)));
 }
 
 qj_status broadcast(qj_ccl_comm_t comm, const void* send, void* recv, uint64_t count,
@@ -176,13 +183,15 @@ qj_status broadcast(qj_ccl_comm_t comm, const void* send, void* recv, uint64_t c
   void *s, *r;
   const qj_status status = prepare(comm, stream, send, bytes, recv, bytes, &s, &r);
   if (status != QJ_OK) return status;
-  return counted(comm, bytes, inner(g_inner->broadcast(of(comm)->inner, s, r, count, dtype, root, nullptr)));
+  return counted(comm, bytes,
+                 inner(g_inner->broadcast(of(comm)->inner, s, r, count, dtype, root, nullptr)));
 }
 
 qj_status send(qj_ccl_comm_t comm, const void* buffer, uint64_t count, int32_t dtype,
                int32_t peer, qj_stream_t stream) {
   void* b;
-  const qj_status status = prepare(comm, stream, buffer, count * element_size(dtype), nullptr, 0, &b, nullptr);
+  const qj_status status =
+      prepare(comm, stream, buffer, count * element_size(dtype), nullptr, 0, &b, nullptr);
   if (status != QJ_OK) return status;
   return counted(comm, count * element_size(dtype),
                  inner(g_inner->send(of(comm)->inner, b, count, dtype, peer, nullptr)));
@@ -191,7 +200,8 @@ qj_status send(qj_ccl_comm_t comm, const void* buffer, uint64_t count, int32_t d
 qj_status recv(qj_ccl_comm_t comm, void* buffer, uint64_t count, int32_t dtype, int32_t peer,
                qj_stream_t stream) {
   void* b;
-  const qj_status status = prepare(comm, stream, buffer, count * element_size(dtype), nullptr, 0, &b, nullptr);
+  const qj_status status =
+      prepare(comm, stream, buffer, count * element_size(dtype), nullptr, 0, &b, nullptr);
   if (status != QJ_OK) return status;
   return counted(comm, 0, inner(g_inner->recv(of(comm)->inner, b, count, dtype, peer, nullptr)));
 }
@@ -204,7 +214,8 @@ qj_status abort_comm(qj_ccl_comm_t comm) {
 }
 
 qj_status async_error(qj_ccl_comm_t comm, qj_status* error) {
-  if (!comm) return fail(QJ_ERR_INVALID_ARGUMENT, "simdev collectives async_error: NULL communicator");
+  if (!comm)
+    return fail(QJ_ERR_INVALID_ARGUMENT, "simdev collectives async_error: NULL communicator");
   return inner(g_inner->async_error(of(comm)->inner, error));
 }
 

@@ -137,11 +137,12 @@ int collective_checks(int argc, char** argv, const Options& options) {
     bool passed = true;
     for (const auto& row : rows) passed = passed && row.result != "fail";
     if (world.rank() != 0) return passed ? 0 : 1;
+    const std::string memory = device ? "device (" + device->name() + ")" : "host";
     const auto coverage = qj::ccl::ccl_coverage(*plugin, /*bf16_training=*/true);
     std::printf("qj-backend-test: collective plugin '%s' (%s, ABI %u.%u, %s memory) on %d ranks "
                 "against MPI\n%s\n%s", plugin->path.c_str(), plugin->table.name ? plugin->table.name : "",
                 plugin->table.abi_major, plugin->table.abi_minor,
-                plugin->table.memory == QJ_CCL_MEMORY_HOST ? "host" : ("device (" + device->name() + ")").c_str(), world.size(),
+                memory.c_str(), world.size(),
                 qj::ccl::ccl_coverage_summary(*plugin, coverage).c_str(),
                 qj::ccl::conformance_table(rows).c_str());
     std::printf("%s\n", passed ? "PASSED" : "FAILED");
