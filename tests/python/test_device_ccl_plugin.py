@@ -11,8 +11,9 @@ that memory (examples/plugin/simdev_ccl.cpp):
   buffers bit for bit, and the single-process cpu run's losses within 1e-4;
 - qj-equivalence: dp2 (ZeRO), tp2 and pp2 layouts' losses and parameters equal
   the single process's (on simdev) within 1e-5;
-- bad settings (a host or mixed backend, a plugin of another device) end the
-  run with one error naming the plugin and the field, exit 2."""
+- bad settings (a host or mixed backend, a plugin of another device, bf16
+  training that needs the bf16 max simdev lacks) end the run with one error
+  naming the plugin and the field, exit 2."""
 import json
 import os
 import shutil
@@ -248,6 +249,13 @@ class BadInput(unittest.TestCase):
         self.refused(self.train_command("backend.collectives=plugin:" + test_ccl("minor0"),
                                         *ON_SIMDEV),
                      test_ccl("minor0"), "lacks collectives this run needs")
+
+    def test_bf16_training_needs_the_bf16_max_simdev_lacks(self):
+        # simdev's collectives lack bf16 max; the host's emulation (all_gather +
+        # local max) would read device memory, so it is missing, and said so.
+        self.refused(self.train_command(*ON_SIMDEV, *DEVICE_CCL, "train.precision=bf16"),
+                     SIMDEV, "lacks collectives this run needs",
+                     "all_reduce bf16 max (not emulated on device memory)")
 
     def test_backend_test_without_a_device_plugin(self):
         self.refused([tool("qj-backend-test"), "--collective-plugin", test_ccl("owned")],

@@ -67,6 +67,17 @@ TEST_CASE("a 1.0 table loads and its missing 1.1 field is not read; a 1.1 table'
   CHECK(qj::ccl::device_plugin_name(*qj::ccl::load_ccl_plugin(test_ccl("init_fails"))).empty());
 }
 
+TEST_CASE("on device memory the host's local reductions are missing, saying why") {
+  auto plugin = qj::ccl::load_ccl_plugin(test_ccl("owned"));  // device memory, supports nothing
+  const auto rows = qj::ccl::ccl_coverage(*plugin, false);
+  const std::string table = qj::ccl::ccl_coverage_table(rows);
+  CHECK_THAT(table, Contains("all_reduce      fp32   sum  missing (not emulated on device memory)"));
+  CHECK_THAT(table, Contains("reduce_scatter  fp32   max  missing (not emulated on device memory)"));
+  CHECK_THAT(table, Contains("all_gather      fp32        missing\n"));
+  CHECK_THROWS_WITH(qj::ccl::require_ccl_coverage(*plugin, rows, false),
+                    Contains("all_reduce fp32 sum (not emulated on device memory)"));
+}
+
 TEST_CASE("a device-memory collective plugin without a device plugin is refused naming it") {
   auto plugin = qj::ccl::load_ccl_plugin(test_ccl("owned"));
   auto world = qj::make_single_rank_communicator("world");
