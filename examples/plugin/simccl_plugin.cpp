@@ -291,12 +291,18 @@ const qj_collective_plugin kTable = {
     "simccl", QJ_CCL_MEMORY_HOST, sizeof(simccl::UniqueId),
     last_error, get_unique_id, init, destroy, ccl_supported,
     all_reduce, reduce_scatter, all_gather, broadcast, send, recv, group_start, group_end,
-    abort_comm, async_error};
+    abort_comm, async_error, nullptr};
 
 }  // namespace
 
-extern "C" __attribute__((visibility("default"))) const qj_collective_plugin*
-qj_collective_plugin_v1(const qj_host_table* host) {
+// Built into libqj_simdev.so as well (simdev_ccl.cpp wraps it for device
+// memory), under another name and not exported: see CMakeLists.txt.
+#ifndef SIMCCL_ENTRY
+#define SIMCCL_ENTRY qj_collective_plugin_v1
+#define SIMCCL_EXPORT __attribute__((visibility("default")))
+#endif
+
+extern "C" SIMCCL_EXPORT const qj_collective_plugin* SIMCCL_ENTRY(const qj_host_table* host) {
   g_host = host;
   if (host && host->log) host->log(QJ_LOG_DEBUG, "simccl: collectives over MPI, host memory");
   return &kTable;

@@ -25,23 +25,12 @@
 #include <string>
 
 #include "qianjun/plugin/qj_device.h"
+#include "simdev_device.h"
 #include "simdev_elements.h"
 #include "simdev_kernels.h"
 #include "simdev_memory.h"
 #include "simdev_queue.h"
 
-// The handles are the plugin's own types.
-struct qj_stream_s {
-  simdev::WorkQueue queue;
-};
-struct qj_event_s {
-  simdev::Event event;
-};
-struct qj_device_s {
-  explicit qj_device_s(uint64_t capacity) : memory(capacity) {}
-  simdev::DeviceMemory memory;
-  qj_stream_s default_stream;  // the NULL stream
-};
 
 namespace {
 

@@ -114,20 +114,35 @@ bool plugin_checks(const qj::Backend& tested, nlohmann::json& report) {
 int collective_checks(int argc, char** argv, const Options& options) {
   return qj::run_main(argc, argv, [&](qj::World& world, int, char**) {
     std::shared_ptr<const qj::ccl::LoadedCcl> plugin;
+    const qj::Backend* device = nullptr;
     // Loading and a first init fail on every rank alike: one message, exit 2.
     qj::agree_on_failure(world.comm(), [&] {
       plugin = qj::ccl::ccl_plugin(options.collective_plugin);
-      qj::ccl::make_plugin_communicator(plugin, nullptr, world.comm(), "ccl-check");
+      if (plugin->table.memory == QJ_CCL_MEMORY_DEVICE) {
+        // Its buffers live on a device plugin: --plugin, else the same library.
+        const std::string spec = options.plugin.empty() ? options.collective_plugin : options.plugin;
+        try {
+          device = &qj::get_backend("plugin:" + spec);
+        } catch (const qj::Error& e) {
+          throw qj::Error("--collective-plugin '" + plugin->path +
+                          "' takes device memory; its device plugin (--plugin, else the same "
+                          "library) does not load: " + e.what());
+        }
+      }
+      qj::ccl::make_plugin_communicator(
+          plugin, nullptr, world.comm(), "ccl-check",
+          device ? static_cast<const qj::plugin::LoadedPlugin*>(device->ctx()) : nullptr);
     });
-    const auto rows = qj::ccl::run_ccl_conformance(plugin, world.comm());
+    const auto rows = qj::ccl::run_ccl_conformance(plugin, world.comm(), device);
     bool passed = true;
     for (const auto& row : rows) passed = passed && row.result != "fail";
     if (world.rank() != 0) return passed ? 0 : 1;
+    const std::string memory = device ? "device (" + device->name() + ")" : "host";
     const auto coverage = qj::ccl::ccl_coverage(*plugin, /*bf16_training=*/true);
     std::printf("qj-backend-test: collective plugin '%s' (%s, ABI %u.%u, %s memory) on %d ranks "
                 "against MPI\n%s\n%s", plugin->path.c_str(), plugin->table.name ? plugin->table.name : "",
                 plugin->table.abi_major, plugin->table.abi_minor,
-                plugin->table.memory == QJ_CCL_MEMORY_HOST ? "host" : "device", world.size(),
+                memory.c_str(), world.size(),
                 qj::ccl::ccl_coverage_summary(*plugin, coverage).c_str(),
                 qj::ccl::conformance_table(rows).c_str());
     std::printf("%s\n", passed ? "PASSED" : "FAILED");

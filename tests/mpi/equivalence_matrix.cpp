@@ -46,6 +46,9 @@
 // differently (the example simdev plugin) keep the copies equal only to
 // rounding, so --tied-tolerance T accepts copies within T (max |a - b| / max |b|;
 // default 0: bit for bit, which the cpu plugin, the same kernels, keeps).
+// With --collectives SPEC the layouts run with backend.collectives=SPEC (e.g.
+// plugin:build/libqj_simdev.so with --device plugin:build/libqj_simdev.so:
+// device-memory collectives); the single process does not communicate.
 // Prints one line per layout and a summary; exits 1 if any layout differs.
 #include <algorithm>
 #include <cmath>
@@ -314,6 +317,7 @@ struct Args {
   std::string precision = "fp32";
   std::vector<std::string> stage_backends;  // empty: every stage on --device
   double tied_tolerance = 0;                // 0: the tied copies bit for bit
+  std::string collectives;                  // empty: mpi
 };
 
 // "a,b" -> parallel.stage_backends=["a","b"] (a JSON list for the override).
@@ -355,6 +359,7 @@ int run(qj::World& world, const Args& args) {
     std::vector<std::string> overrides = kModels.at(layout.model);
     overrides.insert(overrides.end(), layout.overrides.begin(), layout.overrides.end());
     if (stages > 0) overrides.push_back(stage_backends_override(args.stage_backends));
+    if (!args.collectives.empty()) overrides.push_back("backend.collectives=\"" + args.collectives + "\"");
     const qj::Config config = qj::parse_config(base_config(args.data, args.steps, args.device, args.precision), overrides, layout.name);
     const std::string dump = args.data + "/dump";
     // The single-process run. A mixture of experts computes its load-balancing
@@ -445,6 +450,7 @@ int main(int argc, char** argv) {
       else if (flag == "--device") args.device = value;
       else if (flag == "--precision") args.precision = value;
       else if (flag == "--tied-tolerance") args.tied_tolerance = std::stod(value);
+      else if (flag == "--collectives") args.collectives = value;
       else if (flag == "--stage-backends") {
         for (size_t begin = 0, end; begin <= value.size(); begin = end + 1) {
           end = std::min(value.find(',', begin), value.size());

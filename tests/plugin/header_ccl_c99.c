@@ -18,7 +18,9 @@ int main(void) {
   EXPECT(offsetof(qj_collective_plugin, abi_minor) == 4);
   EXPECT(offsetof(qj_collective_plugin, struct_size) == 8);
   EXPECT(offsetof(qj_ccl_init_args, struct_size) == 0);
-  EXPECT(QJ_COLLECTIVE_PLUGIN_MIN_SIZE == sizeof(qj_collective_plugin));
+  /* 1.0 ends before device_plugin, the field appended in 1.1. */
+  EXPECT(QJ_COLLECTIVE_PLUGIN_MIN_SIZE == offsetof(qj_collective_plugin, device_plugin));
+  EXPECT(offsetof(qj_collective_plugin, device_plugin) + sizeof(const char*) <= sizeof(qj_collective_plugin));
   EXPECT(QJ_CCL_COLLECTIVE_COUNT == QJ_CCL_RECV + 1);
   return 0;
 }

@@ -9,6 +9,11 @@
  *   null       logs why and returns NULL
  *   empty      a table that leaves group_end empty
  *   init_fails a complete table whose init fails with QJ_ERR_DEVICE
+ *   minor0     a device-memory table built for ABI 1.0: struct_size ends
+ *              before device_plugin, whose slot past it holds a name the
+ *              host must not read
+ *   owned      a device-memory table (1.1) that belongs to device plugin
+ *              "othersim"
  */
 #include <string.h>
 
@@ -23,6 +28,8 @@
 #define MODE_null 5
 #define MODE_empty 6
 #define MODE_init_fails 7
+#define MODE_minor0 8
+#define MODE_owned 9
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 #define MODE CAT(MODE_, QJ_TEST_CCL)
@@ -87,7 +94,7 @@ static qj_status async_error(qj_ccl_comm_t c, qj_status* e) {
 static qj_collective_plugin g_table = {
     QJ_COLLECTIVE_ABI_MAJOR, QJ_COLLECTIVE_ABI_MINOR, sizeof(qj_collective_plugin), "test_ccl",
     QJ_CCL_MEMORY_HOST, 8, last_error, unique_id, init, destroy, supported, reduce, reduce,
-    gather, bcast, send, recv, group, group, abort_comm, async_error};
+    gather, bcast, send, recv, group, group, abort_comm, async_error, NULL};
 
 #if MODE == MODE_no_symbol
 /* A table behind another name: the host must not guess. */
@@ -101,6 +108,7 @@ EXPORT const qj_collective_plugin* qj_collective_plugin_v2(const qj_host_table* 
 EXPORT const qj_collective_plugin* qj_collective_plugin_v1(const qj_host_table* host) {
 #if MODE == MODE_major2
   g_table.abi_major = 2;
+  g_table.abi_minor = 0;
 #elif MODE == MODE_small
   g_table.struct_size = 16;
 #elif MODE == MODE_null
@@ -108,6 +116,14 @@ EXPORT const qj_collective_plugin* qj_collective_plugin_v1(const qj_host_table* 
   return NULL;
 #elif MODE == MODE_empty
   g_table.group_end = NULL;
+#elif MODE == MODE_minor0
+  g_table.abi_minor = 0;
+  g_table.struct_size = (uint32_t)QJ_COLLECTIVE_PLUGIN_MIN_SIZE;
+  g_table.memory = QJ_CCL_MEMORY_DEVICE;
+  g_table.device_plugin = "past struct_size";
+#elif MODE == MODE_owned
+  g_table.memory = QJ_CCL_MEMORY_DEVICE;
+  g_table.device_plugin = "othersim";
 #endif
   (void)host;
   return &g_table;

@@ -159,7 +159,7 @@ class BadInput(unittest.TestCase):
 
     def test_newer_major(self):
         self.refused("plugin:" + test_ccl("major2"), test_ccl("major2"), "collective ABI 2.0",
-                     "supports major 1 (1.0)")
+                     "supports major 1 (1.1)")
 
     def test_struct_size_too_small(self):
         self.refused("plugin:" + test_ccl("small"), test_ccl("small"), "struct_size is 16 bytes")

@@ -5,7 +5,9 @@ only; qj-backend-test passes every mandatory op (the mixture-of-experts ops
 are reported missing, not failed); a small GPT trains on it with the cpu
 backend's losses (1e-4 relative); and under mpirun a pp=2 run with one stage
 on the cpu backend and the other on simdev (both ways round: mixed backends,
-parallel.stage_backends) trains with the same losses."""
+parallel.stage_backends) trains with the same losses; built with MPI,
+libqj_simdev.so's own device-memory collectives pass every collective against
+MPI (test_device_ccl_plugin.py trains with them)."""
 import json
 import os
 import shutil
@@ -61,6 +63,20 @@ class InstalledPackage(unittest.TestCase):
         self.assertIn("qj_collective_plugin_v1", symbols)
         self.assertNotIn("qj_device_plugin_v1", symbols)
         self.assertNotIn("qianjun", run(["ldd", simccl]).stdout)
+
+    def test_simdev_exports_its_device_memory_collectives_built_out_of_tree(self):
+        if not shutil.which("mpicc"):
+            self.skipTest("no MPI: libqj_simdev.so has no collectives")
+        symbols = run(["nm", "-D", "--defined-only", _simdev]).stdout
+        self.assertIn("qj_collective_plugin_v1", symbols)
+        self.assertNotIn("simccl_host_table", symbols)  # simccl's table inside stays hidden
+        # Every collective on simdev's device memory against MPI, 2 ranks.
+        env = dict(ENV, OMPI_MCA_mpi_yield_when_idle="1", OMP_NUM_THREADS="1")
+        result = run([shutil.which("mpirun"), "--allow-run-as-root", "--oversubscribe", "-np", "2",
+                      tool("qj-backend-test"), "--collective-plugin", _simdev], env=env, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stdout[-3000:] + result.stderr)
+        self.assertIn("ABI 1.1, device (plugin:%s) memory" % _simdev, result.stdout)
+        self.assertIn("PASSED", result.stdout)
 
     def test_the_example_was_compiled_against_the_prefix_not_the_source_tree(self):
         flags = run(["grep", "-rh", "CXX_INCLUDES", os.path.join(_tmp, "build")]).stdout

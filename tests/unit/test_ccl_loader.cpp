@@ -45,12 +45,45 @@ TEST_CASE("a collective plugin that cannot load is refused naming its path and t
   const std::string no_symbol = test_ccl("no_symbol");
   CHECK_THAT(load_error(no_symbol), Contains(no_symbol) && Contains("no entry symbol qj_collective_plugin_v1"));
   CHECK_THAT(load_error(test_ccl("major2")),
-             Contains(test_ccl("major2")) && Contains("collective ABI 2.0") && Contains("supports major 1 (1.0)"));
+             Contains(test_ccl("major2")) && Contains("collective ABI 2.0") && Contains("supports major 1 (1.1)"));
   CHECK_THAT(load_error(test_ccl("v2_only")),
-             Contains("exports qj_collective_plugin_v2") && Contains("supports major 1 (1.0)"));
+             Contains("exports qj_collective_plugin_v2") && Contains("supports major 1 (1.1)"));
   CHECK_THAT(load_error(test_ccl("small")), Contains(test_ccl("small")) && Contains("struct_size is 16 bytes"));
   CHECK_THAT(load_error(test_ccl("null")), Contains("returned no table"));
   CHECK_THAT(load_error(test_ccl("empty")), Contains("required entry 'group_end' empty"));
+}
+
+TEST_CASE("a 1.0 table loads and its missing 1.1 field is not read; a 1.1 table's is") {
+  // minor0's slot past its struct_size holds a name: the host must not see it.
+  auto old = qj::ccl::load_ccl_plugin(test_ccl("minor0"));
+  CHECK(old->plugin_struct_size == QJ_COLLECTIVE_PLUGIN_MIN_SIZE);
+  CHECK(old->table.abi_minor == 0);
+  CHECK(old->table.memory == QJ_CCL_MEMORY_DEVICE);
+  CHECK(old->table.device_plugin == nullptr);
+  CHECK(qj::ccl::device_plugin_name(*old).empty());
+  auto owned = qj::ccl::load_ccl_plugin(test_ccl("owned"));
+  CHECK(owned->table.abi_minor == 1);
+  CHECK(qj::ccl::device_plugin_name(*owned) == "othersim");
+  CHECK(qj::ccl::device_plugin_name(*qj::ccl::load_ccl_plugin(test_ccl("init_fails"))).empty());
+}
+
+TEST_CASE("on device memory the host's local reductions are missing, saying why") {
+  auto plugin = qj::ccl::load_ccl_plugin(test_ccl("owned"));  // device memory, supports nothing
+  const auto rows = qj::ccl::ccl_coverage(*plugin, false);
+  const std::string table = qj::ccl::ccl_coverage_table(rows);
+  CHECK_THAT(table, Contains("all_reduce      fp32   sum  missing (not emulated on device memory)"));
+  CHECK_THAT(table, Contains("reduce_scatter  fp32   max  missing (not emulated on device memory)"));
+  CHECK_THAT(table, Contains("all_gather      fp32        missing\n"));
+  CHECK_THROWS_WITH(qj::ccl::require_ccl_coverage(*plugin, rows, false),
+                    Contains("all_reduce fp32 sum (not emulated on device memory)"));
+}
+
+TEST_CASE("a device-memory collective plugin without a device plugin is refused naming it") {
+  auto plugin = qj::ccl::load_ccl_plugin(test_ccl("owned"));
+  auto world = qj::make_single_rank_communicator("world");
+  CHECK_THROWS_WITH(qj::ccl::make_plugin_communicator(plugin, nullptr, *world, "world"),
+                    Contains(test_ccl("owned")) && Contains("takes device memory") &&
+                        Contains("no device plugin"));
 }
 
 TEST_CASE("a collective plugin path that is not found names what was tried") {

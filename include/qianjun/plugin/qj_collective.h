@@ -23,9 +23,16 @@
  *   QJ_CCL_MEMORY_HOST    host memory (a plugin over MPI or sockets). With a
  *                         device backend the host stages tensors through host
  *                         buffers with the device's copies.
- *   QJ_CCL_MEMORY_DEVICE  memory of the device the rank runs on (pointers from
- *                         the device plugin's mem_alloc, or the built-in
- *                         device backend's); work is ordered on `stream`.
+ *   QJ_CCL_MEMORY_DEVICE  memory of the device the rank runs on: pointers from
+ *                         the device plugin's mem_alloc (this host drives
+ *                         such a plugin only with a device plugin backend,
+ *                         never with a built-in one); work is ordered on
+ *                         `stream`, the device's default stream (NULL), on
+ *                         which the host queues the backend's ops and copies.
+ *                         Tensors in host memory never reach it (the host
+ *                         moves them through MPI). Since 1.1 the table may
+ *                         name the device plugin it belongs to
+ *                         (device_plugin), which the host then checks.
  * Counts are in elements of `dtype`. In-place calls pass the same pointer as
  * send and receive buffer (all_reduce, and all_gather / reduce_scatter with
  * the rank's block of the larger buffer, as in NCCL).
@@ -50,7 +57,7 @@ extern "C" {
 #endif
 
 #define QJ_COLLECTIVE_ABI_MAJOR 1
-#define QJ_COLLECTIVE_ABI_MINOR 0
+#define QJ_COLLECTIVE_ABI_MINOR 1
 #define QJ_COLLECTIVE_ENTRY_SYMBOL "qj_collective_plugin_v1"
 
 /* ---- the collectives, for ccl_supported() (values fixed for major 1) ---- */
@@ -144,10 +151,16 @@ typedef struct qj_collective_plugin {
    * leaves its message in last_error() of the calling thread. Polled by the
    * host's watchdog about every second: it must not block. */
   qj_status (*async_error)(qj_ccl_comm_t comm, qj_status* error);
+
+  /* ---- appended in 1.1 (read only when inside struct_size) ---- */
+  /* A device-memory plugin: the name (qj_device_plugin.name) of the device
+   * plugin whose memory it takes, e.g. "simdev"; the host refuses a run whose
+   * backend is another. NULL: not declared (host-memory plugins, 1.0 plugins). */
+  const char* device_plugin;
 } qj_collective_plugin;
 
 /* Every field of major 1.0: the smallest struct_size the host accepts. */
-#define QJ_COLLECTIVE_PLUGIN_MIN_SIZE sizeof(qj_collective_plugin)
+#define QJ_COLLECTIVE_PLUGIN_MIN_SIZE offsetof(qj_collective_plugin, device_plugin)
 
 typedef const qj_collective_plugin* (*qj_collective_plugin_entry_v1)(const qj_host_table* host);
 

@@ -6,7 +6,9 @@
 
 #include "comm/plugin/ccl_coverage.h"
 #include "comm/plugin/plugin_comm.h"
+#include "backends/plugin/plugin_backend.h"
 #include "kernels/common/bf16.h"
+#include "qianjun/backend.h"
 
 namespace qj::ccl {
 namespace {
@@ -53,6 +55,47 @@ std::string compare(const std::vector<char>& got, const std::vector<char>& want,
   return "";
 }
 
+// What the plugin communicator is given: the host bytes themselves, or for a
+// device-memory plugin a copy in device memory made with the device backend's
+// copies (the host never touches it otherwise), read back by download().
+class Mirror {
+ public:
+  Mirror(const Backend* device, std::vector<char>& bytes) : device_(device), bytes_(bytes) {
+    if (!device_) return;
+    data_ = device_->alloc(bytes.size());
+    if (!data_)
+      throw Error("conformance: the device backend has no " + std::to_string(bytes.size()) +
+                  " bytes free");
+    device_->copy_to_device(data_, bytes.data(), bytes.size());
+  }
+  ~Mirror() {
+    if (!device_) return;
+    try {
+      device_->synchronize();  // the stream may still use it
+      device_->free(data_);
+    } catch (...) {  // the row already failed
+    }
+  }
+  Mirror(const Mirror&) = delete;
+  Mirror& operator=(const Mirror&) = delete;
+
+  Tensor view(DType dtype, int64_t offset_elements = 0, int64_t n = -1) {
+    if (!device_) return qj::ccl::view(bytes_, dtype, offset_elements, n);
+    const int64_t total = int64_t(bytes_.size() / dtype_size(dtype));
+    return Tensor(static_cast<char*>(data_) + size_t(offset_elements) * dtype_size(dtype), dtype,
+                  {n < 0 ? total - offset_elements : n}, device_->device());
+  }
+  // The device copy back into the host bytes.
+  void download() {
+    if (device_) device_->copy_to_host(bytes_.data(), data_, bytes_.size());
+  }
+
+ private:
+  const Backend* device_;
+  std::vector<char>& bytes_;
+  void* data_ = nullptr;
+};
+
 const char* op_text(ReduceOp op) { return op == ReduceOp::Sum ? "sum" : "max"; }
 
 std::string route_text(const Plan& plan) {
@@ -63,9 +106,11 @@ std::string route_text(const Plan& plan) {
 
 class Runner {
  public:
-  Runner(std::shared_ptr<const LoadedCcl> plugin, Communicator& world)
-      : plugin_(plugin), world_(world),
-        comm_(make_plugin_communicator(plugin, nullptr, world, "ccl-check")) {}
+  Runner(std::shared_ptr<const LoadedCcl> plugin, Communicator& world, const Backend* device)
+      : plugin_(plugin), world_(world), device_(device),
+        comm_(make_plugin_communicator(
+            plugin, nullptr, world, "ccl-check",
+            device ? static_cast<const plugin::LoadedPlugin*>(device->ctx()) : nullptr)) {}
 
   // Runs `body` at every size; the row passes when it returns "" everywhere.
   void row(const std::string& check, DType dtype, const std::string& op, const Plan& plan,
@@ -94,7 +139,9 @@ class Runner {
   void all_reduce(DType dtype, ReduceOp op) {
     row("all_reduce", dtype, op_text(op), plan(QJ_CCL_ALL_REDUCE, dtype, qj_op(op)), [&](int64_t n) {
       auto got = input(dtype, n, rank(), 1), want = got;
-      comm_->all_reduce(view(got, dtype), op);
+      Mirror m(device_, got);
+      comm_->all_reduce(m.view(dtype), op);
+      m.download();
       world_.all_reduce(view(want, dtype), op);
       return compare(got, want, dtype);
     });
@@ -105,11 +152,14 @@ class Runner {
         plan(QJ_CCL_REDUCE_SCATTER, dtype, qj_op(op)), [&](int64_t n) {
           auto in = input(dtype, n * size(), rank(), 2), in_ref = in;
           std::vector<char> got(size_t(n) * dtype_size(dtype)), want = got;
+          Mirror min(device_, in), mgot(device_, got);
           if (in_place) {
-            comm_->reduce_scatter(view(in, dtype), view(in, dtype, 0, n), op);
+            comm_->reduce_scatter(min.view(dtype), min.view(dtype, 0, n), op);
+            min.download();
             got.assign(in.begin(), in.begin() + std::ptrdiff_t(got.size()));
           } else {
-            comm_->reduce_scatter(view(in, dtype), view(got, dtype), op);
+            comm_->reduce_scatter(min.view(dtype), mgot.view(dtype), op);
+            mgot.download();
           }
           world_.reduce_scatter(view(in_ref, dtype), view(want, dtype), op);
           return compare(got, want, dtype);
@@ -121,12 +171,13 @@ class Runner {
         plan(QJ_CCL_ALL_GATHER, dtype, QJ_CCL_OP_NONE), [&](int64_t n) {
           auto in = input(dtype, n, rank(), 3);
           std::vector<char> got(in.size() * size_t(size())), want = got;
-          if (in_place) {
-            std::memcpy(got.data() + size_t(rank()) * in.size(), in.data(), in.size());
-            comm_->all_gather(view(got, dtype, rank() * n, n), view(got, dtype));
-          } else {
-            comm_->all_gather(view(in, dtype), view(got, dtype));
-          }
+          if (in_place) std::memcpy(got.data() + size_t(rank()) * in.size(), in.data(), in.size());
+          Mirror min(device_, in), mgot(device_, got);
+          if (in_place)
+            comm_->all_gather(mgot.view(dtype, rank() * n, n), mgot.view(dtype));
+          else
+            comm_->all_gather(min.view(dtype), mgot.view(dtype));
+          mgot.download();
           world_.all_gather(view(in, dtype), view(want, dtype));
           return compare(got, want, dtype);
         });
@@ -135,7 +186,9 @@ class Runner {
   void broadcast(DType dtype) {
     row("broadcast", dtype, "", plan(QJ_CCL_BROADCAST, dtype, QJ_CCL_OP_NONE), [&](int64_t n) {
       auto got = input(dtype, n, rank(), 4), want = got;
-      comm_->broadcast(view(got, dtype), size() - 1);
+      Mirror m(device_, got);
+      comm_->broadcast(m.view(dtype), size() - 1);
+      m.download();
       world_.broadcast(view(want, dtype), size() - 1);
       return compare(got, want, dtype);
     });
@@ -153,10 +206,12 @@ class Runner {
     row("send/recv (ring)", dtype, "", p, [&](int64_t n) {
       auto out = input(dtype, n, rank(), 5);
       std::vector<char> got(out.size());
-      CommHandle sent = comm_->send_async(view(out, dtype), (rank() + 1) % size(), 7);
-      CommHandle received = comm_->recv_async(view(got, dtype), (rank() + size() - 1) % size(), 7);
+      Mirror mout(device_, out), mgot(device_, got);
+      CommHandle sent = comm_->send_async(mout.view(dtype), (rank() + 1) % size(), 7);
+      CommHandle received = comm_->recv_async(mgot.view(dtype), (rank() + size() - 1) % size(), 7);
       received.wait();
       sent.wait();
+      mgot.download();
       return compare(got, input(dtype, n, (rank() + size() - 1) % size(), 5), dtype);
     });
   }
@@ -178,8 +233,10 @@ class Runner {
       auto in = input(DType::F32, sent * width, rank(), 6);
       std::vector<char> got(size_t(received * width) * 4), want = got;
       Tensor tin(in.data(), DType::F32, {sent, width});
-      comm_->all_to_all(tin, send_counts, send_offsets, Tensor(got.data(), DType::F32, {received, width}),
-                        recv_counts, recv_offsets);
+      Mirror min(device_, in), mgot(device_, got);
+      comm_->all_to_all(min.view(DType::F32).reshape({sent, width}), send_counts, send_offsets,
+                        mgot.view(DType::F32).reshape({received, width}), recv_counts, recv_offsets);
+      mgot.download();
       world_.all_to_all(tin, send_counts, send_offsets, Tensor(want.data(), DType::F32, {received, width}),
                         recv_counts, recv_offsets);
       return compare(got, want, DType::F32);
@@ -195,7 +252,9 @@ class Runner {
           if (group->rank() != reference->rank() || group->size() != reference->size())
             return std::string("group rank/size differ from MPI_Comm_split's");
           auto got = input(DType::F32, n, rank(), 8), want = got;
-          group->all_reduce(view(got, DType::F32), ReduceOp::Sum);
+          Mirror m(device_, got);
+          group->all_reduce(m.view(DType::F32), ReduceOp::Sum);
+          m.download();
           reference->all_reduce(view(want, DType::F32), ReduceOp::Sum);
           return compare(got, want, DType::F32);
         });
@@ -212,6 +271,7 @@ class Runner {
 
   std::shared_ptr<const LoadedCcl> plugin_;
   Communicator& world_;
+  const Backend* device_;
   std::unique_ptr<Communicator> comm_;
   std::vector<ConformanceRow> rows_;
 };
@@ -219,8 +279,13 @@ class Runner {
 }  // namespace
 
 std::vector<ConformanceRow> run_ccl_conformance(std::shared_ptr<const LoadedCcl> plugin,
-                                                Communicator& world) {
-  Runner run(std::move(plugin), world);
+                                                Communicator& world, const Backend* device) {
+  if (plugin->table.memory == QJ_CCL_MEMORY_DEVICE && (!device || device->device() != Device::Plugin))
+    throw Error("collective plugin '" + plugin->path +
+                "' takes device memory (QJ_CCL_MEMORY_DEVICE): its conformance rows need the "
+                "device plugin whose memory it takes");
+  if (plugin->table.memory == QJ_CCL_MEMORY_HOST) device = nullptr;
+  Runner run(std::move(plugin), world, device);
   for (DType dtype : {DType::F32, DType::BF16, DType::I32}) {
     for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Max}) {
       run.all_reduce(dtype, op);

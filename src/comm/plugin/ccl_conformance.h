@@ -8,11 +8,17 @@
 // A row passes when every rank's results are bit-identical to MPI's; a row the
 // plugin cannot run (missing in the coverage table) is "unsupported", never
 // skipped silently. Collective over `world`.
+//
+// A device-memory plugin runs on `device`, the device plugin backend whose
+// memory it takes: every buffer is copied to that device with the backend's
+// copies, handed to the plugin there, and read back the same way (the MPI
+// reference runs on the host bytes). `device` is ignored for host-memory plugins.
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "comm/plugin/ccl_plugin.h"
+#include "qianjun/backend.h"
 #include "qianjun/comm.h"
 
 namespace qj::ccl {
@@ -27,7 +33,8 @@ struct ConformanceRow {
 };
 
 std::vector<ConformanceRow> run_ccl_conformance(std::shared_ptr<const LoadedCcl> plugin,
-                                                Communicator& world);
+                                                Communicator& world,
+                                                const Backend* device = nullptr);
 
 // One line per row, aligned, with a header.
 std::string conformance_table(const std::vector<ConformanceRow>& rows);

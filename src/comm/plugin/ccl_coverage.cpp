@@ -62,7 +62,10 @@ Plan plan_collective(const LoadedCcl& p, int32_t collective, DType dtype, int32_
     }
     return plan;
   }
-  if (!host) return plan;
+  if (!host) {  // the local reductions below would have the host read device memory
+    plan.how = "not emulated on device memory";
+    return plan;
+  }
   if (collective == QJ_CCL_ALL_REDUCE) {
     if (plan_collective(p, QJ_CCL_ALL_GATHER, dtype, QJ_CCL_OP_NONE).route != Route::Missing) {
       plan.route = Route::Emulated;
@@ -124,7 +127,8 @@ void require_ccl_coverage(const LoadedCcl& plugin, const std::vector<CoverageRow
                           bool strict) {
   std::string missing, emulated;
   auto name = [](const CoverageRow& r) {
-    return r.collective + " " + r.dtype + (r.op.empty() ? "" : " " + r.op);
+    return r.collective + " " + r.dtype + (r.op.empty() ? "" : " " + r.op) +
+           (r.plan.route == Route::Missing && !r.plan.how.empty() ? " (" + r.plan.how + ")" : "");
   };
   for (const CoverageRow& r : rows) {
     if (r.plan.route == Route::Missing && r.needed) missing += (missing.empty() ? "" : ", ") + name(r);

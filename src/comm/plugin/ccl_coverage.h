@@ -12,7 +12,10 @@
 //               summed in fp32, rounded once);
 //             - reduce_scatter (host-memory plugins): all_reduce of a copy of
 //               the input (native or emulated), then this rank's block;
-//   missing   neither: calling it is an error naming the plugin.
+//   missing   neither: calling it is an error naming the plugin. For a
+//             device-memory plugin the all_reduce and reduce_scatter
+//             emulations above do not apply (the host would reduce device
+//             memory itself): those rows say "not emulated on device memory".
 // A missing combination a training run needs is an error at start-up; with
 // backend.strict an emulated one it needs is too.
 #include <string>

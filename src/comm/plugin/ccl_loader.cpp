@@ -152,6 +152,12 @@ std::shared_ptr<const LoadedCcl> ccl_plugin(const std::string& spec) {
   return slot;
 }
 
+std::string device_plugin_name(const LoadedCcl& plugin) {
+  const size_t end = offsetof(qj_collective_plugin, device_plugin) + sizeof(const char*);
+  if (plugin.plugin_struct_size < end || !plugin.table.device_plugin) return "";
+  return plugin.table.device_plugin;
+}
+
 void check(const LoadedCcl& plugin, const std::string& context, const char* what,
            qj_status status) {
   if (status == QJ_OK) return;

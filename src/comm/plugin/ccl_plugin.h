@@ -27,6 +27,11 @@ std::shared_ptr<const LoadedCcl> load_ccl_plugin(const std::string& path);
 // QJ_PLUGIN_PATH as for backend.device plugins), loaded on first use.
 std::shared_ptr<const LoadedCcl> ccl_plugin(const std::string& spec);
 
+// The device plugin a device-memory plugin declares it belongs to (ABI 1.1,
+// qj_collective_plugin.device_plugin): "" when its table ends before the field
+// (a 1.0 plugin) or leaves it NULL.
+std::string device_plugin_name(const LoadedCcl& plugin);
+
 // Throws qj::Error "<context>: collective plugin '<path>' <what> failed:
 // <status name> (<last_error>)" unless `status` is QJ_OK.
 void check(const LoadedCcl& plugin, const std::string& context, const char* what,

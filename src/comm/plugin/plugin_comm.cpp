@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "backends/plugin/op_list.h"
+#include "backends/plugin/plugin_backend.h"
 #include "comm/comm_checks.h"
 #include "comm/plugin/ccl_coverage.h"
 #include "comm/plugin/ccl_emulation.h"
@@ -38,6 +39,7 @@ struct P2pQueue {
     qj_status failed = QJ_OK;
     const char* what = "";
     for (const P2p& op : group) {
+      // NULL stream: the device's default one for a device-memory plugin.
       const qj_status s = op.sending ? t.send(comm, op.data, op.count, op.dtype, op.peer, nullptr)
                                      : t.recv(comm, op.data, op.count, op.dtype, op.peer, nullptr);
       if (s != QJ_OK && failed == QJ_OK) failed = s, what = op.sending ? "send" : "recv";
@@ -69,9 +71,14 @@ class PluginCommunicator final : public Communicator {
  public:
   PluginCommunicator(std::shared_ptr<const LoadedCcl> plugin,
                      std::unique_ptr<Communicator> owned_bootstrap, Communicator& bootstrap,
-                     std::string name, qj_device_t device)
+                     std::string name, const plugin::LoadedPlugin* device)
       : plugin_(std::move(plugin)), t_(plugin_->table), owned_bootstrap_(std::move(owned_bootstrap)),
-        bootstrap_(bootstrap), name_(std::move(name)), device_(device) {
+        bootstrap_(bootstrap), name_(std::move(name)), device_(device),
+        device_memory_(t_.memory == QJ_CCL_MEMORY_DEVICE) {
+    if (device_memory_ && !device_)
+      throw Error(comm_context(*this, "init") + ": collective plugin '" + plugin_->path +
+                  "' takes device memory (QJ_CCL_MEMORY_DEVICE) but this rank runs on no device "
+                  "plugin (backend.device must be 'plugin:...')");
     // The unique id travels as u16 words over the bootstrap group, after a
     // word that says whether rank 0 got one (else every rank fails, none hangs).
     std::vector<uint16_t> id(1 + (t_.unique_id_size + 1) / 2, 0);
@@ -95,8 +102,8 @@ class PluginCommunicator final : public Communicator {
     args.unique_id = id.data() + 1;
     args.nranks = bootstrap_.size();
     args.rank = bootstrap_.rank();
-    args.device = device_;
-    args.stream = nullptr;
+    args.device = device_ ? device_->device : nullptr;
+    args.stream = kStream;
     check(*plugin_, comm_context(*this, "init"), "init", t_.init(&args, &comm_));
     queue_ = std::make_shared<P2pQueue>();
     queue_->plugin = plugin_;
@@ -117,33 +124,45 @@ class PluginCommunicator final : public Communicator {
   int size() const override { return bootstrap_.size(); }
   const std::string& name() const override { return name_; }
 
-  void all_reduce(const Tensor& x, ReduceOp op) override { reduce_all("all_reduce", x, op); }
+  // With a device-memory plugin, calls on host tensors go to the bootstrap
+  // communicator (after the queued transfers, as every call).
+  void all_reduce(const Tensor& x, ReduceOp op) override {
+    if (host_side("all_reduce", {&x})) return bootstrap_.all_reduce(x, op);
+    reduce_all("all_reduce", x, op);
+  }
   CommHandle all_reduce_async(const Tensor& x, ReduceOp op) override {
+    if (host_side("all_reduce_async", {&x})) return bootstrap_.all_reduce_async(x, op);
     reduce_all("all_reduce_async", x, op);
     return CommHandle();
   }
   void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) override {
+    if (host_side("reduce_scatter", {&in, &out})) return bootstrap_.reduce_scatter(in, out, op);
     scatter_reduced("reduce_scatter", in, out, op);
   }
   CommHandle reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) override {
+    if (host_side("reduce_scatter_async", {&in, &out}))
+      return bootstrap_.reduce_scatter_async(in, out, op);
     scatter_reduced("reduce_scatter_async", in, out, op);
     return CommHandle();
   }
   void all_gather(const Tensor& in, const Tensor& out) override {
+    if (host_side("all_gather", {&in, &out})) return bootstrap_.all_gather(in, out);
     gather_all("all_gather", in, out);
   }
   CommHandle all_gather_async(const Tensor& in, const Tensor& out) override {
+    if (host_side("all_gather_async", {&in, &out})) return bootstrap_.all_gather_async(in, out);
     gather_all("all_gather_async", in, out);
     return CommHandle();
   }
 
   void broadcast(const Tensor& x, int root) override {
     const char* op = "broadcast";
+    if (host_side(op, {&x})) return bootstrap_.broadcast(x, root);
     start(op, {&x});
     check_rank_arg(*this, op, "root", root);
     const Plan plan = planned(op, QJ_CCL_BROADCAST, x.dtype, QJ_CCL_OP_NONE);
     call(op, t_.broadcast(comm_, x.data, x.data, uint64_t(x.numel()), plugin::to_c(plan.moved_as),
-                          root, nullptr));
+                          root, kStream));
   }
 
   void all_to_all(const Tensor& in, const std::vector<int64_t>& send_counts,
@@ -151,10 +170,12 @@ class PluginCommunicator final : public Communicator {
                   const std::vector<int64_t>& recv_counts,
                   const std::vector<int64_t>& recv_offsets) override {
     const char* op = "all_to_all";
+    if (host_side(op, {&in, &out}))
+      return bootstrap_.all_to_all(in, send_counts, send_offsets, out, recv_counts, recv_offsets);
     start(op, {});
     check_all_to_all(*this, op, in, send_counts, send_offsets, out, recv_counts, recv_offsets);
-    check_host(*this, op, in, "in");
-    check_host(*this, op, out, "out");
+    check_memory(op, in, "in");
+    check_memory(op, out, "out");
     const int64_t row = row_elements(in);
     const size_t row_bytes = size_t(row) * dtype_size(in.dtype);
     auto rows_at = [&](const Tensor& t, int64_t offset) {
@@ -165,8 +186,8 @@ class PluginCommunicator final : public Communicator {
     for (int p = 0; p < size(); ++p) {
       const size_t q = size_t(p);
       if (p == rank()) {
-        std::memmove(rows_at(out, recv_offsets[q]), rows_at(in, send_offsets[q]),
-                     size_t(send_counts[q]) * row_bytes);
+        move_bytes(rows_at(out, recv_offsets[q]), rows_at(in, send_offsets[q]),
+                   size_t(send_counts[q]) * row_bytes);
         continue;
       }
       if (send_counts[q] > 0)
@@ -182,15 +203,21 @@ class PluginCommunicator final : public Communicator {
   void send(const Tensor& x, int peer, int tag) override { send_async(x, peer, tag).wait(); }
   void recv(const Tensor& x, int peer, int tag) override { recv_async(x, peer, tag).wait(); }
   CommHandle send_async(const Tensor& x, int peer, int tag) override {
+    if (device_memory_ && x.device == Device::Host) return bootstrap_.send_async(x, peer, tag);
     return queue_p2p("send", QJ_CCL_SEND, x, peer, tag);
   }
   CommHandle recv_async(const Tensor& x, int peer, int tag) override {
+    if (device_memory_ && x.device == Device::Host) return bootstrap_.recv_async(x, peer, tag);
     return queue_p2p("recv", QJ_CCL_RECV, x, peer, tag);
   }
 
   void barrier() override {
     start("barrier", {});
-    bootstrap_.barrier();  // host-memory plugin: every earlier call has completed
+    // Every earlier call has completed: on return (host memory) or once the
+    // device's stream has.
+    if (device_memory_) plugin::check(*device_, "stream_synchronize",
+                                      device_->table.stream_synchronize(device_->device, kStream));
+    bootstrap_.barrier();
   }
 
   std::unique_ptr<Communicator> split(int color, int key, const std::string& name) const override {
@@ -213,14 +240,52 @@ class PluginCommunicator final : public Communicator {
   void abort_transport() override { t_.abort(comm_); }
 
  private:
+  // The stream collectives are ordered on: the device's default stream, the
+  // one the plugin backend queues its ops and copies on (NULL for host memory).
+  static constexpr qj_stream_t kStream = nullptr;
+
+  // True when a device-memory plugin's call is on host tensors (after running
+  // the queued transfers); an error when it mixes host and device tensors.
+  bool host_side(const char* op, std::initializer_list<const Tensor*> buffers) {
+    if (!device_memory_) return false;
+    int on_host = 0;
+    for (const Tensor* t : buffers) on_host += t->device == Device::Host;
+    if (on_host == 0) return false;
+    if (on_host != int(buffers.size()))
+      throw Error(comm_context(*this, op) + ": collective plugin '" + plugin_->path +
+                  "' takes device memory, and this call mixes host and device tensors");
+    queue_->run();
+    return true;
+  }
+
+  // The memory the plugin takes: host, or the device plugin's.
+  void check_memory(const char* op, const Tensor& t, const char* role) const {
+    if (!device_memory_) return check_host(*this, op, t, role);
+    if (t.device != Device::Plugin)
+      throw Error(comm_context(*this, op) + ": tensor '" + role + "' is in " +
+                  device_name(t.device) + " memory, but collective plugin '" + plugin_->path +
+                  "' takes the memory of device plugin '" + device_->path + "'");
+  }
+
   // Every call first runs the queued transfers (the plugin sees the calls of
-  // this communicator in program order) and checks its host buffers.
+  // this communicator in program order) and checks its buffers.
   void start(const char* op, std::initializer_list<const Tensor*> buffers) {
     queue_->run();
     for (const Tensor* t : buffers) {
       check_buffer(*this, op, *t, "x");
-      check_host(*this, op, *t, "x");
+      check_memory(op, *t, "x");
     }
+  }
+
+  // dst <- src, `bytes` bytes in the plugin's memory (on the stream for a device).
+  void move_bytes(void* dst, const void* src, size_t bytes) const {
+    if (bytes == 0 || dst == src) return;
+    if (!device_memory_) {
+      std::memmove(dst, src, bytes);
+      return;
+    }
+    plugin::check(*device_, "copy_d2d",
+                  device_->table.copy_d2d(device_->device, kStream, dst, src, bytes));
   }
 
   Plan planned(const char* op, int32_t collective, DType dtype, int32_t reduce) const {
@@ -244,10 +309,10 @@ class PluginCommunicator final : public Communicator {
     const uint64_t n = uint64_t(x.numel());
     if (plan.route == Route::Native)
       return call(op, t_.all_reduce(comm_, x.data, x.data, n, plugin::to_c(x.dtype), qj_op(reduce),
-                                    nullptr));
+                                    kStream));
     std::vector<char> gathered(x.nbytes() * size_t(size()));
     const Plan gather = planned(op, QJ_CCL_ALL_GATHER, x.dtype, QJ_CCL_OP_NONE);
-    call(op, t_.all_gather(comm_, x.data, gathered.data(), n, plugin::to_c(gather.moved_as), nullptr));
+    call(op, t_.all_gather(comm_, x.data, gathered.data(), n, plugin::to_c(gather.moved_as), kStream));
     reduce_gathered(gathered.data(), size(), x, reduce);
   }
 
@@ -261,10 +326,11 @@ class PluginCommunicator final : public Communicator {
     // not this rank's: it receives the result after the call).
     std::vector<char> staging;
     if (plan.route == Route::Native) {
+      if (in_place && device_memory_) return scatter_reduced_on_device(op, in, out, reduce);
       void* result = out.data;
       if (in_place) staging.resize(out.nbytes()), result = staging.data();
       call(op, t_.reduce_scatter(comm_, in.data, result, uint64_t(out.numel()),
-                                 plugin::to_c(in.dtype), qj_op(reduce), nullptr));
+                                 plugin::to_c(in.dtype), qj_op(reduce), kStream));
     } else {
       staging.assign(static_cast<const char*>(in.data), static_cast<const char*>(in.data) + in.nbytes());
       Tensor copy = in;
@@ -276,6 +342,27 @@ class PluginCommunicator final : public Communicator {
     if (in_place) std::memcpy(out.data, staging.data(), out.nbytes());
   }
 
+  // In place on the device: the result goes to a scratch block of device
+  // memory, then to `out` with a copy queued behind it on the stream.
+  void scatter_reduced_on_device(const char* op, const Tensor& in, const Tensor& out,
+                                 ReduceOp reduce) {
+    const qj_device_plugin& d = device_->table;
+    void* scratch = nullptr;
+    plugin::check(*device_, "mem_alloc", d.mem_alloc(device_->device, out.nbytes(), &scratch));
+    try {
+      call(op, t_.reduce_scatter(comm_, in.data, scratch, uint64_t(out.numel()),
+                                 plugin::to_c(in.dtype), qj_op(reduce), kStream));
+      move_bytes(out.data, scratch, out.nbytes());
+      // The block is freed once the stream no longer uses it.
+      plugin::check(*device_, "stream_synchronize", d.stream_synchronize(device_->device, kStream));
+    } catch (...) {
+      d.stream_synchronize(device_->device, kStream);
+      d.mem_free(device_->device, scratch);
+      throw;
+    }
+    plugin::check(*device_, "mem_free", d.mem_free(device_->device, scratch));
+  }
+
   void gather_all(const char* op, const Tensor& in, const Tensor& out) {
     start(op, {&in, &out});
     check_same_dtype(*this, op, in, out);
@@ -283,14 +370,14 @@ class PluginCommunicator final : public Communicator {
     all_gather_in_place(*this, op, in, out);  // refuses other overlaps
     const Plan plan = planned(op, QJ_CCL_ALL_GATHER, in.dtype, QJ_CCL_OP_NONE);
     call(op, t_.all_gather(comm_, in.data, out.data, uint64_t(in.numel()),
-                           plugin::to_c(plan.moved_as), nullptr));
+                           plugin::to_c(plan.moved_as), kStream));
   }
 
   // Queued behind the earlier transfers, not after running them: a send_async
   // and the recv that follows it form one group.
   CommHandle queue_p2p(const char* op, int32_t collective, const Tensor& x, int peer, int tag) {
     check_buffer(*this, op, x, "x");
-    check_host(*this, op, x, "x");
+    check_memory(op, x, "x");
     check_rank_arg(*this, op, "peer", peer);
     check_tag(*this, op, tag);
     if (peer == rank())
@@ -307,7 +394,8 @@ class PluginCommunicator final : public Communicator {
   std::unique_ptr<Communicator> owned_bootstrap_;
   Communicator& bootstrap_;
   std::string name_;
-  qj_device_t device_;
+  const plugin::LoadedPlugin* device_;
+  bool device_memory_;
   qj_ccl_comm_t comm_ = nullptr;
   std::shared_ptr<P2pQueue> queue_;
 };
@@ -316,7 +404,7 @@ class PluginCommunicator final : public Communicator {
 
 std::unique_ptr<Communicator> make_plugin_communicator(
     std::shared_ptr<const LoadedCcl> plugin, std::unique_ptr<Communicator> owned_bootstrap,
-    Communicator& bootstrap, const std::string& name, qj_device_t device) {
+    Communicator& bootstrap, const std::string& name, const plugin::LoadedPlugin* device) {
   return std::make_unique<PluginCommunicator>(std::move(plugin), std::move(owned_bootstrap),
                                               bootstrap, name, device);
 }
