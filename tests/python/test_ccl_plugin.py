@@ -11,46 +11,22 @@ import subprocess
 import tempfile
 import unittest
 
+from ccl_runs import ENV, MPIRUN, losses, mpirun, test_ccl, write_tiny_config
 from qj_paths import BUILD_DIR, tool
 
-MPIRUN = shutil.which("mpirun")
 SIMCCL = os.path.join(BUILD_DIR, "libqj_simccl.so")
-ENV = dict(os.environ, OMPI_MCA_mpi_yield_when_idle="1", OMP_NUM_THREADS="1")
 _tmp = None
 _config = None
-
-
-def test_ccl(mode):
-    return os.path.join(BUILD_DIR, "libqj_test_ccl_%s.so" % mode)
 
 
 def setUpModule():
     global _tmp, _config
     _tmp = tempfile.mkdtemp(prefix="qj_ccl_")
-    corpus = os.path.join(_tmp, "corpus")
-    made = subprocess.run([tool("qj-make-corpus"), "--output", corpus, "--vocab", "97",
-                           "--train-tokens", "20000", "--valid-tokens", "2000"],
-                          capture_output=True, text=True)
-    assert made.returncode == 0, made.stdout + made.stderr
-    config = {"model": {"preset": "gpt2", "layers": 2, "hidden": 64, "heads": 4, "vocab": 97,
-                        "seq_len": 32},
-              "train": {"steps": 4, "global_batch": 8, "micro_batch": 2, "warmup_steps": 1,
-                        "eval_every": 2, "eval_batches": 2},
-              "data": {"train": os.path.join(corpus, "train"),
-                       "valid": os.path.join(corpus, "valid")},
-              "backend": {"threads": 1}}
-    _config = os.path.join(_tmp, "tiny.json")
-    with open(_config, "w") as f:
-        json.dump(config, f)
+    _config = write_tiny_config(_tmp)
 
 
 def tearDownModule():
     shutil.rmtree(_tmp, ignore_errors=True)
-
-
-def mpirun(ranks, command, timeout=300):
-    full = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(ranks)] + command
-    return subprocess.run(full, capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
 def train(ranks, name, *sets):
@@ -59,12 +35,6 @@ def train(ranks, name, *sets):
     for s in sets:
         command += ["--set", s]
     return mpirun(ranks, command), metrics
-
-
-def losses(jsonl):
-    with open(jsonl) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return [(r.get("step"), r.get("loss"), r.get("grad_norm"), r.get("valid_loss")) for r in rows]
 
 
 @unittest.skipIf(MPIRUN is None, "mpirun is not on PATH")
