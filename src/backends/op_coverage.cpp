@@ -105,14 +105,13 @@ BackendCoverage assess_coverage(const std::string& backend,
 
 std::vector<std::string> native_ops(const Backend& backend) {
   std::vector<std::string> native;
-  const bool is_plugin = backend.device() == Device::Plugin;
+  const plugin::LoadedPlugin* loaded = plugin::loaded_plugin(backend);
   plugin::for_each_op([&](auto id) {
     constexpr qj_op op = decltype(id)::value;
     // A plugin's host table fills every mandatory slot (each reports a missing
     // C slot when called): the plugin's own table says what it has.
-    const bool has = is_plugin
-                         ? plugin::op_native(*static_cast<const plugin::LoadedPlugin*>(backend.ctx()), op)
-                         : backend.ops().*plugin::OpInfo<op>::slot != nullptr;
+    const bool has = loaded ? plugin::op_native(*loaded, op)
+                            : backend.ops().*plugin::OpInfo<op>::slot != nullptr;
     if (has) native.push_back(plugin::OpInfo<op>::name);
   });
   return native;
@@ -121,8 +120,9 @@ std::vector<std::string> native_ops(const Backend& backend) {
 BackendCoverage backend_coverage(const Backend& backend, const ModelConfig& model,
                                  const std::vector<Decomposition>& decompositions) {
   std::string name = backend.name();
-  if (backend.device() == Device::Plugin) {  // plugin:NAME found in QJ_PLUGIN_PATH: say where
-    const std::string& path = static_cast<const plugin::LoadedPlugin*>(backend.ctx())->path;
+  if (const plugin::LoadedPlugin* loaded = plugin::loaded_plugin(backend)) {
+    // plugin:NAME found in QJ_PLUGIN_PATH: say where
+    const std::string& path = loaded->path;
     if (name != "plugin:" + path) name += " (" + path + ")";
   }
   return assess_coverage(name, native_ops(backend), model, decompositions);

@@ -88,7 +88,7 @@ std::string skip_reason(const std::string& backend) {
 // The ABI checks and op coverage of a plugin backend: printed as two tables
 // and stored in `report`. True when every check passed.
 bool plugin_checks(const qj::Backend& tested, nlohmann::json& report) {
-  const auto& plugin = *static_cast<const qj::plugin::LoadedPlugin*>(tested.ctx());
+  const qj::plugin::LoadedPlugin& plugin = *qj::plugin::loaded_plugin(tested);
   report["plugin"] = {{"path", plugin.path}, {"name", plugin.table.name ? plugin.table.name : ""},
                       {"abi", std::to_string(plugin.table.abi_major) + "." + std::to_string(plugin.table.abi_minor)},
                       {"struct_size", plugin.plugin_struct_size}, {"device", plugin.properties.name}};
@@ -131,7 +131,7 @@ int collective_checks(int argc, char** argv, const Options& options) {
       }
       qj::ccl::make_plugin_communicator(
           plugin, nullptr, world.comm(), "ccl-check",
-          device ? static_cast<const qj::plugin::LoadedPlugin*>(device->ctx()) : nullptr);
+          device ? qj::plugin::loaded_plugin(*device) : nullptr);
     });
     const auto rows = qj::ccl::run_ccl_conformance(plugin, world.comm(), device);
     bool passed = true;

@@ -38,7 +38,7 @@ struct HostOp<Op, void (*)(void*, A...)> {
     typename Info::Args args{};
     args.struct_size = sizeof(args);
     std::apply([&](auto... m) { (assign(args.*m, a), ...); }, Info::members);
-    check(p, Info::name, slot(p.device, nullptr, &args));
+    check(p, Info::name, slot(p.device, kOpStream, &args));
   }
 };
 
@@ -59,27 +59,26 @@ void free(void* ctx, void* ptr) {
 // BackendOps copies return with the host buffer free to reuse: wait.
 void copy_to_device(void* ctx, void* dst, const void* src, size_t bytes) {
   LoadedPlugin& p = loaded(ctx);
-  check(p, "copy_h2d", p.table.copy_h2d(p.device, nullptr, dst, src, bytes));
-  check(p, "stream_synchronize", p.table.stream_synchronize(p.device, nullptr));
+  check(p, "copy_h2d", p.table.copy_h2d(p.device, kOpStream, dst, src, bytes));
+  check(p, "stream_synchronize", p.table.stream_synchronize(p.device, kOpStream));
 }
 
 void copy_to_host(void* ctx, void* dst, const void* src, size_t bytes) {
   LoadedPlugin& p = loaded(ctx);
-  check(p, "copy_d2h", p.table.copy_d2h(p.device, nullptr, dst, src, bytes));
-  check(p, "stream_synchronize", p.table.stream_synchronize(p.device, nullptr));
+  check(p, "copy_d2h", p.table.copy_d2h(p.device, kOpStream, dst, src, bytes));
+  check(p, "stream_synchronize", p.table.stream_synchronize(p.device, kOpStream));
 }
 
 void synchronize(void* ctx) {
   LoadedPlugin& p = loaded(ctx);
-  check(p, "stream_synchronize", p.table.stream_synchronize(p.device, nullptr));
+  check(p, "stream_synchronize", p.table.stream_synchronize(p.device, kOpStream));
 }
 
 double peak_flops(void* ctx) { return loaded(ctx).properties.peak_flops_fp32; }
 
 int device_index(void* ctx) { return loaded(ctx).device_index; }
 
-// Every op and copy above is issued on the device's default stream.
-void* stream(void*) { return nullptr; }
+void* stream(void*) { return kOpStream; }
 
 size_t available_memory(void* ctx) {
   LoadedPlugin& p = loaded(ctx);

@@ -26,6 +26,17 @@ struct LoadedPlugin {
   BackendOps ops{};  // host_ops(*this): the Backend's table
 };
 
+// The stream the host adapter issues every op and copy of a plugin backend on:
+// the device's default one. A device-memory collective plugin orders its work
+// on it too (comm/plugin/plugin_comm.h).
+inline constexpr qj_stream_t kOpStream = nullptr;
+
+// The plugin behind a "plugin:..." backend; nullptr for any other backend.
+inline const LoadedPlugin* loaded_plugin(const Backend& backend) {
+  if (backend.device() != Device::Plugin) return nullptr;
+  return static_cast<const LoadedPlugin*>(backend.ctx());
+}
+
 // The plugin file `spec` names: a path (it contains a '/'), or a name looked
 // up as NAME and libNAME.so in each folder of QJ_PLUGIN_PATH (':'-separated).
 std::string resolve_plugin_path(const std::string& spec);

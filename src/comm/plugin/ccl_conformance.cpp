@@ -110,7 +110,7 @@ class Runner {
       : plugin_(plugin), world_(world), device_(device),
         comm_(make_plugin_communicator(
             plugin, nullptr, world, "ccl-check",
-            device ? static_cast<const plugin::LoadedPlugin*>(device->ctx()) : nullptr)) {}
+            device ? plugin::loaded_plugin(*device) : nullptr)) {}
 
   // Runs `body` at every size; the row passes when it returns "" everywhere.
   void row(const std::string& check, DType dtype, const std::string& op, const Plan& plan,

@@ -45,7 +45,7 @@ void require_device_plugin_backends(const Config& config, const ccl::LoadedCcl& 
     throw Error(head + ", but " + field + "='" + device +
                 "' is not a device plugin backend ('plugin:PATH') whose memory it could take; "
                 "use backend.collectives=mpi or a host-memory collective plugin");
-  const auto& loaded = *static_cast<const plugin::LoadedPlugin*>(backend.ctx());
+  const plugin::LoadedPlugin& loaded = *plugin::loaded_plugin(backend);
   const std::string owner = ccl::device_plugin_name(plugin);
   const std::string name = loaded.table.name ? loaded.table.name : "";
   if (!owner.empty() && owner != name)
@@ -69,9 +69,7 @@ std::unique_ptr<Communicator> make_world_communicator(const Config& config, Comm
                 "receives in call order (no tags), which the interleaved schedule does not keep; "
                 "use 1f1b or gpipe");
   ccl::require_ccl_coverage(*plugin, coverage(config, *plugin), config.backend.strict);
-  const plugin::LoadedPlugin* device = nullptr;
-  if (backend.device() == Device::Plugin)
-    device = static_cast<const plugin::LoadedPlugin*>(backend.ctx());
+  const plugin::LoadedPlugin* device = plugin::loaded_plugin(backend);
   // Watched like the MPI world (recorded, deadlines, async_error polled, abort
   // when the watchdog ends the run), and so is every group split from it.
   auto comm = watch_like(world,

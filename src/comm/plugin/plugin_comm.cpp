@@ -39,9 +39,10 @@ struct P2pQueue {
     qj_status failed = QJ_OK;
     const char* what = "";
     for (const P2p& op : group) {
-      // NULL stream: the device's default one for a device-memory plugin.
-      const qj_status s = op.sending ? t.send(comm, op.data, op.count, op.dtype, op.peer, nullptr)
-                                     : t.recv(comm, op.data, op.count, op.dtype, op.peer, nullptr);
+      // The backend's stream, for a device-memory plugin.
+      const qj_status s =
+          op.sending ? t.send(comm, op.data, op.count, op.dtype, op.peer, plugin::kOpStream)
+                     : t.recv(comm, op.data, op.count, op.dtype, op.peer, plugin::kOpStream);
       if (s != QJ_OK && failed == QJ_OK) failed = s, what = op.sending ? "send" : "recv";
     }
     const qj_status end = t.group_end();
@@ -240,9 +241,9 @@ class PluginCommunicator final : public Communicator {
   void abort_transport() override { t_.abort(comm_); }
 
  private:
-  // The stream collectives are ordered on: the device's default stream, the
-  // one the plugin backend queues its ops and copies on (NULL for host memory).
-  static constexpr qj_stream_t kStream = nullptr;
+  // The stream collectives are ordered on: the one the plugin backend queues
+  // its ops and copies on (NULL, also passed for host memory).
+  static constexpr qj_stream_t kStream = plugin::kOpStream;
 
   // True when a device-memory plugin's call is on host tensors (after running
   // the queued transfers); an error when it mixes host and device tensors.
