@@ -17,7 +17,10 @@ std::string seconds(double s) {
 
 std::string rank_list(const std::vector<int>& ranks) {
   std::string text;
-  for (size_t i = 0; i < ranks.size(); ++i) text += (i ? "," : "") + std::to_string(ranks[i]);
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    if (i) text += ',';
+    text += std::to_string(ranks[i]);
+  }
   return text;
 }
 

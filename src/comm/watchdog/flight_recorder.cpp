@@ -4,7 +4,10 @@ namespace qj {
 
 std::string GroupRecord::key() const {
   std::string key = name + "{";
-  for (size_t i = 0; i < members.size(); ++i) key += (i ? "," : "") + std::to_string(members[i]);
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (i) key += ',';
+    key += std::to_string(members[i]);
+  }
   key += '}';
   if (!transport.empty()) key += "/plugin";
   return key;
