@@ -102,16 +102,19 @@ typedef struct qj_device_properties {
 
 /*
  * ---- the op list ----
- * One entry per op of a training step: OP(name, tensors, params), tensors as
- * T(name) and scalar parameters as P(type, name), in the order the host's C++
- * op table (include/qianjun/backend.h, where each op's semantics are
- * documented) takes them. Booleans travel as int32_t (0 or 1). Everything
- * below (argument structs, op ids, table slots) and the host's adapters are
- * generated from this list: adding an op is one entry here (appended: op ids
- * and table slots are ABI). A tensor marked "may be absent" in backend.h
- * arrives with data == NULL.
+ * One entry per op of a training step: OP(name, tensors, params), the
+ * arguments in the order the host's C++ op table (include/qianjun/backend.h,
+ * where each op's semantics are documented) takes them. Tensors are T(name),
+ * floating point (f32, or bf16 where backend.h allows it), or I(name), int32
+ * (token ids, targets, row indices, group offsets); scalar parameters are
+ * P(type, name), booleans as int32_t (0 or 1). QJ_DEVICE_OPS(OP, T, P) is the
+ * same list with the I tensors passed to T. Everything below (argument
+ * structs, op ids, table slots) and the host's adapters are generated from
+ * this list: adding an op is one entry here (appended: op ids and table slots
+ * are ABI). A tensor marked "may be absent" in backend.h arrives with data ==
+ * NULL.
  */
-#define QJ_DEVICE_OPS(OP, T, P)                                                               \
+#define QJ_DEVICE_OPS_TYPED(OP, T, I, P)                                                      \
   OP(fill, T(x), P(float, value))                                                             \
   OP(add, T(a) T(b) T(out), )                                                                 \
   OP(scale, T(x), P(float, alpha))                                                            \
@@ -134,13 +137,13 @@ typedef struct qj_device_properties {
   OP(attention_forward, T(qkv) T(out) T(lse), P(int32_t, heads) P(int32_t, kv_heads))         \
   OP(attention_backward, T(dout) T(qkv) T(out) T(lse) T(dqkv),                                \
      P(int32_t, heads) P(int32_t, kv_heads))                                                  \
-  OP(embedding_forward, T(tokens) T(wte) T(wpe) T(out),                                       \
+  OP(embedding_forward, I(tokens) T(wte) T(wpe) T(out),                                       \
      P(int32_t, seq_len) P(int64_t, vocab_start))                                             \
-  OP(embedding_backward, T(dout) T(tokens) T(dwte) T(dwpe),                                   \
+  OP(embedding_backward, T(dout) I(tokens) T(dwte) T(dwpe),                                   \
      P(int32_t, seq_len) P(int64_t, vocab_start))                                             \
-  OP(cross_entropy_stats, T(logits) T(targets) T(stats),                                      \
+  OP(cross_entropy_stats, T(logits) I(targets) T(stats),                                      \
      P(int32_t, vocab) P(int64_t, vocab_start) P(int32_t, ignore_index))                      \
-  OP(cross_entropy_backward, T(logits) T(targets) T(lse),                                     \
+  OP(cross_entropy_backward, T(logits) I(targets) T(lse),                                     \
      P(float, dloss) P(int32_t, vocab) P(int64_t, vocab_start) P(int32_t, ignore_index))      \
   OP(sum_squares, T(x) T(out), )                                                              \
   OP(adamw_update, T(param) T(grad) T(m) T(v),                                                \
@@ -148,12 +151,13 @@ typedef struct qj_device_properties {
      P(int32_t, step) P(float, grad_scale))                                                  \
   /* minor 1: mixture of experts (optional: a NULL slot, or a table built for */              \
   /* minor 0 that ends before them, means the op is missing) */                               \
-  OP(gather_rows, T(src) T(index) T(weight) T(dst), )                                         \
-  OP(combine_rows, T(src) T(pos) T(weight) T(out), )                                          \
+  OP(gather_rows, T(src) I(index) T(weight) T(dst), )                                         \
+  OP(combine_rows, T(src) I(pos) T(weight) T(out), )                                          \
   OP(row_dot, T(a) T(b) T(out), )                                                             \
-  OP(grouped_matmul, T(a) T(b) T(offsets) T(c),                                               \
+  OP(grouped_matmul, T(a) T(b) I(offsets) T(c),                                               \
      P(int32_t, trans_b) P(float, alpha) P(float, beta))                                      \
-  OP(grouped_matmul_wgrad, T(dy) T(x) T(offsets) T(dw), P(float, beta))
+  OP(grouped_matmul_wgrad, T(dy) T(x) I(offsets) T(dw), P(float, beta))
+#define QJ_DEVICE_OPS(OP, T, P) QJ_DEVICE_OPS_TYPED(OP, T, T, P)
 
 /* Argument structs: qj_<op>_args { struct_size; tensors...; params... }. */
 #define QJ_ARGS_TENSOR_(n) qj_tensor n;

@@ -70,6 +70,26 @@ constexpr int tensor_count() {
       OpInfo<Op>::members);
 }
 
+// The op's tensors in argument order (TensorTypes<Op>::list): their names,
+// and which are int32 (I in the list).
+struct TensorType {
+  const char* name;
+  bool int32;
+};
+template <qj_op Op>
+struct TensorTypes;
+#define QJ_FLOAT_TENSOR_(n) {#n, false},
+#define QJ_INT32_TENSOR_(n) {#n, true},
+#define QJ_TENSOR_TYPES_(op, tensors, params)       \
+  template <>                                       \
+  struct TensorTypes<QJ_OP_##op> {                  \
+    static constexpr TensorType list[] = {tensors}; \
+  };
+QJ_DEVICE_OPS_TYPED(QJ_TENSOR_TYPES_, QJ_FLOAT_TENSOR_, QJ_INT32_TENSOR_, )
+#undef QJ_TENSOR_TYPES_
+#undef QJ_FLOAT_TENSOR_
+#undef QJ_INT32_TENSOR_
+
 // Tensor <-> descriptor. The descriptor carries no device: the side that
 // receives it knows where its memory lives.
 qj_tensor to_c(const Tensor& t);

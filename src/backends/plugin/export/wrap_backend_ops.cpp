@@ -96,6 +96,40 @@ Scalar convert(Scalar s) {
   return s;
 }
 
+const char* dtype_name(int32_t d) {
+  switch (d) {
+    case QJ_DTYPE_F32: return "f32";
+    case QJ_DTYPE_BF16: return "bf16";
+    case QJ_DTYPE_I32: return "int32";
+    case QJ_DTYPE_U16: return "u16";
+    default: return "an unknown dtype";
+  }
+}
+
+// A present tensor is int32 exactly where the op list says I: the list, from
+// which the host's coverage check asks op_supported() its dtypes, is checked
+// against every call the host makes (copy alone takes any same-dtype pair).
+template <qj_op Op>
+void check_int32_tensors(const typename OpInfo<Op>::Args& args) {
+  size_t i = 0;
+  const auto check = [&](const qj_tensor& t) {
+    const TensorType& type = TensorTypes<Op>::list[i++];
+    const bool int32 = t.dtype == QJ_DTYPE_I32;
+    if (!t.data || int32 == type.int32 || (Op == QJ_OP_copy && !type.int32)) return;
+    throw StatusError{QJ_ERR_INVALID_ARGUMENT,
+                      std::string("tensor '") + type.name + "' is " + dtype_name(t.dtype) +
+                          "; the op list (QJ_DEVICE_OPS_TYPED) makes it " +
+                          (type.int32 ? "int32" : "floating point")};
+  };
+  std::apply(
+      [&](auto... m) {
+        (..., [&](const auto& arg) {
+          if constexpr (std::is_same_v<std::remove_cvref_t<decltype(arg)>, qj_tensor>) check(arg);
+        }(args.*m));
+      },
+      OpInfo<Op>::members);
+}
+
 template <qj_op Op>
 qj_status run_op(qj_device_t device, qj_stream_t /*stream*/,
                  const typename OpInfo<Op>::Args* args) {
@@ -107,6 +141,7 @@ qj_status run_op(qj_device_t device, qj_stream_t /*stream*/,
                         "args.struct_size " + std::to_string(args->struct_size) +
                             " is smaller than this plugin's " +
                             std::to_string(sizeof(typename Info::Args))};
+    check_int32_tensors<Op>(*args);
     void* ctx = ctx_of(device);
     std::apply([&](auto... m) { (g_backend.ops->*Info::slot)(ctx, convert(args->*m)...); },
                Info::members);
