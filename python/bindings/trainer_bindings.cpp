@@ -176,7 +176,9 @@ void shutdown(int abort_code) {
     std::fflush(stdout);
     std::fprintf(stderr, "qianjun: rank %d stopped out of step with the others: ending every rank\n",
                  w.rank());
-    w.abort(abort_code != 0 ? abort_code : 130);
+    w.stop_out_of_step(abort_code != 0 ? abort_code : 130,
+                       abort_code != 0 ? "its Python program ended on an uncaught exception"
+                                       : "its Python program stopped between steps (Ctrl-C)");
   }
   w.finalize();
 }

@@ -103,6 +103,17 @@ void World::abort(int exit_code, const std::string& message) {
   std::exit(exit_code);
 }
 
+void World::stop_out_of_step(int exit_code, const std::string& reason) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (watchdog_ && size_ > 1) {
+    watchdog_->request_stop(reason);
+    // The watchdog's thread exits the process once the hub lets go.
+    for (int i = 0; i < 100; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  abort(exit_code);
+}
+
 void World::finalize() {
   if (finalized_) return;
   finalized_ = true;

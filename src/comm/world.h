@@ -49,6 +49,12 @@ class World {
   // When the watchdog is itself ending the run (its abort of the transports
   // made this rank's call fail), waits for it to exit instead.
   [[noreturn]] void abort(int exit_code, const std::string& message = "");
+  // Ends the whole run because this rank stops out of step with the others
+  // (`reason`: why, for every rank's log). With the watchdog, in order: every
+  // rank writes its flight recorder before any exits (kExitRankFault), so the
+  // launcher kills no rank mid-write; without it (or if its hub does not
+  // answer in 10 s), abort(exit_code).
+  [[noreturn]] void stop_out_of_step(int exit_code, const std::string& reason);
   // Frees the world communicator and finalises MPI (once; later calls do nothing).
   // Every rank must call it, as MPI_Finalize is collective.
   void finalize();

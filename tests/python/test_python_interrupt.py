@@ -111,8 +111,14 @@ class Interrupt(unittest.TestCase):
         code, out, err = self.finish(process, 120)
         self.assertNotEqual(code, 0)
         self.assertIn("KeyboardInterrupt", err)
-        # The survivor's flight recorder lands beside its metrics, not in the working directory.
-        self.assertTrue(os.path.exists(os.path.join(self.tmp, "flight_recorder_rank00000.jsonl")), err)
+        # The watchdog's hub names the rank and why, and ends the job in order:
+        # every rank's flight recorder is written (beside its metrics, not in
+        # the working directory) before any rank exits.
+        self.assertIn("error: watchdog: rank 1 stopped out of step with the others: its Python "
+                      "program ended on an uncaught exception", err)
+        for rank in (0, 1):
+            path = os.path.join(self.tmp, "flight_recorder_rank%05d.jsonl" % rank)
+            self.assertTrue(os.path.exists(path), err)
         for pid in pids.values():
             self.assertFalse(alive(pid), "rank pid %d lives" % pid)
 

@@ -74,6 +74,10 @@ void Watchdog::report_error(const std::string& message) {
   send(json{{"t", "error"}, {"message", message}}.dump());
 }
 
+void Watchdog::request_stop(const std::string& message) {
+  send(json{{"t", "stop"}, {"message", message}}.dump());
+}
+
 void Watchdog::stop() {
   if (stopping_.exchange(true)) return;
   if (thread_.joinable()) thread_.join();
@@ -116,7 +120,7 @@ void Watchdog::loop() {
       for (const std::string& line : lines) {
         const json message = json::parse(line, nullptr, false);
         if (message.is_object() && message.value("t", "") == "abort")
-          end(message.value("summary", "the watchdog ended the run"));
+          end(message.value("summary", "the watchdog ended the run"), /*ordered=*/true);
       }
       if (!open && !stopping_)
         end("rank 0 died: the connection to its watchdog closed (its process ended)");
@@ -203,7 +207,7 @@ std::string Watchdog::transport_error() const {
   return {};
 }
 
-void Watchdog::end(const std::string& summary) {
+void Watchdog::end(const std::string& summary, bool ordered) {
   ending_ = true;
   // The cause first: the launcher may kill this process at any moment now
   // (mpirun ends every rank once one has died), and the file takes longer.
@@ -214,6 +218,7 @@ void Watchdog::end(const std::string& summary) {
   if (!write_flight_recorder(path, summary))
     std::fprintf(stderr, "warning: rank %d: could not write the flight recorder %s\n", rank_, path.c_str());
   std::fflush(stderr);
+  if (ordered && !hub_) send(json{{"t", "written"}}.dump());
   {
     // No device stays blocked on a dead peer (NCCL), no thread inside a
     // collective plugin; MPI has nothing to abort. A training thread released
@@ -229,6 +234,14 @@ void Watchdog::end(const std::string& summary) {
       socket_.reset();
     }
     for (;;) pause();
+  }
+  if (ordered) {
+    // The hub exits (closing this connection) once every rank has written its
+    // flight recorder, or after its own bound; this one is longer.
+    const double until = watch_.recorder.now() + 5.0;
+    std::vector<std::string> ignored;
+    while (watch_.recorder.now() < until)
+      if (!wait_readable({socket_->fd()}, 0.1).empty() && !socket_->read_available(ignored)) break;
   }
   std::_Exit(kExitRankFault);
 }

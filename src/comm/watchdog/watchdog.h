@@ -6,8 +6,10 @@
 //   - finds a pending operation older than parallel.timeout_s and reports it,
 //     so that the hub names the ranks behind;
 //   - obeys the hub's order to end the job: writes this rank's flight recorder
-//     (report_dir()/flight_recorder_rankNNNNN.jsonl), prints one line, exits
-//     with kExitRankFault;
+//     (report_dir()/flight_recorder_rankNNNNN.jsonl), prints one line, tells
+//     the hub it wrote, and exits with kExitRankFault once the hub lets go (no
+//     rank exits, which makes the launcher kill the rest, before every rank
+//     wrote; a few seconds at most);
 //   - ends the job itself, naming rank 0, when the hub's connection closes (rank
 //     0 died) or the hub does not answer a report (rank 0 is stopped);
 //   - polls every watched group's transport for an asynchronous error (NCCL)
@@ -44,6 +46,11 @@ class Watchdog {
   // This rank is ending the run with an error (MPI_Abort follows): the hub
   // reports `message` as the cause instead of an unexplained death.
   void report_error(const std::string& message);
+  // This rank stops out of step with the others (a Python program's uncaught
+  // exception or Ctrl-C): the hub ends the job in order, every rank writing
+  // its flight recorder first, and this watchdog then exits the process. The
+  // caller waits; it is its own fallback (MPI_Abort) if no hub answers.
+  void request_stop(const std::string& message);
   // The run ends normally: says goodbye; rank 0 first waits for every rank's.
   void stop();
   // This watchdog is ending the process (it has aborted the transports, which
@@ -59,7 +66,9 @@ class Watchdog {
   std::string heartbeat(const char* type, const OpRecord* late) const;
   // A transport's asynchronous error (NCCL), "" when none.
   std::string transport_error() const;
-  [[noreturn]] void end(const std::string& summary);
+  // `ordered`: the hub's order (it waits for this rank's flight recorder and
+  // then lets go); otherwise this rank ends the job on its own.
+  [[noreturn]] void end(const std::string& summary, bool ordered = false);
   // After the abort: up to `seconds` for the calls pending on an abortable
   // transport (a collective plugin's groups) to return, so that a thread
   // leaves the plugin before the process goes. MPI's calls are not waited for.

@@ -156,6 +156,14 @@ void WatchdogHub::on_line(Client& c, const std::string& line) {
                                watchdog_silence(timeout_s_)));
   } else if (type == "error") {
     c.error = message.value("message", "");
+  } else if (type == "stop" && c.view.rank >= 0) {
+    FaultReport report;
+    report.culprits = {c.view.rank};
+    report.summary = "rank " + std::to_string(c.view.rank);
+    report.summary += " stopped out of step with the others: ";
+    report.summary += message.value("message", "");
+    report.lines = {"watchdog: " + report.summary};
+    end_job(report);
   } else if (type == "bye") {
     c.view.finished = true;
   }
@@ -190,18 +198,24 @@ void WatchdogHub::end_job(const FaultReport& report) {
   const json abort = {{"t", "abort"}, {"summary", report.summary}, {"culprits", report.culprits}};
   for (Client& c : clients_)
     if (c.socket) c.socket->send_line(abort.dump());
-  // Every rank (this one's own watchdog included) writes its flight recorder
-  // and exits; give them a moment before this process goes.
+  // Every rank (this one's own watchdog included) writes its flight recorder,
+  // says so and waits for this process to go: none exits first, which would
+  // make the launcher kill a rank still writing.
   const double deadline = now() + 3.0;
   while (now() < deadline) {
-    bool open = false;
+    bool waiting = false;
     for (Client& c : clients_) {
-      if (!c.socket) continue;
-      std::vector<std::string> ignored;
-      if (c.socket->read_available(ignored)) open = true;
-      else c.socket.reset();
+      if (!c.socket || c.wrote) continue;
+      std::vector<std::string> lines;
+      const bool open = c.socket->read_available(lines);
+      for (const std::string& line : lines) {
+        const json message = json::parse(line, nullptr, /*allow_exceptions=*/false);
+        c.wrote = c.wrote || (message.is_object() && message.value("t", "") == "written");
+      }
+      if (!open) c.socket.reset();
+      waiting = waiting || (open && !c.wrote);
     }
-    if (!open) break;
+    if (!waiting) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   std::_Exit(kExitRankFault);

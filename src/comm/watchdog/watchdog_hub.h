@@ -4,9 +4,11 @@
 // operations). The hub ends the job, naming the rank at fault, when
 //   - a connection closes before its rank said goodbye (the rank died),
 //   - a rank sends no heartbeat for parallel.timeout_s (stopped or hung),
-//   - a rank reports an operation past its deadline (the hub finds who is behind).
+//   - a rank reports an operation past its deadline (the hub finds who is behind),
+//   - a rank asks to stop the run (Watchdog::request_stop).
 // It prints the diagnosis on rank 0, tells every rank to write its flight
-// recorder and exit, then exits with kExitRankFault.
+// recorder, waits (3 s at most) until each says it wrote or is gone, then
+// exits with kExitRankFault, which lets the others exit.
 #include <atomic>
 #include <functional>
 #include <map>
@@ -40,6 +42,7 @@ class WatchdogHub {
     RankView view;
     double last_heard = 0;
     std::string error;  // what the rank reported before ending with an error
+    bool wrote = false;  // wrote its flight recorder after the hub's abort
   };
   void loop();
   void on_line(Client& client, const std::string& line);
