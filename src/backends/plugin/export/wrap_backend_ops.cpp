@@ -96,16 +96,6 @@ Scalar convert(Scalar s) {
   return s;
 }
 
-const char* dtype_name(int32_t d) {
-  switch (d) {
-    case QJ_DTYPE_F32: return "f32";
-    case QJ_DTYPE_BF16: return "bf16";
-    case QJ_DTYPE_I32: return "int32";
-    case QJ_DTYPE_U16: return "u16";
-    default: return "an unknown dtype";
-  }
-}
-
 // A present tensor is int32 exactly where the op list says I: the list, from
 // which the host's coverage check asks op_supported() its dtypes, is checked
 // against every call the host makes (copy alone takes any same-dtype pair).
@@ -117,7 +107,7 @@ void check_int32_tensors(const typename OpInfo<Op>::Args& args) {
     const bool int32 = t.dtype == QJ_DTYPE_I32;
     if (!t.data || int32 == type.int32 || (Op == QJ_OP_copy && !type.int32)) return;
     throw StatusError{QJ_ERR_INVALID_ARGUMENT,
-                      std::string("tensor '") + type.name + "' is " + dtype_name(t.dtype) +
+                      std::string("tensor '") + type.name + "' is " + dtype_name(convert(t).dtype) +
                           "; the op list (QJ_DEVICE_OPS_TYPED) makes it " +
                           (type.int32 ? "int32" : "floating point")};
   };
